@@ -1,0 +1,231 @@
+//! A lock-step client's side of one connection (SPEC.md section 6).
+//!
+//! The driver asks [`ClientSession::poll_transmit`] what to send, sends it, and hands every byte
+//! it reads to [`ClientSession::on_bytes`]; the session says when a reply is wrong, and only
+//! offers the next `ping` once the previous `pong` is complete (SPEC: CLT-LOCKSTEP-1).
+
+use std::fmt;
+
+use super::{quoted, END, PING, PONG};
+
+/// Up to four received bytes, kept inline for error messages without allocating.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReplyBytes {
+    bytes: [u8; 4],
+    len: u8,
+}
+
+impl ReplyBytes {
+    fn push(&mut self, byte: u8) {
+        if usize::from(self.len) < self.bytes.len() {
+            self.bytes[usize::from(self.len)] = byte;
+            self.len += 1;
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl fmt::Debug for ReplyBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&quoted(self.as_bytes()))
+    }
+}
+
+impl fmt::Display for ReplyBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&quoted(self.as_bytes()))
+    }
+}
+
+/// Ways a server's replies break the protocol, as the client sees them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    /// SPEC: CLT-REPLY-2 — `received` ends with the first byte that does not continue `pong`.
+    #[error("round {round}: expected \"pong\", received {received}")]
+    UnexpectedReply { round: u64, received: ReplyBytes },
+    /// SPEC: CLT-EOF-1
+    #[error("round {round}: server closed the connection after {} of 4 reply bytes ({received})", received.as_bytes().len())]
+    ClosedEarly { round: u64, received: ReplyBytes },
+    /// The server sent bytes nobody asked for (a second reply to one ping, or bytes after
+    /// `end` was due); `received` holds the first of them.
+    #[error("after round {round}: received {received} although no reply was owed")]
+    Unsolicited { round: u64, received: ReplyBytes },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    SendPing,
+    /// This many bytes of the reply `pong` have arrived (0..=3).
+    AwaitPong(u8),
+    SendEnd,
+    Finished,
+    Failed(ProtocolError),
+}
+
+/// The state of one lock-step client connection.
+#[derive(Clone, Debug)]
+pub struct ClientSession {
+    rounds: u64,
+    completed: u64,
+    state: State,
+}
+
+impl ClientSession {
+    /// A session that performs `rounds` rounds and then sends `end` (SPEC: CLT-END-1).
+    pub fn new(rounds: u64) -> Self {
+        let state = if rounds == 0 { State::SendEnd } else { State::SendPing };
+        ClientSession { rounds, completed: 0, state }
+    }
+
+    /// The bytes to send now, if any. `None` means: wait for the reply (or the session is over).
+    pub fn poll_transmit(&mut self) -> Option<&'static [u8]> {
+        match self.state {
+            State::SendPing => {
+                self.state = State::AwaitPong(0);
+                Some(PING)
+            }
+            State::SendEnd => {
+                self.state = State::Finished;
+                Some(END)
+            }
+            State::AwaitPong(_) | State::Finished | State::Failed(_) => None,
+        }
+    }
+
+    /// Whether the session waits for reply bytes.
+    pub fn wants_read(&self) -> bool {
+        matches!(self.state, State::AwaitPong(_))
+    }
+
+    /// Takes bytes read from the server. After an error the session sends nothing more.
+    pub fn on_bytes(&mut self, bytes: &[u8]) -> Result<(), ProtocolError> {
+        for (index, &byte) in bytes.iter().enumerate() {
+            // SPEC: CLT-REPLY-1 — the reply is matched byte by byte, however it was split.
+            let State::AwaitPong(got) = self.state else {
+                let mut received = ReplyBytes::default();
+                bytes[index..].iter().take(4).for_each(|&b| received.push(b));
+                return self.fail(ProtocolError::Unsolicited { round: self.completed, received });
+            };
+            if byte != PONG[usize::from(got)] {
+                let mut received = ReplyBytes::default();
+                PONG[..usize::from(got)].iter().chain([&byte]).for_each(|&b| received.push(b));
+                return self.fail(ProtocolError::UnexpectedReply { round: self.completed + 1, received });
+            }
+            self.state = if usize::from(got) + 1 < PONG.len() {
+                State::AwaitPong(got + 1)
+            } else {
+                self.completed += 1;
+                if self.completed == self.rounds {
+                    State::SendEnd
+                } else {
+                    State::SendPing
+                }
+            };
+        }
+        Ok(())
+    }
+
+    /// Takes the server closing the connection.
+    pub fn on_eof(&mut self) -> Result<(), ProtocolError> {
+        match self.state {
+            State::AwaitPong(got) => {
+                let mut received = ReplyBytes::default();
+                PONG[..usize::from(got)].iter().for_each(|&b| received.push(b));
+                self.fail(ProtocolError::ClosedEarly { round: self.completed + 1, received })
+            }
+            State::Failed(error) => Err(error),
+            _ => Ok(()),
+        }
+    }
+
+    fn fail(&mut self, error: ProtocolError) -> Result<(), ProtocolError> {
+        self.state = State::Failed(error);
+        Err(error)
+    }
+
+    /// Rounds completed so far.
+    pub fn completed_rounds(&self) -> u64 {
+        self.completed
+    }
+
+    /// Whether every round completed and `end` has been handed out (SPEC: CLT-EXIT-1).
+    pub fn is_finished(&self) -> bool {
+        self.state == State::Finished
+    }
+
+    /// The error that stopped the session, if one did.
+    pub fn error(&self) -> Option<ProtocolError> {
+        match self.state {
+            State::Failed(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drive(rounds: u64, server_bytes: &[&[u8]]) -> (Vec<u8>, Result<(), ProtocolError>) {
+        let mut session = ClientSession::new(rounds);
+        let mut sent = Vec::new();
+        let mut pieces = server_bytes.iter();
+        loop {
+            while let Some(bytes) = session.poll_transmit() {
+                sent.extend_from_slice(bytes);
+            }
+            if !session.wants_read() {
+                return (sent, Ok(()));
+            }
+            let result = match pieces.next() {
+                Some(piece) => session.on_bytes(piece),
+                None => session.on_eof(),
+            };
+            if result.is_err() {
+                return (sent, result);
+            }
+        }
+    }
+
+    // SPEC: CLT-LOCKSTEP-1, CLT-REPLY-1, CLT-END-1
+    #[test]
+    fn split_replies_complete_rounds_in_lock_step() {
+        let (sent, result) = drive(2, &[b"po", b"n", b"g", b"pong"]);
+        assert_eq!(result, Ok(()));
+        assert_eq!(sent, b"pingpingend");
+    }
+
+    // SPEC: CLT-REPLY-2 — stops at the first wrong byte, sends nothing more (no `end`).
+    #[test]
+    fn wrong_reply_stops_without_end() {
+        let (sent, result) = drive(3, &[b"pong", b"pox"]);
+        assert_eq!(sent, b"pingping");
+        let error = result.unwrap_err();
+        assert_eq!(error.to_string(), "round 2: expected \"pong\", received \"pox\"");
+    }
+
+    // SPEC: CLT-EOF-1
+    #[test]
+    fn early_close_says_how_much_arrived() {
+        let (_, result) = drive(1, &[b"po"]);
+        assert_eq!(
+            result.unwrap_err().to_string(),
+            "round 1: server closed the connection after 2 of 4 reply bytes (\"po\")"
+        );
+    }
+
+    #[test]
+    fn a_second_reply_is_unsolicited() {
+        let (sent, result) = drive(2, &[b"pongpong"]);
+        assert_eq!(sent, b"ping");
+        assert!(matches!(result, Err(ProtocolError::Unsolicited { round: 1, .. })));
+    }
+
+    #[test]
+    fn zero_rounds_sends_only_end() {
+        assert_eq!(drive(0, &[]), (b"end".to_vec(), Ok(())));
+    }
+}

@@ -1,0 +1,33 @@
+//! The protocol as pure state machines: bytes in, "what to do next" out.
+//!
+//! Nothing here touches a socket, a thread or a clock, and nothing allocates on the per-byte
+//! path, so the same code is driven by the blocking [`crate::server`] and [`crate::client`],
+//! by the conformance gate, by property tests and by the fuzzers.
+//!
+//! - [`decoder`]: the client-to-server grammar (SPEC.md section 4).
+//! - [`server`]: what a server owes for what it received (SPEC.md section 5).
+//! - [`client`]: a lock-step client's rounds and reply checking (SPEC.md section 6).
+
+pub mod client;
+pub mod decoder;
+pub mod server;
+
+pub use client::{ClientSession, ProtocolError, ReplyBytes};
+pub use decoder::{Decoded, Decoder, Event, Expected, InvalidByte, Status};
+pub use server::{pong_chunks, Ending, Reply, ServerSession};
+
+// SPEC: WIRE-GRAMMAR-1 — the only three tokens; the server sends nothing but PONG and the
+// client nothing but PING and END.
+
+/// The client's request token.
+pub const PING: &[u8; 4] = b"ping";
+/// The client's final token.
+pub const END: &[u8; 3] = b"end";
+/// The server's reply token.
+pub const PONG: &[u8; 4] = b"pong";
+
+/// Formats bytes as a double-quoted string with Rust-style escapes (`"pi\xff"`), the notation
+/// SPEC.md uses, so that every message shows non-printable bytes unambiguously.
+pub fn quoted(bytes: &[u8]) -> String {
+    format!("\"{}\"", bytes.escape_ascii())
+}

@@ -1,0 +1,140 @@
+//! A server's side of one connection (SPEC.md section 5): what it owes for the bytes received.
+//!
+//! The session turns bytes and end-of-file into a [`Reply`]: how many `pong`s to send now and
+//! whether to close afterwards. The driver sends those pongs in one write per batch
+//! ([`pong_chunks`]), so a pipelining client is answered at memory speed (SPEC: SRV-PONG-4).
+
+use super::decoder::{Decoder, InvalidByte, Status};
+use super::PONG;
+
+/// How a connection ended, as far as the protocol is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// The client sent `end` (SPEC: SRV-END-1).
+    End,
+    /// The client sent an invalid byte (SPEC: SRV-INVALID-1).
+    Invalid(InvalidByte),
+    /// The client's stream ended before `end` (SPEC: SRV-EOF-1); `mid_token` when it stopped
+    /// inside a token, which gets no reply.
+    Eof { mid_token: bool },
+}
+
+impl Ending {
+    /// Whether SPEC.md counts this as an orderly end (only `end` is; SPEC: SRV-EOF-2).
+    pub fn is_orderly(&self) -> bool {
+        matches!(self, Ending::End)
+    }
+}
+
+/// What the driver does next: send `pongs` pongs, then close if `close` is set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub pongs: usize,
+    pub close: Option<Ending>,
+}
+
+/// The server's state for one connection.
+#[derive(Clone, Debug, Default)]
+pub struct ServerSession {
+    decoder: Decoder,
+    ending: Option<Ending>,
+}
+
+impl ServerSession {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes bytes received from the client.
+    pub fn on_bytes(&mut self, bytes: &[u8]) -> Reply {
+        if let Some(ending) = self.ending {
+            // SPEC: SRV-END-2 — nothing after the end is ever answered.
+            return Reply { pongs: 0, close: Some(ending) };
+        }
+        let decoded = self.decoder.decode(bytes);
+        // SPEC: SRV-PONG-1, SRV-PONG-2, SRV-INVALID-1 — one pong per complete ping (a partial one
+        // is not counted by the decoder), and the pongs owed before `end` or an invalid byte are
+        // sent before closing.
+        let close = match decoded.status {
+            Status::NeedMore => None,
+            Status::End => Some(Ending::End),
+            Status::Invalid(invalid) => Some(Ending::Invalid(invalid)),
+        };
+        self.ending = close;
+        Reply { pongs: decoded.pings, close }
+    }
+
+    /// Takes the end of the client's stream.
+    pub fn on_eof(&mut self) -> Reply {
+        // SPEC: SRV-EOF-1 — a partial token at EOF gets no reply, and the connection closes.
+        let ending = *self.ending.get_or_insert(Ending::Eof { mid_token: self.decoder.is_mid_token() });
+        Reply { pongs: 0, close: Some(ending) }
+    }
+
+    /// How the connection ended, once it has.
+    pub fn ending(&self) -> Option<Ending> {
+        self.ending
+    }
+}
+
+const PONGS_PER_BLOCK: usize = 1024;
+
+/// 4 KiB of `pong`s, the unit of one write.
+static PONG_BLOCK: [u8; PONG.len() * PONGS_PER_BLOCK] = {
+    let mut block = [0u8; PONG.len() * PONGS_PER_BLOCK];
+    let mut i = 0;
+    while i < block.len() {
+        block[i] = PONG[i % PONG.len()];
+        i += 1;
+    }
+    block
+};
+
+/// The bytes of `count` pongs as slices of a static block: no allocation, one write per 1024
+/// pongs.
+pub fn pong_chunks(count: usize) -> impl Iterator<Item = &'static [u8]> {
+    let full = count / PONGS_PER_BLOCK;
+    let rest = count % PONGS_PER_BLOCK;
+    std::iter::repeat_n(&PONG_BLOCK[..], full).chain((rest > 0).then(|| &PONG_BLOCK[..rest * PONG.len()]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pong_chunks_hold_exactly_count_pongs() {
+        for count in [0, 1, 2, 1023, 1024, 1025, 5000] {
+            let bytes: Vec<u8> = pong_chunks(count).flatten().copied().collect();
+            assert_eq!(bytes, PONG.repeat(count), "count {count}");
+        }
+    }
+
+    // SPEC: SRV-INVALID-1 — pings before the invalid byte are answered, then close.
+    #[test]
+    fn invalid_byte_answers_owed_pings_then_closes() {
+        let mut session = ServerSession::new();
+        let reply = session.on_bytes(b"pingpingPING");
+        assert_eq!(reply.pongs, 2);
+        assert!(matches!(reply.close, Some(Ending::Invalid(i)) if i.offset == 8));
+    }
+
+    // SPEC: SRV-END-2
+    #[test]
+    fn nothing_is_answered_after_end() {
+        let mut session = ServerSession::new();
+        assert_eq!(session.on_bytes(b"pingend"), Reply { pongs: 1, close: Some(Ending::End) });
+        assert_eq!(session.on_bytes(b"pingping"), Reply { pongs: 0, close: Some(Ending::End) });
+        assert_eq!(session.on_eof(), Reply { pongs: 0, close: Some(Ending::End) });
+    }
+
+    // SPEC: SRV-EOF-1, SRV-EOF-2
+    #[test]
+    fn eof_mid_token_is_an_abnormal_end_without_reply() {
+        let mut session = ServerSession::new();
+        assert_eq!(session.on_bytes(b"pingpi").pongs, 1);
+        let reply = session.on_eof();
+        assert_eq!(reply, Reply { pongs: 0, close: Some(Ending::Eof { mid_token: true }) });
+        assert!(!reply.close.unwrap().is_orderly());
+    }
+}

@@ -1,0 +1,361 @@
+//! The blocking reference server (SPEC.md sections 5 and 7): one thread per connection around
+//! [`ServerSession`], an accept loop that sleeps in `poll` until a client or a shutdown arrives.
+//!
+//! Per message it does one `read` into a reused 4 KiB stack buffer and one `write` per batch of
+//! owed pongs; it neither allocates nor logs unless `log_messages` is set.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rustix::event::{poll, PollFd, PollFlags};
+
+use crate::proto::{pong_chunks, Ending, ServerSession};
+use crate::socket_path::{self, BindError, Removal, SocketFile};
+
+/// How to run a server.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub socket: PathBuf,
+    /// Mode of the socket file, applied without a window (SPEC: LIFE-PERM-1, LIFE-PERM-2).
+    pub mode: u32,
+    /// Connections served at once; further clients wait in the listen backlog until one ends.
+    pub max_connections: usize,
+    /// Print the seed's per-message lines (`Server: Received ping`, ...) on stdout.
+    pub log_messages: bool,
+}
+
+impl ServerConfig {
+    pub fn new(socket: impl Into<PathBuf>) -> Self {
+        ServerConfig { socket: socket.into(), mode: 0o600, max_connections: 1024, log_messages: false }
+    }
+}
+
+/// Connection counts, by how each connection ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub accepted: u64,
+    pub ended_by_end: u64,
+    pub ended_by_invalid: u64,
+    /// EOF before `end` (SPEC: SRV-EOF-2): an abnormal end.
+    pub ended_by_eof: u64,
+    /// A read or write failed (reset, broken pipe, shutdown).
+    pub ended_by_io_error: u64,
+    /// Where the socket file stood after shutdown.
+    pub socket_file: Option<Removal>,
+}
+
+/// Live connection counts of a running server, readable from any thread.
+#[derive(Clone)]
+pub struct StatsHandle(Arc<Counters>);
+
+impl StatsHandle {
+    /// The counts now (`socket_file` is `None` while the server runs).
+    pub fn snapshot(&self) -> Stats {
+        let c = &self.0;
+        Stats {
+            accepted: c.accepted.load(Ordering::SeqCst),
+            ended_by_end: c.ended_by_end.load(Ordering::SeqCst),
+            ended_by_invalid: c.ended_by_invalid.load(Ordering::SeqCst),
+            ended_by_eof: c.ended_by_eof.load(Ordering::SeqCst),
+            ended_by_io_error: c.ended_by_io_error.load(Ordering::SeqCst),
+            socket_file: None,
+        }
+    }
+}
+
+impl Stats {
+    /// Connections that have ended, however.
+    pub fn ended(&self) -> u64 {
+        self.ended_by_end + self.ended_by_invalid + self.ended_by_eof + self.ended_by_io_error
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    accepted: AtomicU64,
+    ended_by_end: AtomicU64,
+    ended_by_invalid: AtomicU64,
+    ended_by_eof: AtomicU64,
+    ended_by_io_error: AtomicU64,
+}
+
+/// Stops a running server from any thread (or from a signal handler, see
+/// [`Server::stop_on_signals`]).
+#[derive(Clone)]
+pub struct ShutdownHandle(Arc<Wake>);
+
+struct Wake {
+    stop: Arc<AtomicBool>,
+    /// Writing a byte here wakes the accept loop's `poll`.
+    sender: UnixStream,
+}
+
+impl Wake {
+    fn nudge(&self) {
+        // A full buffer already holds a wake-up, so a failed write loses nothing.
+        let _ = (&self.sender).write(&[1]);
+    }
+}
+
+impl ShutdownHandle {
+    /// Asks the server to stop: it stops accepting, closes its connections, removes its socket
+    /// file if it is still its own, and [`Server::run`] returns.
+    pub fn shutdown(&self) {
+        self.0.stop.store(true, Ordering::SeqCst);
+        self.0.nudge();
+    }
+}
+
+/// A bound server, ready to [`run`](Server::run).
+pub struct Server {
+    listener: UnixListener,
+    socket_file: SocketFile,
+    config: ServerConfig,
+    wake: Arc<Wake>,
+    wake_receiver: UnixStream,
+    counters: Arc<Counters>,
+}
+
+impl Server {
+    /// Prepares the path and binds (SPEC.md section 7.1): refuses a live server, anything that
+    /// is not a socket, and races; removes only a stale socket.
+    pub fn bind(config: ServerConfig) -> Result<Server, BindError> {
+        let (listener, socket_file) = socket_path::bind(&config.socket, config.mode)?;
+        let wake_error = |source| BindError::Bind { path: config.socket.clone(), source };
+        let (sender, wake_receiver) = UnixStream::pair().map_err(wake_error)?;
+        for end in [&sender, &wake_receiver] {
+            end.set_nonblocking(true).map_err(wake_error)?;
+        }
+        listener.set_nonblocking(true).map_err(wake_error)?;
+        let wake = Arc::new(Wake { stop: Arc::new(AtomicBool::new(false)), sender });
+        Ok(Server { listener, socket_file, config, wake, wake_receiver, counters: Arc::default() })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.socket_file.path()
+    }
+
+    pub fn stats(&self) -> StatsHandle {
+        StatsHandle(Arc::clone(&self.counters))
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(Arc::clone(&self.wake))
+    }
+
+    /// Makes SIGINT and SIGTERM shut the server down (SPEC: LIFE-SHUT-1).
+    pub fn stop_on_signals(&self) -> io::Result<()> {
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register(signal, Arc::clone(&self.wake.stop))?;
+            signal_hook::low_level::pipe::register(signal, self.wake.sender.try_clone()?)?;
+        }
+        Ok(())
+    }
+
+    /// Serves until shut down, then closes every connection and removes the socket file if it
+    /// is still ours. Returns the connection counts.
+    pub fn run(mut self) -> io::Result<Stats> {
+        let connections = Arc::new(Connections::default());
+        let counters = Arc::clone(&self.counters);
+        let mut backoff_until: Option<Instant> = None;
+        while !self.wake.stop.load(Ordering::SeqCst) {
+            let has_room = connections.open() < self.config.max_connections;
+            let accepting = has_room && backoff_until.is_none_or(|until| Instant::now() >= until);
+            let mut fds = [PollFd::new(&self.wake_receiver, PollFlags::IN), PollFd::new(&self.listener, PollFlags::IN)];
+            let watched = if accepting { &mut fds[..] } else { &mut fds[..1] };
+            // While backing off from descriptor exhaustion, wake up when it is over.
+            let timeout = backoff_until.map(|until| {
+                rustix::event::Timespec::try_from(until.saturating_duration_since(Instant::now())).unwrap_or_default()
+            });
+            match poll(watched, timeout.as_ref()) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(errno) => return Err(errno.into()),
+            }
+            drain(&self.wake_receiver);
+            backoff_until = None;
+            if accepting {
+                backoff_until = self.accept_ready(&connections, &counters);
+            }
+        }
+        drop(self.listener);
+        let removal = self.socket_file.remove_if_ours();
+        // SPEC: LIFE-SHUT-1 — connections are closed, not abandoned.
+        connections.close_all(Duration::from_secs(5));
+        Ok(Stats { socket_file: Some(removal?), ..StatsHandle(counters).snapshot() })
+    }
+
+    /// Accepts every waiting client there is room for. Returns a back-off deadline when the
+    /// process is out of descriptors or memory, so the loop neither crashes nor spins.
+    fn accept_ready(&self, connections: &Arc<Connections>, counters: &Arc<Counters>) -> Option<Instant> {
+        while connections.open() < self.config.max_connections {
+            let stream = match self.listener.accept() {
+                Ok((stream, _)) => stream,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_resource_exhaustion(&e) => return Some(Instant::now() + Duration::from_millis(50)),
+                // Errors of one pending connection (ECONNABORTED, EPROTO) concern only it.
+                Err(_) => continue,
+            };
+            counters.accepted.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = self.spawn_connection(stream, connections, counters) {
+                counters.ended_by_io_error.fetch_add(1, Ordering::Relaxed);
+                if is_resource_exhaustion(&e) {
+                    return Some(Instant::now() + Duration::from_millis(50));
+                }
+            }
+        }
+        None
+    }
+
+    fn spawn_connection(
+        &self,
+        stream: UnixStream,
+        connections: &Arc<Connections>,
+        counters: &Arc<Counters>,
+    ) -> io::Result<()> {
+        // The accepted socket inherits nothing from the non-blocking listener on Linux, but make
+        // it explicit: the connection thread does blocking IO.
+        stream.set_nonblocking(false)?;
+        let id = connections.insert(stream.try_clone()?);
+        let (table, counters, wake) = (Arc::clone(connections), Arc::clone(counters), Arc::clone(&self.wake));
+        let log = self.config.log_messages;
+        // SPEC: SRV-CONC-1, SRV-CONC-2 — a thread per connection, so a connection that blocks in
+        // read or write blocks only its own thread.
+        let spawned = thread::Builder::new().name("udsping-conn".into()).stack_size(64 * 1024).spawn(move || {
+            let counter = match serve_connection(stream, log) {
+                Ok(Ending::End) => &counters.ended_by_end,
+                Ok(Ending::Invalid(_)) => &counters.ended_by_invalid,
+                Ok(Ending::Eof { .. }) => &counters.ended_by_eof,
+                Err(_) => &counters.ended_by_io_error,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            table.remove(id);
+            // A slot is free: the accept loop may be waiting for one.
+            wake.nudge();
+        });
+        spawned.map(drop).inspect_err(|_| connections.remove(id))
+    }
+}
+
+fn is_resource_exhaustion(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error().map(rustix::io::Errno::from_raw_os_error),
+        Some(
+            rustix::io::Errno::MFILE
+                | rustix::io::Errno::NFILE
+                | rustix::io::Errno::NOBUFS
+                | rustix::io::Errno::NOMEM
+                | rustix::io::Errno::AGAIN
+        )
+    )
+}
+
+fn drain(receiver: &UnixStream) {
+    let mut sink = [0u8; 64];
+    while matches!((&*receiver).read(&mut sink), Ok(n) if n > 0) {}
+}
+
+/// Serves one connection to its end: the driver around [`ServerSession`]. Every failure here,
+/// from the peer or from IO, ends this connection's thread and nothing else (SPEC: SRV-INVALID-2, SRV-ISOLATE-1).
+fn serve_connection(mut stream: UnixStream, log: bool) -> io::Result<Ending> {
+    let mut session = ServerSession::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        let reply = match stream.read(&mut buffer) {
+            Ok(0) => session.on_eof(),
+            Ok(n) => session.on_bytes(&buffer[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        // SPEC: SRV-PONG-3 — answered as soon as the read that completed the pings returns.
+        for chunk in pong_chunks(reply.pongs) {
+            stream.write_all(chunk)?;
+        }
+        if log {
+            log_reply(reply.pongs, reply.close);
+        }
+        if let Some(ending) = reply.close {
+            return Ok(ending);
+        }
+    }
+}
+
+/// The seed's log lines, for `--log-messages`.
+fn log_reply(pongs: usize, close: Option<Ending>) {
+    let mut out = io::stdout().lock();
+    for _ in 0..pongs {
+        let _ = writeln!(out, "Server: Received ping\nServer: Sent pong");
+    }
+    let _ = match close {
+        None => Ok(()),
+        Some(Ending::End) => writeln!(out, "Server: Connection shutting down"),
+        Some(Ending::Invalid(invalid)) => writeln!(out, "Server Error: {invalid}, shutting down connection"),
+        Some(Ending::Eof { mid_token }) => {
+            writeln!(
+                out,
+                "Server Error: client closed before \"end\"{}",
+                if mid_token { " in the middle of a token" } else { "" }
+            )
+        }
+    };
+}
+
+/// The open connections, so that shutdown can close them and wait for their threads.
+#[derive(Default)]
+struct Connections {
+    state: Mutex<ConnectionTable>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct ConnectionTable {
+    next_id: u64,
+    open: HashMap<u64, UnixStream>,
+}
+
+impl Connections {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ConnectionTable> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn open(&self) -> usize {
+        self.lock().open.len()
+    }
+
+    fn insert(&self, stream: UnixStream) -> u64 {
+        let mut table = self.lock();
+        let id = table.next_id;
+        table.next_id += 1;
+        table.open.insert(id, stream);
+        id
+    }
+
+    fn remove(&self, id: u64) {
+        self.lock().open.remove(&id);
+        self.changed.notify_all();
+    }
+
+    /// Shuts every connection down (its thread's blocking read returns) and waits, up to
+    /// `limit`, for the threads to finish.
+    fn close_all(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let mut table = self.lock();
+        for stream in table.open.values() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        while !table.open.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            table = self.changed.wait_timeout(table, left).unwrap_or_else(|poisoned| poisoned.into_inner()).0;
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! The command line, black-box: exit statuses, one-line errors, `serve` + `ping` as separate
+//! processes, signals.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::thread;
+
+use assert_cmd::cargo::CommandCargoExt;
+use assert_cmd::Command as TestCommand;
+use common::*;
+use predicates::prelude::*;
+use rstest::rstest;
+
+fn udsping() -> TestCommand {
+    TestCommand::cargo_bin("udsping").unwrap()
+}
+
+/// Starts `udsping serve` on `path` and waits until it accepts.
+fn spawn_server(path: &Path, extra: &[&str]) -> ChildGuard {
+    let child = Command::cargo_bin("udsping")
+        .unwrap()
+        .arg("serve")
+        .arg("--socket")
+        .arg(path)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let guard = ChildGuard::new(child);
+    wait_for_listener(path);
+    guard
+}
+
+/// One line on stderr, prefixed, no backtrace.
+fn one_error_line(containing: &str) -> impl Predicate<str> {
+    predicate::str::starts_with("udsping: ")
+        .and(predicate::str::contains(containing.to_owned()))
+        .and(predicate::function(|s: &str| s.lines().count() == 1))
+        .and(predicate::str::contains("panicked").not())
+}
+
+#[rstest]
+#[case(&["--help"])]
+#[case(&["serve", "--help"])]
+#[case(&["ping", "--help"])]
+#[case(&["demo", "--help"])]
+fn help_exits_zero(#[case] args: &[&str]) {
+    udsping().args(args).assert().success().stdout(predicate::str::contains("Usage"));
+}
+
+#[test]
+fn serve_help_lists_defaults() {
+    udsping()
+        .args(["serve", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("[default: udsocket]").and(predicate::str::contains("[default: 0600]")));
+}
+
+#[rstest]
+#[case(&["ping", "--rounds", "many"])]
+#[case(&["serve", "--mode", "999"])]
+#[case(&["serve", "--max-connections", "0"])]
+#[case(&["no-such-command"])]
+#[case(&[])]
+fn usage_errors_exit_2(#[case] args: &[&str]) {
+    udsping().args(args).assert().code(2);
+}
+
+// SPEC: CLT-CONNECT-1, TRN-PATH-1 — the default path is ./udsocket; nothing there is exit 1.
+#[test]
+fn ping_without_server_fails_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    udsping().current_dir(dir.path()).arg("ping").assert().code(1).stderr(one_error_line("cannot connect to udsocket"));
+}
+
+// SPEC: TRN-PATH-2
+#[test]
+fn too_long_path_is_refused_by_both_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = dir.path().join("x".repeat(120));
+    for command in ["serve", "ping"] {
+        udsping().arg(command).arg("--socket").arg(&long).assert().code(1).stderr(one_error_line("never truncated"));
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+// SPEC: LIFE-BIND-1, CLT-END-1, CLT-EXIT-1, TRN-PATH-1 — two processes, default path.
+#[test]
+fn serve_and_ping_interoperate_with_the_default_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::cargo_bin("udsping").unwrap().arg("serve").current_dir(dir.path()).spawn().unwrap();
+    let _server = ChildGuard::new(child);
+    wait_for_listener(&dir.path().join("udsocket"));
+    udsping()
+        .current_dir(dir.path())
+        .args(["ping", "--rounds", "250"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("ok: 250 rounds"));
+}
+
+// SPEC: CLT-ROUNDS-1 — 100 rounds by default, and the seed's log lines on request.
+#[test]
+fn ping_defaults_to_100_rounds_and_logs_like_the_seed() {
+    let server = TestServer::start();
+    let output = udsping().args(["ping", "--log-messages", "--socket"]).arg(&server.path).output().unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(stdout.matches("Client: Sent ping").count(), 100);
+    assert_eq!(stdout.matches("Client: Received pong").count(), 100);
+    assert!(stdout.contains("ok: 100 rounds"));
+}
+
+// SPEC: LIFE-SHUT-1 — SIGTERM and SIGINT: exit 0, file removed, open connections closed.
+#[rstest]
+#[case(signal_hook::consts::SIGTERM)]
+#[case(signal_hook::consts::SIGINT)]
+fn signal_stops_the_server_and_removes_its_file(#[case] signal: i32) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("udsocket");
+    let mut server = spawn_server(&path, &[]);
+    let mut idle = connect(&path);
+    server.signal(signal);
+    assert!(server.wait_exit(DEADLINE).success());
+    assert!(!path.exists(), "the socket file must be removed");
+    assert!(read_to_close(&mut idle, DEADLINE).closed);
+}
+
+// SPEC: LIFE-SHUT-2 — a file that replaced the socket survives the server's shutdown.
+#[test]
+fn shutdown_leaves_a_replaced_file_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("udsocket");
+    let mut server = spawn_server(&path, &[]);
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&path, b"mine").unwrap();
+    server.signal(signal_hook::consts::SIGTERM);
+    assert!(server.wait_exit(DEADLINE).success());
+    assert_eq!(std::fs::read(&path).unwrap(), b"mine");
+    let mut stderr = String::new();
+    server.0.as_mut().unwrap().stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(stderr.contains("left it alone"), "{stderr}");
+}
+
+// SPEC: LIFE-LIVE-1 — the second server exits 1 and the first keeps serving.
+#[test]
+fn second_server_refuses_a_live_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("udsocket");
+    let _first = spawn_server(&path, &[]);
+    udsping()
+        .arg("serve")
+        .arg("--socket")
+        .arg(&path)
+        .assert()
+        .code(1)
+        .stderr(one_error_line("another server is listening"));
+    udsping().arg("ping").arg("--socket").arg(&path).assert().success();
+}
+
+// SPEC: LIFE-FOREIGN-1 — through the CLI too: exit 1, file intact.
+#[test]
+fn serve_refuses_a_regular_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("udsocket");
+    std::fs::write(&path, b"precious").unwrap();
+    udsping().arg("serve").arg("--socket").arg(&path).assert().code(1).stderr(one_error_line("regular file"));
+    assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+}
+
+// SPEC: LIFE-STALE-1 — a socket file left by a killed server does not stop the next one.
+#[test]
+fn restart_after_kill_replaces_the_stale_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("udsocket");
+    drop(spawn_server(&path, &[])); // SIGKILL: the file stays behind
+    assert!(path.exists());
+    let _second = spawn_server(&path, &[]);
+    udsping().arg("ping").arg("--socket").arg(&path).assert().success();
+}
+
+// SPEC: LIFE-PERM-1, LIFE-PERM-2 — through the CLI.
+#[rstest]
+#[case(&[], 0o600)]
+#[case(&["--mode", "0660"], 0o660)]
+fn serve_creates_the_socket_with_its_mode(#[case] args: &[&str], #[case] mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("udsocket");
+    let _server = spawn_server(&path, args);
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, mode);
+}
+
+/// A scripted server that answers the first ping with `reply` and then closes.
+fn scripted_server(path: &Path, reply: &'static [u8]) -> thread::JoinHandle<Vec<u8>> {
+    let listener = UnixListener::bind(path).unwrap();
+    thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        let mut ping = [0u8; 4];
+        stream.read_exact(&mut ping).unwrap();
+        stream.write_all(reply).unwrap();
+        drop(stream.shutdown(std::net::Shutdown::Write));
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+        [&ping[..], &rest].concat()
+    })
+}
+
+// SPEC: CLT-REPLY-2, CLT-EOF-1, CLT-EXIT-1 — exit 1, one line saying what arrived, no `end`.
+#[rstest]
+#[case(b"pang", "expected \"pong\", received \"pa\"")]
+#[case(b"PONG", "expected \"pong\", received \"P\"")]
+#[case(b"po", "server closed the connection after 2 of 4 reply bytes (\"po\")")]
+#[case(b"", "server closed the connection after 0 of 4 reply bytes")]
+#[case(b"pongpong", "received \"pong\" although no reply was owed")]
+fn ping_reports_a_bad_server(#[case] reply: &'static [u8], #[case] message: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("udsocket");
+    let server = scripted_server(&path, reply);
+    udsping().arg("ping").arg("--socket").arg(&path).assert().code(1).stderr(one_error_line(message));
+    let sent = server.join().unwrap();
+    assert_eq!(sent, b"ping", "after a bad reply the client sends nothing more");
+}
+
+// The README's first command.
+#[test]
+fn demo_passes() {
+    udsping().arg("demo").assert().success().stdout(predicate::str::contains("verdict: PASS"));
+}

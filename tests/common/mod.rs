@@ -1,0 +1,228 @@
+//! Shared test support: servers and child processes that clean up after themselves, bounded
+//! waits, raw conversations over a socket, and a model of SPEC.md written independently of the
+//! decoder it checks.
+#![allow(dead_code)] // each test crate uses part of it
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use udsping::server::{Server, ServerConfig, ShutdownHandle, Stats, StatsHandle};
+
+/// Generous bound for anything a test waits for; only a broken implementation reaches it.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Polls `condition` until it holds or `limit` passes; returns whether it held.
+pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// A reference server on its own thread in its own temporary directory, stopped on drop.
+pub struct TestServer {
+    pub dir: tempfile::TempDir,
+    pub path: PathBuf,
+    stop: ShutdownHandle,
+    live: StatsHandle,
+    thread: Option<JoinHandle<io::Result<Stats>>>,
+}
+
+impl TestServer {
+    pub fn start() -> Self {
+        Self::start_with(|_| {})
+    }
+
+    pub fn start_with(configure: impl FnOnce(&mut ServerConfig)) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("udsocket");
+        let mut config = ServerConfig::new(&path);
+        configure(&mut config);
+        let server = Server::bind(config).expect("bind the reference server");
+        let (stop, live) = (server.shutdown_handle(), server.stats());
+        let thread = Some(thread::spawn(move || server.run()));
+        TestServer { dir, path, stop, live, thread }
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.live.snapshot()
+    }
+
+    /// Waits until every accepted connection has ended and `count` were accepted.
+    pub fn wait_for_ended(&self, count: u64) -> Stats {
+        let ok = wait_until(DEADLINE, || {
+            let s = self.stats();
+            s.accepted >= count && s.ended() == s.accepted
+        });
+        let stats = self.stats();
+        assert!(ok, "server did not account for {count} ended connections in time: {stats:?}");
+        stats
+    }
+
+    /// Stops the server and returns its final counts; the directory stays until the guard goes.
+    pub fn stop(&mut self) -> Stats {
+        self.stop.shutdown();
+        self.thread.take().expect("server already stopped").join().expect("server thread").expect("server run")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            self.stop.shutdown();
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A child process that is killed and reaped when the guard goes, even if the test failed.
+pub struct ChildGuard(pub Option<Child>);
+
+impl ChildGuard {
+    pub fn new(child: Child) -> Self {
+        ChildGuard(Some(child))
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.0.as_ref().unwrap().id() as i32
+    }
+
+    /// Waits (bounded) for the child to exit by itself and returns its status.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let child = self.0.as_mut().unwrap();
+        let mut status = None;
+        let exited = wait_until(limit, || {
+            status = child.try_wait().expect("try_wait");
+            status.is_some()
+        });
+        assert!(exited, "child {} did not exit within {limit:?}", child.id());
+        status.unwrap()
+    }
+
+    pub fn signal(&self, signal: i32) {
+        let pid = rustix::process::Pid::from_raw(self.pid()).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::from_named_raw(signal).unwrap()).unwrap();
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Waits until something accepts connections at `path`.
+pub fn wait_for_listener(path: &Path) {
+    assert!(wait_until(DEADLINE, || UnixStream::connect(path).is_ok()), "nothing listens at {}", path.display());
+}
+
+/// Connects with bounded reads and writes, so a broken server fails a test instead of hanging it.
+pub fn connect(path: &Path) -> UnixStream {
+    let stream = UnixStream::connect(path).expect("connect to the server");
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    stream.set_write_timeout(Some(DEADLINE)).unwrap();
+    stream
+}
+
+/// What a raw conversation saw.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Heard {
+    pub bytes: Vec<u8>,
+    /// The server closed the connection (EOF or reset after its last byte, SPEC: WIRE-CLOSE-1).
+    pub closed: bool,
+}
+
+/// Reads until the server closes or `limit` passes.
+pub fn read_to_close(stream: &mut UnixStream, limit: Duration) -> Heard {
+    let deadline = Instant::now() + limit;
+    let mut bytes = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Heard { bytes, closed: false };
+        }
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut buffer) {
+            Ok(0) => return Heard { bytes, closed: true },
+            Ok(n) => bytes.extend_from_slice(&buffer[..n]),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Heard { bytes, closed: true },
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                return Heard { bytes, closed: false }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("read failed: {e}"),
+        }
+    }
+}
+
+/// Reads exactly `n` bytes (or fewer if the server closes first), bounded by `DEADLINE`.
+pub fn read_exactly(stream: &mut UnixStream, n: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8; n];
+    let mut got = 0;
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    while got < n {
+        match stream.read(&mut bytes[got..]) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("read failed after {got} of {n} bytes: {e}"),
+        }
+    }
+    bytes.truncate(got);
+    bytes
+}
+
+/// Sends `pieces` one write each with `pause` between them, then half-closes (the server sees
+/// EOF) and reads everything until the server closes. Writes after the server closed fail
+/// and are not an error: the server may close as soon as it sees `end` or an invalid byte.
+pub fn converse(path: &Path, pieces: &[Vec<u8>], pause: Duration) -> Heard {
+    let mut stream = connect(path);
+    for (i, piece) in pieces.iter().enumerate() {
+        if i > 0 && !pause.is_zero() {
+            thread::sleep(pause); // only forces the split into separate reads
+        }
+        if stream.write_all(piece).is_err() {
+            break;
+        }
+    }
+    let _ = stream.shutdown(Shutdown::Write);
+    read_to_close(&mut stream, DEADLINE)
+}
+
+/// SPEC.md's server obligations for a whole client stream, derived directly from the grammar
+/// by matching tokens at the front of what remains (not with the decoder under test).
+/// Returns how many pongs are owed; the server closes in every case once the client's stream
+/// has ended (SRV-END-1, SRV-INVALID-1, SRV-EOF-1).
+pub fn model_pongs(stream: &[u8]) -> usize {
+    let mut rest = stream;
+    let mut pongs = 0;
+    while let Some(after) = rest.strip_prefix(b"ping") {
+        pongs += 1;
+        rest = after;
+    }
+    pongs
+}
+
+/// Whether SPEC.md makes the server close before the client's EOF: the leading pings are
+/// followed by `end` or by a byte that cannot continue the grammar.
+pub fn model_closes_before_eof(stream: &[u8]) -> bool {
+    let rest = &stream[4 * model_pongs(stream)..];
+    let could_continue = |token: &[u8]| token.starts_with(&rest[..rest.len().min(token.len())]);
+    rest.starts_with(b"end") || !(could_continue(b"ping") || could_continue(b"end"))
+}
