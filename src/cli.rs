@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::client::{self, ClientConfig};
-use crate::server::{Server, ServerConfig};
+use crate::server::{Server, ServerConfig, ShutdownHandle};
 use crate::socket_path::Removal;
 
 /// Success.
@@ -39,6 +39,68 @@ pub enum Command {
     Ping(PingArgs),
     /// Start a server in a temporary directory, run a client against it, print the verdict.
     Demo(DemoArgs),
+    /// Judge another implementation against SPEC.md (exit 0 conforming, 1 a MUST failed, 2 the
+    /// harness could not run).
+    Conform(ConformArgs),
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum RoleArg {
+    /// CMD is a server: the gate plays clients against it.
+    Server,
+    /// CMD is a client: the gate plays the server.
+    Client,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FormatArg {
+    Human,
+    Json,
+    Junit,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "CMD runs in a new empty directory per case; its socket is `udsocket` there. The absolute path \
+is also in $UDSPING_SOCKET, and every ARG equal to {socket} is replaced by it. CMD and ARGs that name an existing \
+file relative to the current directory are passed as absolute paths, so `-- python3 server.py` works.\n\n\
+Exit status: 0 every MUST case passed; 1 a MUST case failed (or a SHOULD with --strict); 2 the harness could not \
+run (usage error, CMD not found)."
+)]
+pub struct ConformArgs {
+    /// Which side CMD implements.
+    #[arg(value_enum)]
+    pub role: RoleArg,
+    /// List the cases (ID, level, requirements, title) and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Run only cases whose ID or requirement ID matches this glob (repeatable).
+    #[arg(long, value_name = "PATTERN")]
+    pub only: Vec<String>,
+    /// Skip cases whose ID or requirement ID matches this glob (repeatable).
+    #[arg(long, value_name = "PATTERN")]
+    pub skip: Vec<String>,
+    /// Report format.
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: FormatArg,
+    /// Write the report here (the human report still goes to stdout).
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Deadline for each expected event within a case, in milliseconds.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout_ms: u64,
+    /// SHOULD failures also fail the run.
+    #[arg(long)]
+    pub strict: bool,
+    /// Cases run in parallel [default: the number of CPUs].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub jobs: Option<u64>,
+    /// Print every case's transcript, not only the failures'.
+    #[arg(long)]
+    pub verbose: bool,
+    /// The implementation under test.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -94,6 +156,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Ping(args) => ping(args),
         Command::Demo(args) => demo(args),
+        Command::Conform(args) => return conform(args),
     };
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),
@@ -111,9 +174,10 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
         log_messages: args.log_messages,
     };
-    let server = Server::bind(config).map_err(|e| e.to_string())?;
+    let shutdown = ShutdownHandle::new().map_err(|e| format!("cannot set up shutdown: {e}"))?;
+    shutdown.stop_on_signals().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let server = Server::bind_with(config, shutdown).map_err(|e| e.to_string())?;
     let path = server.path().to_owned();
-    server.stop_on_signals().map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let stats = server.run().map_err(|e| format!("{}: {e}", path.display()))?;
     if stats.socket_file == Some(Removal::Replaced) {
         eprintln!("udsping: {}: another file replaced the socket; left it alone", path.display());
@@ -157,4 +221,104 @@ fn demo(args: DemoArgs) -> Result<(), String> {
     }
     println!("verdict: PASS");
     Ok(())
+}
+
+fn conform(args: ConformArgs) -> ExitCode {
+    use crate::conform::{self, harness::Target, report, Options, Role};
+    let role = match args.role {
+        RoleArg::Server => Role::Server,
+        RoleArg::Client => Role::Client,
+    };
+    let usage = |message: String| {
+        eprintln!("udsping: {message}");
+        ExitCode::from(EXIT_USAGE)
+    };
+    let patterns = |texts: &[String]| -> Result<Vec<glob::Pattern>, String> {
+        texts.iter().map(|t| glob::Pattern::new(t).map_err(|e| format!("bad pattern {t:?}: {e}"))).collect()
+    };
+    let (only, skip) = match (patterns(&args.only), patterns(&args.skip)) {
+        (Ok(only), Ok(skip)) => (only, skip),
+        (Err(e), _) | (_, Err(e)) => return usage(e),
+    };
+    let mut options = Options {
+        only,
+        skip,
+        timeout: std::time::Duration::from_millis(args.timeout_ms),
+        strict: args.strict,
+        ..Options::default()
+    };
+    if let Some(jobs) = args.jobs {
+        options.jobs = usize::try_from(jobs).unwrap_or(usize::MAX);
+    }
+    if args.list {
+        print!("{}", list_cases(role, &options, args.format == FormatArg::Json));
+        return ExitCode::from(EXIT_OK);
+    }
+    let Some((program, rest)) = args.command.split_first() else {
+        return usage(
+            "conform needs the command to test after `--`, for example: udsping conform server -- ./my-server {socket}"
+                .into(),
+        );
+    };
+    let target =
+        Target { program: absolute_if_file(program), args: rest.iter().map(|a| absolute_if_file(a)).collect() };
+    if let Err(message) = conform::check_target(&target) {
+        return usage(message);
+    }
+    let suite = conform::run(role, &target, &options);
+    let human = report::human(&suite, args.verbose);
+    let formatted = match args.format {
+        FormatArg::Human => human.clone(),
+        FormatArg::Json => report::json(&suite),
+        FormatArg::Junit => match report::junit(&suite) {
+            Ok(xml) => xml,
+            Err(e) => return usage(format!("cannot write the JUnit report: {e}")),
+        },
+    };
+    match &args.output {
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, formatted) {
+                eprintln!("udsping: cannot write {}: {e}", path.display());
+                return ExitCode::from(EXIT_USAGE);
+            }
+            print!("{human}");
+        }
+        None => print!("{formatted}"),
+    }
+    ExitCode::from(suite.exit_code())
+}
+
+/// An argument naming an existing file relative to the current directory, made absolute,
+/// because the target runs in another directory.
+fn absolute_if_file(arg: &str) -> String {
+    let path = std::path::Path::new(arg);
+    if path.is_relative() && arg != "{socket}" && path.exists() {
+        if let Ok(absolute) = std::path::absolute(path) {
+            return absolute.to_string_lossy().into_owned();
+        }
+    }
+    arg.to_string()
+}
+
+fn list_cases(role: crate::conform::Role, options: &crate::conform::Options, as_json: bool) -> String {
+    let requirements = crate::spec::requirements();
+    let level_of = |ids: &[&str]| {
+        ids.iter()
+            .filter_map(|id| requirements.iter().find(|r| r.id == *id))
+            .map(|r| r.level)
+            .min()
+            .map_or("MUST", |l| l.as_str())
+    };
+    let cases: Vec<_> = crate::conform::cases(role).into_iter().filter(|c| options.selects(c)).collect();
+    if as_json {
+        let list: Vec<serde_json::Value> = cases
+            .iter()
+            .map(|c| serde_json::json!({"id": c.id, "level": level_of(c.requirements), "requirements": c.requirements, "title": c.title}))
+            .collect();
+        return serde_json::to_string_pretty(&list).expect("JSON serializes") + "\n";
+    }
+    cases
+        .iter()
+        .map(|c| format!("{:<40} {:<6} {:<50} {}\n", c.id, level_of(c.requirements), c.requirements.join(","), c.title))
+        .collect()
 }

@@ -30,6 +30,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod conform;
 pub mod proto;
 pub mod server;
 pub mod socket_path;

@@ -87,7 +87,7 @@ struct Counters {
 }
 
 /// Stops a running server from any thread (or from a signal handler, see
-/// [`Server::stop_on_signals`]).
+/// [`ShutdownHandle::stop_on_signals`]).
 #[derive(Clone)]
 pub struct ShutdownHandle(Arc<Wake>);
 
@@ -95,6 +95,7 @@ struct Wake {
     stop: Arc<AtomicBool>,
     /// Writing a byte here wakes the accept loop's `poll`.
     sender: UnixStream,
+    receiver: UnixStream,
 }
 
 impl Wake {
@@ -105,6 +106,26 @@ impl Wake {
 }
 
 impl ShutdownHandle {
+    /// A handle for a server not bound yet, so that signals can be routed to it before the
+    /// socket exists (see [`Server::bind_with`]).
+    pub fn new() -> io::Result<ShutdownHandle> {
+        let (sender, receiver) = UnixStream::pair()?;
+        sender.set_nonblocking(true)?;
+        receiver.set_nonblocking(true)?;
+        Ok(ShutdownHandle(Arc::new(Wake { stop: Arc::new(AtomicBool::new(false)), sender, receiver })))
+    }
+
+    /// Makes SIGINT and SIGTERM shut the server down (SPEC: LIFE-SHUT-1). Install this before
+    /// binding: a signal that arrives between `bind` and the handlers would otherwise kill the
+    /// process with its default action and leave the socket file behind.
+    pub fn stop_on_signals(&self) -> io::Result<()> {
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register(signal, Arc::clone(&self.0.stop))?;
+            signal_hook::low_level::pipe::register(signal, self.0.sender.try_clone()?)?;
+        }
+        Ok(())
+    }
+
     /// Asks the server to stop: it stops accepting, closes its connections, removes its socket
     /// file if it is still its own, and [`Server::run`] returns.
     pub fn shutdown(&self) {
@@ -119,7 +140,6 @@ pub struct Server {
     socket_file: SocketFile,
     config: ServerConfig,
     wake: Arc<Wake>,
-    wake_receiver: UnixStream,
     counters: Arc<Counters>,
 }
 
@@ -127,15 +147,17 @@ impl Server {
     /// Prepares the path and binds (SPEC.md section 7.1): refuses a live server, anything that
     /// is not a socket, and races; removes only a stale socket.
     pub fn bind(config: ServerConfig) -> Result<Server, BindError> {
+        let shutdown =
+            ShutdownHandle::new().map_err(|source| BindError::Bind { path: config.socket.clone(), source })?;
+        Self::bind_with(config, shutdown)
+    }
+
+    /// Like [`bind`](Server::bind), stopped through a handle made (and perhaps wired to
+    /// signals) beforehand. A shutdown requested before `run` makes `run` return at once.
+    pub fn bind_with(config: ServerConfig, shutdown: ShutdownHandle) -> Result<Server, BindError> {
         let (listener, socket_file) = socket_path::bind(&config.socket, config.mode)?;
-        let wake_error = |source| BindError::Bind { path: config.socket.clone(), source };
-        let (sender, wake_receiver) = UnixStream::pair().map_err(wake_error)?;
-        for end in [&sender, &wake_receiver] {
-            end.set_nonblocking(true).map_err(wake_error)?;
-        }
-        listener.set_nonblocking(true).map_err(wake_error)?;
-        let wake = Arc::new(Wake { stop: Arc::new(AtomicBool::new(false)), sender });
-        Ok(Server { listener, socket_file, config, wake, wake_receiver, counters: Arc::default() })
+        listener.set_nonblocking(true).map_err(|source| BindError::Bind { path: config.socket.clone(), source })?;
+        Ok(Server { listener, socket_file, config, wake: shutdown.0, counters: Arc::default() })
     }
 
     pub fn path(&self) -> &Path {
@@ -150,15 +172,6 @@ impl Server {
         ShutdownHandle(Arc::clone(&self.wake))
     }
 
-    /// Makes SIGINT and SIGTERM shut the server down (SPEC: LIFE-SHUT-1).
-    pub fn stop_on_signals(&self) -> io::Result<()> {
-        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            signal_hook::flag::register(signal, Arc::clone(&self.wake.stop))?;
-            signal_hook::low_level::pipe::register(signal, self.wake.sender.try_clone()?)?;
-        }
-        Ok(())
-    }
-
     /// Serves until shut down, then closes every connection and removes the socket file if it
     /// is still ours. Returns the connection counts.
     pub fn run(mut self) -> io::Result<Stats> {
@@ -168,7 +181,7 @@ impl Server {
         while !self.wake.stop.load(Ordering::SeqCst) {
             let has_room = connections.open() < self.config.max_connections;
             let accepting = has_room && backoff_until.is_none_or(|until| Instant::now() >= until);
-            let mut fds = [PollFd::new(&self.wake_receiver, PollFlags::IN), PollFd::new(&self.listener, PollFlags::IN)];
+            let mut fds = [PollFd::new(&self.wake.receiver, PollFlags::IN), PollFd::new(&self.listener, PollFlags::IN)];
             let watched = if accepting { &mut fds[..] } else { &mut fds[..1] };
             // While backing off from descriptor exhaustion, wake up when it is over.
             let timeout = backoff_until.map(|until| {
@@ -178,7 +191,7 @@ impl Server {
                 Ok(_) | Err(rustix::io::Errno::INTR) => {}
                 Err(errno) => return Err(errno.into()),
             }
-            drain(&self.wake_receiver);
+            drain(&self.wake.receiver);
             backoff_until = None;
             if accepting {
                 backoff_until = self.accept_ready(&connections, &counters);

@@ -327,6 +327,23 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"user data");
     }
 
+    /// The process umask now, read under the lock so no concurrent bind is in its window.
+    fn current_umask() -> rustix::fs::Mode {
+        let _guard = UMASK_LOCK.lock().unwrap();
+        let umask = rustix::process::umask(Mode::from_bits_truncate(0o022));
+        rustix::process::umask(umask);
+        umask
+    }
+
+    // SPEC: LIFE-PERM-1 — binding narrows the umask only for the bind itself.
+    #[test]
+    fn umask_is_restored_after_bind() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = current_umask();
+        let (_listener, _file) = bind(&dir.path().join("udsocket"), 0o600).unwrap();
+        assert_eq!(current_umask(), before);
+    }
+
     // SPEC: LIFE-RACE-2 — a path taken after the stale socket was removed makes bind refuse,
     // and nothing is removed.
     #[test]

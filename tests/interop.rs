@@ -1,5 +1,5 @@
-//! Interoperability with the seed's Python programs, taken from the blog post's listing (only
-//! the `run()` call at the bottom is added; the listing defines `run` but never calls it).
+//! Interoperability with the seed's Python programs (tests/seed/programs.py, verbatim from the
+//! blog post's listing but for the `run()` calls).
 //! Skipped, with a message, where python3 is absent.
 
 mod common;
@@ -9,70 +9,6 @@ use std::process::{Command, Stdio};
 
 use common::*;
 use udsping::client::{self, ClientConfig};
-
-const SEED_CLIENT: &str = r#"
-import socket
-
-ROUNDS = 100
-
-def run():
-    server_address = './udsocket'
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.connect(server_address)
-
-    print(f"Connecting to {server_address}")
-    i = 0
-    msg = "ping".encode()
-    while i < ROUNDS:
-        sock.sendall(msg)
-        print("Client: Sent ping")
-
-        data = sock.recv(16)
-        print(f"Client: Received {data.decode()}")
-        i += 1
-    sock.sendall("end".encode())
-    sock.close()
-
-run()
-"#;
-
-const SEED_SERVER: &str = r#"
-import os
-import socket
-
-
-def run():
-    server_path = './udsocket'
-    # Delete if the path does exist
-    try:
-        os.unlink(server_path)
-    except OSError:
-        pass
-
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(server_path)
-
-    server.listen(1)
-    msg = "pong".encode()
-    while True:
-        connection, address = server.accept()
-        print(f"Connection from {address}")
-        while True:
-            data = connection.recv(16).decode()
-            if data != "ping":
-                break
-            print(f"Server: Received {data}")
-            connection.sendall(msg)
-            print(f"Server: Sent pong")
-        if data == "end":
-            print("Server: Connection shutting down")
-            connection.close()
-        else:
-            print(f"Server Error: received invalid message {data}, shutting down connection")
-            connection.close()
-
-run()
-"#;
 
 fn python3() -> Option<&'static str> {
     let found = Command::new("python3").arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success());

@@ -173,17 +173,6 @@ fn socket_file_mode(#[case] configured: Option<u32>, #[case] expected: u32) {
     assert_eq!(mode, expected, "mode {mode:o}");
 }
 
-// SPEC: LIFE-PERM-1 — binding does not leave the process umask changed.
-#[test]
-fn umask_is_restored_after_bind() {
-    let before = rustix::process::umask(rustix::fs::Mode::from_bits_truncate(0o022));
-    rustix::process::umask(before);
-    let server = TestServer::start();
-    let after = rustix::process::umask(before);
-    assert_eq!(after, before);
-    drop(server);
-}
-
 // SPEC: LIFE-SHUT-1 — shutdown closes open connections and removes the socket file.
 #[test]
 fn shutdown_closes_connections_and_removes_the_file() {

@@ -31,3 +31,13 @@ pub const PONG: &[u8; 4] = b"pong";
 pub fn quoted(bytes: &[u8]) -> String {
     format!("\"{}\"", bytes.escape_ascii())
 }
+
+/// Like [`quoted`], but at most `limit` bytes are shown, followed by the total length, so a
+/// message about a long stream stays one readable line.
+pub fn quoted_prefix(bytes: &[u8], limit: usize) -> String {
+    if bytes.len() <= limit {
+        quoted(bytes)
+    } else {
+        format!("{}... ({} bytes)", quoted(&bytes[..limit]), bytes.len())
+    }
+}

@@ -1,0 +1,247 @@
+//! Cases that judge a client (SPEC.md section 6): the harness listens at the socket path, starts
+//! the client, and plays a scripted server.
+
+use std::time::Duration;
+
+use super::harness::{fail, CaseResult, Conn, Ctx};
+use super::{Case, Role};
+use crate::proto::{quoted, quoted_prefix};
+
+/// How long the scripted server holds back a reply to see whether the client waits for it.
+const HOLD: Duration = Duration::from_millis(150);
+const SPLIT_PAUSE: Duration = Duration::from_millis(30);
+
+macro_rules! case {
+    ($id:literal, [$($req:literal),+], $title:literal, $run:expr) => {
+        Case { id: $id, role: Role::Client, requirements: &[$($req),+], title: $title, run: $run }
+    };
+}
+
+/// Every client case, in SPEC.md order.
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(
+            "client/6/lockstep",
+            ["CLT-LOCKSTEP-1", "CLT-END-1", "CLT-EXIT-1", "WIRE-GRAMMAR-1"],
+            "correct pongs: the client runs its rounds, sends end, closes, exits 0",
+            lockstep
+        ),
+        case!(
+            "client/6/default-rounds",
+            ["CLT-ROUNDS-1"],
+            "without options the client performs 100 rounds",
+            default_rounds
+        ),
+        case!(
+            "client/6/delayed-reply",
+            ["CLT-LOCKSTEP-1"],
+            "replies held back: the client sends nothing until each is complete",
+            delayed_reply
+        ),
+        case!(
+            "client/6/split-reply",
+            ["CLT-REPLY-1", "CLT-LOCKSTEP-1"],
+            "each pong split into pieces with pauses",
+            split_reply
+        ),
+        case!(
+            "client/6/wrong-reply",
+            ["CLT-REPLY-2", "CLT-EXIT-1"],
+            "\"pang\" in round 3: the client stops, sends no end, exits non-zero",
+            wrong_reply
+        ),
+        case!(
+            "client/6/early-close",
+            ["CLT-EOF-1", "CLT-EXIT-1"],
+            "the server closes instead of replying in round 2",
+            |c| early_close(c, b"")
+        ),
+        case!("client/6/close-mid-reply", ["CLT-EOF-1", "CLT-EXIT-1"], "the server sends \"po\" and closes", |c| {
+            early_close(c, b"po")
+        }),
+        case!("client/6/no-listener", ["CLT-CONNECT-1"], "nothing at the path: the client exits non-zero", no_listener),
+        case!(
+            "client/6/refused",
+            ["CLT-CONNECT-1"],
+            "a stale socket file (connection refused): the client exits non-zero",
+            refused
+        ),
+    ]
+}
+
+/// Reads one `ping` from the client, failing with what arrived instead.
+fn read_ping(conn: &mut Conn, round: u32) -> CaseResult {
+    conn.expect(b"ping", &format!("round {round}: waited for the client's ping"))
+}
+
+/// Plays `rounds` correct rounds, answering with `reply` (a function of the round).
+fn serve_rounds(conn: &mut Conn, rounds: u32, mut reply: impl FnMut(&mut Conn, u32) -> CaseResult) -> CaseResult {
+    for round in 1..=rounds {
+        read_ping(conn, round)?;
+        reply(conn, round)?;
+    }
+    Ok(())
+}
+
+/// Counts the rounds a correct server sees until `end`, answering every ping.
+fn count_rounds(conn: &mut Conn) -> Result<u32, super::harness::Problem> {
+    let mut rounds = 0;
+    loop {
+        let (got, _) = conn.read_exactly_or_close(4);
+        match got.as_slice() {
+            b"ping" => {
+                rounds += 1;
+                conn.send(b"pong");
+            }
+            b"end" => return Ok(rounds),
+            other => {
+                return fail(format!(
+                    "after {rounds} rounds; expected \"ping\" or \"end\"; got {}",
+                    quoted_prefix(other, 48)
+                ))
+            }
+        }
+    }
+}
+
+fn lockstep(ctx: &mut Ctx) -> CaseResult {
+    let listener = ctx.listen()?;
+    ctx.spawn()?;
+    let mut conn = ctx.accept(&listener)?;
+    let rounds = count_rounds(&mut conn)?;
+    if rounds == 0 {
+        return fail("expected at least one round before \"end\"; the client sent \"end\" at once");
+    }
+    let (rest, closed) = conn.read_until_close();
+    if !rest.is_empty() || !closed {
+        return fail(format!(
+            "after \"end\"; expected the client to close; got {}{}",
+            quoted_prefix(&rest, 48),
+            if closed { "" } else { " and no close" }
+        ));
+    }
+    let status = ctx.wait_exit("the client sent \"end\"")?;
+    if !status.success() {
+        return fail(format!(
+            "{rounds} rounds succeeded; expected exit status 0; got {status}; stderr: {}",
+            ctx.stderr_tail()
+        ));
+    }
+    Ok(())
+}
+
+fn default_rounds(ctx: &mut Ctx) -> CaseResult {
+    let listener = ctx.listen()?;
+    ctx.spawn()?;
+    let mut conn = ctx.accept(&listener)?;
+    let rounds = count_rounds(&mut conn)?;
+    if rounds != 100 {
+        return fail(format!("expected 100 rounds by default; the client sent \"end\" after {rounds}"));
+    }
+    Ok(())
+}
+
+fn delayed_reply(ctx: &mut Ctx) -> CaseResult {
+    let listener = ctx.listen()?;
+    ctx.spawn()?;
+    let mut conn = ctx.accept(&listener)?;
+    serve_rounds(&mut conn, 3, |conn, round| {
+        conn.expect_silence(HOLD, &format!("round {round}: held the reply back {} ms", HOLD.as_millis()))?;
+        conn.send(b"pong");
+        Ok(())
+    })?;
+    let _ = count_rounds(&mut conn)?;
+    Ok(())
+}
+
+fn split_reply(ctx: &mut Ctx) -> CaseResult {
+    let listener = ctx.listen()?;
+    ctx.spawn()?;
+    let mut conn = ctx.accept(&listener)?;
+    let splits: [&[&[u8]]; 3] = [&[b"po", b"ng"], &[b"p", b"ong"], &[b"p", b"o", b"n", b"g"]];
+    for (round, pieces) in (1..).zip(splits) {
+        read_ping(&mut conn, round)?;
+        for (i, piece) in pieces.iter().enumerate() {
+            if i > 0 {
+                conn.expect_silence(
+                    SPLIT_PAUSE,
+                    &format!("round {round}: sent {} of the reply", quoted(&pieces[..i].concat())),
+                )?;
+            }
+            conn.send(piece);
+        }
+    }
+    let rounds = count_rounds(&mut conn)?;
+    let status = ctx.wait_exit("the client sent \"end\"")?;
+    if !status.success() {
+        return fail(format!(
+            "{} rounds with split replies succeeded; expected exit status 0; got {status}; stderr: {}",
+            rounds + 3,
+            ctx.stderr_tail()
+        ));
+    }
+    Ok(())
+}
+
+fn wrong_reply(ctx: &mut Ctx) -> CaseResult {
+    let listener = ctx.listen()?;
+    ctx.spawn()?;
+    let mut conn = ctx.accept(&listener)?;
+    serve_rounds(&mut conn, 2, |conn, _| {
+        conn.send(b"pong");
+        Ok(())
+    })?;
+    read_ping(&mut conn, 3)?;
+    conn.send(b"pang");
+    expect_protocol_error(ctx, &mut conn, "round 3: replied \"pang\"")
+}
+
+fn early_close(ctx: &mut Ctx, partial: &[u8]) -> CaseResult {
+    let listener = ctx.listen()?;
+    ctx.spawn()?;
+    let mut conn = ctx.accept(&listener)?;
+    serve_rounds(&mut conn, 1, |conn, _| {
+        conn.send(b"pong");
+        Ok(())
+    })?;
+    read_ping(&mut conn, 2)?;
+    conn.send(partial);
+    conn.half_close();
+    expect_protocol_error(ctx, &mut conn, &format!("round 2: replied {} and closed", quoted(partial)))
+}
+
+/// After a bad reply: nothing more from the client (no `end`), a close, a non-zero exit.
+fn expect_protocol_error(ctx: &mut Ctx, conn: &mut Conn, situation: &str) -> CaseResult {
+    let (rest, closed) = conn.read_until_close();
+    if !rest.is_empty() {
+        return fail(format!("{situation}; expected the client to stop sending; got {}", quoted_prefix(&rest, 48)));
+    }
+    if !closed {
+        return fail(format!("{situation}; expected the client to close the connection; it is still open"));
+    }
+    let status = ctx.wait_exit(situation)?;
+    if status.success() {
+        return fail(format!("{situation}; expected a non-zero exit status; got {status}"));
+    }
+    Ok(())
+}
+
+fn no_listener(ctx: &mut Ctx) -> CaseResult {
+    ctx.spawn()?;
+    let status = ctx.wait_exit("nothing at the socket path")?;
+    if status.success() {
+        return fail(format!("nothing at the socket path; expected a non-zero exit status; got {status}"));
+    }
+    Ok(())
+}
+
+fn refused(ctx: &mut Ctx) -> CaseResult {
+    drop(ctx.listen()?);
+    ctx.note("left a stale socket file at the path");
+    ctx.spawn()?;
+    let status = ctx.wait_exit("a stale socket at the path (connection refused)")?;
+    if status.success() {
+        return fail(format!("a stale socket at the path; expected a non-zero exit status; got {status}"));
+    }
+    Ok(())
+}

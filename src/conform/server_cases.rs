@@ -1,0 +1,541 @@
+//! Cases that judge a server (SPEC.md sections 4, 5 and 7), played as clients over real sockets
+//! and checked through the filesystem and the process.
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixDatagram, UnixListener};
+use std::time::Duration;
+
+use rustix::process::Signal;
+
+use super::harness::{fail, CaseResult, Conn, Ctx};
+use super::{Case, Role};
+use crate::proto::quoted;
+
+const SPLIT_PAUSE: Duration = Duration::from_millis(30);
+
+macro_rules! case {
+    ($id:literal, [$($req:literal),+], $title:literal, $run:expr) => {
+        Case { id: $id, role: Role::Server, requirements: &[$($req),+], title: $title, run: $run }
+    };
+}
+
+/// Every server case, in SPEC.md order.
+pub fn cases() -> Vec<Case> {
+    vec![
+        case!(
+            "server/4.2/split-ping",
+            ["WIRE-STREAM-1", "SRV-PONG-2", "SRV-PONG-3"],
+            "a ping split at every position is answered once complete",
+            split_ping
+        ),
+        case!(
+            "server/4.2/byte-by-byte",
+            ["WIRE-STREAM-1", "WIRE-STREAM-2"],
+            "ping and end sent one byte per write",
+            byte_by_byte
+        ),
+        case!("server/4.2/coalesced", ["WIRE-STREAM-1", "SRV-PONG-1"], "several tokens in one write", coalesced),
+        case!(
+            "server/4.2/pending-byte",
+            ["WIRE-STREAM-2", "SRV-PONG-3"],
+            "a complete ping is answered while the next token is still partial",
+            pending_byte
+        ),
+        case!(
+            "server/4.2/pipelined",
+            ["WIRE-STREAM-1", "SRV-PONG-1"],
+            "10,000 pings in one stream, read only at the end",
+            pipelined
+        ),
+        case!(
+            "server/4.4/wrong-case",
+            ["WIRE-INVALID-1", "SRV-INVALID-1"],
+            "\"PING\" after a round: close without a reply",
+            |c| invalid(c, 1, b"PING")
+        ),
+        case!(
+            "server/4.4/wrong-case-inside",
+            ["WIRE-INVALID-1", "SRV-INVALID-1"],
+            "\"pinG\" after a round: close without a reply",
+            |c| invalid(c, 1, b"pinG")
+        ),
+        case!(
+            "server/4.4/newline",
+            ["WIRE-INVALID-1", "SRV-INVALID-1"],
+            "a newline after a round: close without a reply (no delimiters)",
+            |c| invalid(c, 1, b"\n")
+        ),
+        case!(
+            "server/4.4/non-utf8",
+            ["WIRE-INVALID-1", "SRV-INVALID-1", "SRV-INVALID-2"],
+            "a non-UTF-8 byte: close, and the server still serves",
+            non_utf8
+        ),
+        case!("server/4.4/nul", ["WIRE-INVALID-1", "SRV-INVALID-1"], "a NUL byte inside a token", |c| invalid(
+            c, 1, b"pi\0"
+        )),
+        case!(
+            "server/4.4/garbage-after-pings",
+            ["WIRE-INVALID-1", "SRV-INVALID-1"],
+            "garbage after two rounds: close without a reply",
+            |c| invalid(c, 2, b"xyz")
+        ),
+        case!(
+            "server/4.4/owed-pongs-first",
+            ["SRV-INVALID-1", "WIRE-STREAM-1"],
+            "three pings and an invalid byte in one write: three pongs, then close",
+            owed_pongs_before_invalid
+        ),
+        case!(
+            "server/4.4/garbage-first",
+            ["WIRE-INVALID-1", "SRV-INVALID-1"],
+            "garbage as the first byte: close without a reply",
+            |c| invalid(c, 0, b"x")
+        ),
+        case!(
+            "server/5.1/lockstep",
+            ["SRV-PONG-1", "SRV-END-1", "WIRE-GRAMMAR-1"],
+            "100 lock-step rounds, then end",
+            lockstep
+        ),
+        case!(
+            "server/5.1/partial-then-eof",
+            ["SRV-PONG-2", "SRV-EOF-1"],
+            "EOF in the middle of a ping: close without a reply",
+            |c| eof_case(c, 1, b"pi")
+        ),
+        case!(
+            "server/5.2/end-closes",
+            ["SRV-END-1"],
+            "end closes the connection without waiting for the client's EOF",
+            end_closes
+        ),
+        case!("server/5.2/bytes-after-end", ["SRV-END-2"], "pings in the same write after end are not answered", |c| {
+            invalid(c, 1, b"endpingping")
+        }),
+        case!(
+            "server/5.2/bytes-after-end-later",
+            ["SRV-END-2"],
+            "pings sent after end in a later write are not answered",
+            bytes_after_end_later
+        ),
+        case!("server/5.4/eof-at-boundary", ["SRV-EOF-1"], "EOF after two rounds: close", |c| eof_case(c, 2, b"")),
+        case!("server/5.4/eof-at-once", ["SRV-EOF-1"], "EOF before any byte: close", |c| eof_case(c, 0, b"")),
+        case!(
+            "server/5.5/keeps-accepting",
+            ["SRV-ISOLATE-1", "SRV-INVALID-2"],
+            "after every kind of ending, a new client is served",
+            keeps_accepting
+        ),
+        case!(
+            "server/5.5/idle-client",
+            ["SRV-CONC-2"],
+            "an idle and a half-token connection do not delay another client",
+            idle_clients
+        ),
+        case!(
+            "server/5.5/non-reading-client",
+            ["SRV-CONC-2", "SRV-ISOLATE-1"],
+            "a client that never reads its pongs does not delay another",
+            non_reading_client
+        ),
+        case!("server/5.5/many-clients", ["SRV-CONC-1"], "64 clients at once, 20 lock-step rounds each", many_clients),
+        case!(
+            "server/7.1/vacant",
+            ["LIFE-BIND-1", "TRN-SOCK-1"],
+            "nothing at the path: the server binds a stream socket there",
+            vacant
+        ),
+        case!("server/7.1/stale-socket", ["LIFE-STALE-1"], "a stale socket file is replaced", stale_socket),
+        case!(
+            "server/7.1/live-socket",
+            ["LIFE-LIVE-1"],
+            "a live server at the path: refuse, exit non-zero, leave it alone",
+            live_socket
+        ),
+        case!("server/7.1/regular-file", ["LIFE-FOREIGN-1"], "a regular file at the path: refuse, file intact", |c| {
+            foreign(c, Occupant::File)
+        }),
+        case!("server/7.1/directory", ["LIFE-FOREIGN-1"], "a directory at the path: refuse, untouched", |c| foreign(
+            c,
+            Occupant::Directory
+        )),
+        case!(
+            "server/7.1/symlink",
+            ["LIFE-FOREIGN-1"],
+            "a symbolic link to a file: refuse, link and target intact",
+            |c| foreign(c, Occupant::Symlink)
+        ),
+        case!(
+            "server/7.1/symlink-to-stale-socket",
+            ["LIFE-FOREIGN-1"],
+            "a symbolic link to a stale socket: refuse, untouched",
+            |c| foreign(c, Occupant::SymlinkToSocket)
+        ),
+        case!(
+            "server/7.1/unprovable-socket",
+            ["LIFE-PROBE-1"],
+            "a datagram socket (connect fails, not refused): refuse",
+            unprovable_socket
+        ),
+        case!("server/7.3/mode", ["LIFE-PERM-1"], "the socket file is owner-only (0600)", mode),
+        case!("server/7.4/sigterm", ["LIFE-SHUT-1"], "SIGTERM: exit 0, socket file removed, connections closed", |c| {
+            shutdown(c, Signal::TERM, "SIGTERM")
+        }),
+        case!("server/7.4/sigint", ["LIFE-SHUT-1"], "SIGINT: exit 0, socket file removed, connections closed", |c| {
+            shutdown(c, Signal::INT, "SIGINT")
+        }),
+        case!(
+            "server/7.4/replaced-file",
+            ["LIFE-SHUT-2"],
+            "a file that replaced the socket survives shutdown",
+            replaced_file
+        ),
+    ]
+}
+
+/// Lock-step rounds: one `ping` per write, the next only after its `pong`. Every case that is
+/// not about segmentation talks this way, so that a server which mishandles segmentation fails
+/// the segmentation cases and no others.
+fn rounds(conn: &mut Conn, count: u32, situation: &str) -> CaseResult {
+    for round in 1..=count {
+        conn.send(b"ping");
+        conn.expect(b"pong", &format!("{situation}, round {round}: sent \"ping\""))?;
+    }
+    Ok(())
+}
+
+/// Lock-step rounds, then `end` in its own write, then the server must close.
+fn session(conn: &mut Conn, count: u32, situation: &str) -> CaseResult {
+    rounds(conn, count, situation)?;
+    conn.send(b"end");
+    conn.expect_close(&format!("{situation}: sent \"end\" after {count} rounds"))
+}
+
+fn split_ping(ctx: &mut Ctx) -> CaseResult {
+    ctx.start_server()?;
+    let mut conn = ctx.connect()?;
+    for cut in 1..4 {
+        let (a, b) = b"ping".split_at(cut);
+        conn.send(a);
+        std::thread::sleep(SPLIT_PAUSE);
+        conn.send(b);
+        let context = format!("sent {} then {} {} ms apart", quoted(a), quoted(b), SPLIT_PAUSE.as_millis());
+        conn.expect(b"pong", &context)?;
+    }
+    conn.send(b"end");
+    conn.expect_close("sent \"end\" after three split pings")
+}
+
+fn byte_by_byte(ctx: &mut Ctx) -> CaseResult {
+    ctx.start_server()?;
+    let mut conn = ctx.connect()?;
+    conn.send_pieces(&[b"p", b"i", b"n", b"g"], SPLIT_PAUSE);
+    conn.expect(b"pong", "sent \"ping\" one byte per write")?;
+    conn.send_pieces(&[b"e", b"n", b"d"], SPLIT_PAUSE);
+    conn.expect_close("sent \"end\" one byte per write")
+}
+
+fn coalesced(ctx: &mut Ctx) -> CaseResult {
+    ctx.start_server()?;
+    let mut conn = ctx.connect()?;
+    conn.send(b"pingpingping");
+    conn.expect(b"pongpongpong", "sent \"pingpingping\" in one write")?;
+    conn.send(b"pingend");
+    conn.expect(b"pong", "sent \"pingend\" in one write")?;
+    conn.expect_close("sent \"pingend\" in one write")
+}
+
+fn pending_byte(ctx: &mut Ctx) -> CaseResult {
+    ctx.start_server()?;
+    let mut conn = ctx.connect()?;
+    conn.send(b"pingp");
+    conn.expect(b"pong", "sent \"pingp\" and kept the connection open")?;
+    conn.send(b"ingend");
+    conn.expect(b"pong", "completed the second ping with \"ingend\"")?;
+    conn.expect_close("sent \"end\"")
+}
+
+fn pipelined(ctx: &mut Ctx) -> CaseResult {
+    ctx.start_server()?;
+    let mut conn = ctx.connect()?;
+    let count = 10_000;
+    let writer = conn.send_in_background([b"ping".repeat(count), b"end".to_vec()].concat())?;
+    let result = conn.expect(&b"pong".repeat(count), &format!("sent {count} pings and \"end\" in one stream"));
+    let _ = writer.join();
+    result?;
+    conn.expect_close("after the last pong")
+}
+
+/// `pings` lock-step rounds, then `sent` in one write: the server must close without a reply.
+fn invalid(ctx: &mut Ctx, pings: u32, sent: &[u8]) -> CaseResult {
+    ctx.start_server()?;
+    let mut conn = ctx.connect()?;
+    rounds(&mut conn, pings, "before the invalid input")?;
+    conn.send(sent);
+    conn.expect_close(&format!("after {pings} lock-step rounds, sent {} and kept the connection open", quoted(sent)))
+}
+
+fn owed_pongs_before_invalid(ctx: &mut Ctx) -> CaseResult {
+    ctx.start_server()?;
+    let mut conn = ctx.connect()?;
+    conn.send(b"pingpingpingPING");
+    let context = "sent \"pingpingpingPING\" in one write and kept the connection open";
+    conn.expect(b"pongpongpong", context)?;
+    conn.expect_close(context)
+}
+
+fn non_utf8(ctx: &mut Ctx) -> CaseResult {
+    invalid(ctx, 1, b"\xff\xfe")?;
+    let mut next = ctx.connect()?;
+    session(&mut next, 2, "a new connection after a non-UTF-8 byte on the previous one")
+}
+
+/// `pings` lock-step rounds, then `partial` in one write, then EOF: the server must close
+/// without a reply.
+fn eof_case(ctx: &mut Ctx, pings: u32, partial: &[u8]) -> CaseResult {
+    ctx.start_server()?;
+    let mut conn = ctx.connect()?;
+    rounds(&mut conn, pings, "before EOF")?;
+    conn.send(partial);
+    conn.half_close();
+    conn.expect_close(&format!("after {pings} lock-step rounds, sent {} then EOF", quoted(partial)))
+}
+
+fn lockstep(ctx: &mut Ctx) -> CaseResult {
+    ctx.start_server()?;
+    let mut conn = ctx.connect()?;
+    session(&mut conn, 100, "lock-step")
+}
+
+fn end_closes(ctx: &mut Ctx) -> CaseResult {
+    ctx.start_server()?;
+    let mut conn = ctx.connect()?;
+    session(&mut conn, 1, "kept the connection open")
+}
+
+fn bytes_after_end_later(ctx: &mut Ctx) -> CaseResult {
+    ctx.start_server()?;
+    let mut conn = ctx.connect()?;
+    rounds(&mut conn, 1, "before end")?;
+    conn.send(b"end");
+    std::thread::sleep(SPLIT_PAUSE);
+    conn.send(b"pingping");
+    conn.expect_close("sent \"end\", then \"pingping\" in a later write")
+}
+
+fn keeps_accepting(ctx: &mut Ctx) -> CaseResult {
+    ctx.start_server()?;
+    let endings: [(&[u8], bool, &str); 5] = [
+        (b"end", false, "\"end\""),
+        (b"PING", false, "invalid input"),
+        (b"pi", true, "EOF mid-token"),
+        (b"", true, "EOF at once"),
+        (&b"ping".repeat(2000), false, "a reset with unread pongs"),
+    ];
+    for (sent, eof, name) in endings {
+        let mut conn = ctx.connect()?;
+        rounds(&mut conn, 1, &format!("before ending by {name}"))?;
+        conn.send(sent);
+        if eof {
+            conn.half_close();
+        }
+        drop(conn);
+        let mut next = ctx.connect()?;
+        session(&mut next, 2, &format!("a new connection after one that ended by {name}"))?;
+    }
+    Ok(())
+}
+
+fn idle_clients(ctx: &mut Ctx) -> CaseResult {
+    ctx.start_server()?;
+    let _idle = ctx.connect()?;
+    let mut half = ctx.connect()?;
+    half.send(b"pi");
+    let mut conn = ctx.connect()?;
+    session(&mut conn, 20, "while an idle and a half-token connection are open")
+}
+
+fn non_reading_client(ctx: &mut Ctx) -> CaseResult {
+    ctx.start_server()?;
+    let mut flooder = ctx.connect()?;
+    flooder.flood(&b"ping".repeat(4096));
+    let mut conn = ctx.connect()?;
+    session(&mut conn, 20, "while another client never reads its pongs")
+}
+
+fn many_clients(ctx: &mut Ctx) -> CaseResult {
+    ctx.start_server()?;
+    let mut conns = Vec::new();
+    for _ in 0..64 {
+        conns.push(ctx.connect()?);
+    }
+    // All 64 are connected before any round starts, then they proceed in interleaved rounds.
+    for round in 1..=20 {
+        for conn in conns.iter_mut() {
+            conn.send(b"ping");
+        }
+        for (i, conn) in conns.iter_mut().enumerate() {
+            conn.expect(b"pong", &format!("round {round} of client {} of 64 connected at once", i + 1))?;
+        }
+    }
+    for conn in conns.iter_mut() {
+        conn.send(b"end");
+        conn.expect_close("sent \"end\" with 64 clients connected")?;
+    }
+    Ok(())
+}
+
+fn vacant(ctx: &mut Ctx) -> CaseResult {
+    ctx.start_server()?;
+    let metadata =
+        std::fs::symlink_metadata(&ctx.socket).or_else(|e| fail(format!("no file at the socket path: {e}")))?;
+    if !metadata.file_type().is_socket() {
+        return fail("the file at the socket path is not a socket");
+    }
+    let mut conn = ctx.connect()?;
+    session(&mut conn, 2, "a server that bound a vacant path")
+}
+
+fn stale_socket(ctx: &mut Ctx) -> CaseResult {
+    drop(UnixListener::bind(&ctx.socket).map_err(|e| super::harness::Problem::Harness(e.to_string()))?);
+    ctx.note("created a stale socket file at the path");
+    ctx.start_server().map_err(|p| p.prefixed("with a stale socket file at the path (connect is refused)"))?;
+    let mut conn = ctx.connect()?;
+    session(&mut conn, 2, "after the stale socket was replaced")
+}
+
+/// Expects the server to refuse to start: exit non-zero by itself.
+fn expect_refusal(ctx: &mut Ctx, situation: &str) -> CaseResult {
+    ctx.spawn()?;
+    let status = ctx.wait_exit(situation)?;
+    if status.success() {
+        return fail(format!("{situation}; expected a non-zero exit status; got {status}"));
+    }
+    Ok(())
+}
+
+fn live_socket(ctx: &mut Ctx) -> CaseResult {
+    let listener = UnixListener::bind(&ctx.socket).map_err(|e| super::harness::Problem::Harness(e.to_string()))?;
+    let inode = std::fs::symlink_metadata(&ctx.socket).map(|m| m.ino()).unwrap_or(0);
+    ctx.note("the harness listens at the path");
+    expect_refusal(ctx, "another server listens at the path")?;
+    match std::fs::symlink_metadata(&ctx.socket) {
+        Ok(m) if m.ino() == inode => {}
+        _ => return fail(
+            "another server listened at the path; expected its socket file left in place; it was removed or replaced",
+        ),
+    }
+    if super::harness::connect_bounded(&ctx.socket, std::time::Instant::now() + ctx.timeout).is_err() {
+        return fail("another server listened at the path; it no longer accepts connections after the refusal");
+    }
+    drop(listener);
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+enum Occupant {
+    File,
+    Directory,
+    Symlink,
+    SymlinkToSocket,
+}
+
+fn foreign(ctx: &mut Ctx, occupant: Occupant) -> CaseResult {
+    let harness = |e: std::io::Error| super::harness::Problem::Harness(e.to_string());
+    let dir = ctx.dir().to_owned();
+    let (what, check): (&str, Box<dyn Fn() -> bool>) = match occupant {
+        Occupant::File => {
+            std::fs::write(&ctx.socket, b"precious user data\n").map_err(harness)?;
+            let path = ctx.socket.clone();
+            ("a regular file", Box::new(move || std::fs::read(&path).is_ok_and(|d| d == b"precious user data\n")))
+        }
+        Occupant::Directory => {
+            std::fs::create_dir(&ctx.socket).map_err(harness)?;
+            std::fs::write(ctx.socket.join("inside"), b"data").map_err(harness)?;
+            let path = ctx.socket.join("inside");
+            ("a directory", Box::new(move || std::fs::read(&path).is_ok_and(|d| d == b"data")))
+        }
+        Occupant::Symlink => {
+            std::fs::write(dir.join("target"), b"target data").map_err(harness)?;
+            std::os::unix::fs::symlink(dir.join("target"), &ctx.socket).map_err(harness)?;
+            let (path, target) = (ctx.socket.clone(), dir.join("target"));
+            let check = move || {
+                std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink())
+                    && std::fs::read(&target).is_ok_and(|d| d == b"target data")
+            };
+            ("a symbolic link to a file", Box::new(check))
+        }
+        Occupant::SymlinkToSocket => {
+            drop(UnixListener::bind(dir.join("real.sock")).map_err(harness)?);
+            std::os::unix::fs::symlink(dir.join("real.sock"), &ctx.socket).map_err(harness)?;
+            let (path, target) = (ctx.socket.clone(), dir.join("real.sock"));
+            let check = move || {
+                std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink())
+                    && std::fs::symlink_metadata(&target).is_ok_and(|m| m.file_type().is_socket())
+            };
+            ("a symbolic link to a stale socket", Box::new(check))
+        }
+    };
+    ctx.note(&format!("put {what} at the path"));
+    let situation = format!("{what} was at the socket path");
+    let refused = expect_refusal(ctx, &situation);
+    if !check() {
+        return fail(format!("{situation}; expected it left untouched; it was removed or changed"));
+    }
+    refused
+}
+
+fn unprovable_socket(ctx: &mut Ctx) -> CaseResult {
+    let datagram = UnixDatagram::bind(&ctx.socket).map_err(|e| super::harness::Problem::Harness(e.to_string()))?;
+    let inode = std::fs::symlink_metadata(&ctx.socket).map(|m| m.ino()).unwrap_or(0);
+    ctx.note("bound a datagram socket at the path");
+    let refused = expect_refusal(
+        ctx,
+        "a datagram socket was at the path (stream connect fails with EPROTOTYPE, not ECONNREFUSED)",
+    );
+    if std::fs::symlink_metadata(&ctx.socket).map(|m| m.ino()).ok() != Some(inode) {
+        return fail("a datagram socket was at the path; expected it left alone; it was removed or replaced");
+    }
+    drop(datagram);
+    refused
+}
+
+fn mode(ctx: &mut Ctx) -> CaseResult {
+    ctx.start_server()?;
+    let metadata =
+        std::fs::symlink_metadata(&ctx.socket).or_else(|e| fail(format!("no file at the socket path: {e}")))?;
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode != 0o600 {
+        return fail(format!("expected the socket file's mode to be 0600; got {mode:04o}"));
+    }
+    Ok(())
+}
+
+fn shutdown(ctx: &mut Ctx, signal: Signal, name: &str) -> CaseResult {
+    ctx.start_server()?;
+    let mut idle = ctx.connect()?;
+    ctx.signal(signal, name)?;
+    let status = ctx.wait_exit(&format!("sent {name}"))?;
+    if !status.success() {
+        return fail(format!("sent {name}; expected exit status 0; got {status}"));
+    }
+    if std::fs::symlink_metadata(&ctx.socket).is_ok() {
+        return fail(format!("sent {name}; expected the socket file removed; it is still there"));
+    }
+    idle.expect_close(&format!("an idle connection was open when {name} arrived"))
+}
+
+fn replaced_file(ctx: &mut Ctx) -> CaseResult {
+    ctx.start_server()?;
+    let harness = |e: std::io::Error| super::harness::Problem::Harness(e.to_string());
+    std::fs::remove_file(&ctx.socket).map_err(harness)?;
+    std::fs::write(&ctx.socket, b"not the server's").map_err(harness)?;
+    ctx.note("replaced the socket file with a regular file");
+    ctx.signal(Signal::TERM, "SIGTERM")?;
+    ctx.wait_exit("sent SIGTERM")?;
+    if std::fs::read(&ctx.socket).ok().as_deref() != Some(b"not the server's") {
+        return fail("the socket file was replaced by a regular file, then SIGTERM; expected that file left alone; it was removed");
+    }
+    Ok(())
+}
