@@ -42,6 +42,48 @@ pub enum Command {
     /// Judge another implementation against SPEC.md (exit 0 conforming, 1 a MUST failed, 2 the
     /// harness could not run).
     Conform(ConformArgs),
+    /// Measure the reference server (or CMD's) against the raw-socket limit, side by side.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Every figure is measured in the same run as the raw baseline (a std-only thread per connection \
+doing read 4 bytes, write \"pong\") and reported as a ratio. The reference and the baseline run in this process; \
+CMD and the seed's Python server (included when python3 is found) run as child processes."
+)]
+pub struct BenchArgs {
+    /// Scenario to run (repeatable) [default: all].
+    #[arg(long = "scenario", value_enum, value_name = "NAME")]
+    pub scenarios: Vec<crate::bench::Scenario>,
+    /// Seconds each measurement runs.
+    #[arg(long, default_value_t = 2.0, value_parser = parse_seconds)]
+    pub duration: f64,
+    /// Report format.
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: BenchFormat,
+    /// Also draw throughput against clients and the latency distributions into this SVG file.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+    /// Leave the seed's Python server out even where python3 is installed.
+    #[arg(long)]
+    pub no_seed: bool,
+    /// Another server to measure instead of the reference, started as by `conform`.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchFormat {
+    Human,
+    Json,
+}
+
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds > 0.0 && seconds <= 3600.0 => Ok(seconds),
+        _ => Err(format!("expected seconds between 0 and 3600, such as 2 or 0.5; got {text:?}")),
+    }
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -142,7 +184,8 @@ pub struct DemoArgs {
     pub log_messages: bool,
 }
 
-fn parse_mode(text: &str) -> Result<u32, String> {
+/// Parses an octal file mode as `--mode` takes it (`0600`, `600`, `0o600`).
+pub fn parse_mode(text: &str) -> Result<u32, String> {
     let digits = text.strip_prefix("0o").unwrap_or(text);
     match u32::from_str_radix(digits, 8) {
         Ok(mode) if mode <= 0o777 => Ok(mode),
@@ -157,6 +200,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Ping(args) => ping(args),
         Command::Demo(args) => demo(args),
         Command::Conform(args) => return conform(args),
+        Command::Bench(args) => bench(args),
     };
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),
@@ -321,4 +365,48 @@ fn list_cases(role: crate::conform::Role, options: &crate::conform::Options, as_
         .iter()
         .map(|c| format!("{:<40} {:<6} {:<50} {}\n", c.id, level_of(c.requirements), c.requirements.join(","), c.title))
         .collect()
+}
+
+fn bench(args: BenchArgs) -> Result<(), String> {
+    use std::io::IsTerminal;
+
+    use crate::bench::{self, subject::Subject};
+    let subject = match args.command.split_first() {
+        None => Subject::Reference,
+        Some((program, rest)) => {
+            let target = crate::conform::harness::Target {
+                program: absolute_if_file(program),
+                args: rest.iter().map(|a| absolute_if_file(a)).collect(),
+            };
+            crate::conform::check_target(&target)?;
+            Subject::Command(target)
+        }
+    };
+    let python = std::process::Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
+    let options = bench::Options {
+        scenarios: if args.scenarios.is_empty() { bench::Scenario::ALL.to_vec() } else { args.scenarios },
+        duration: std::time::Duration::from_secs_f64(args.duration),
+        subject,
+        seed_python: python && !args.no_seed,
+        ..bench::Options::default()
+    };
+    let terminal = std::io::stderr().is_terminal();
+    let results = bench::run(&options, |step| {
+        if terminal {
+            eprint!("\r\x1b[2Kbench: {step}");
+        } else {
+            eprintln!("bench: {step}");
+        }
+    })?;
+    if terminal {
+        eprint!("\r\x1b[2K");
+    }
+    match args.format {
+        BenchFormat::Human => print!("{}", bench::human(&results)),
+        BenchFormat::Json => print!("{}", bench::json(&results, &options)),
+    }
+    if let Some(path) = &args.svg {
+        bench::svg(&results, path).map_err(|e| format!("cannot draw {}: {e}", path.display()))?;
+    }
+    Ok(())
 }

@@ -233,12 +233,11 @@ impl Server {
         connections: &Arc<Connections>,
         counters: &Arc<Counters>,
     ) -> io::Result<()> {
-        // The accepted socket inherits nothing from the non-blocking listener on Linux, but make
-        // it explicit: the connection thread does blocking IO.
-        stream.set_nonblocking(false)?;
+        // On Linux an accepted socket does not inherit the listener's O_NONBLOCK, so the
+        // connection thread's IO is blocking without another syscall.
         let id = connections.insert(stream.try_clone()?);
         let (table, counters, wake) = (Arc::clone(connections), Arc::clone(counters), Arc::clone(&self.wake));
-        let log = self.config.log_messages;
+        let (log, max) = (self.config.log_messages, self.config.max_connections);
         // SPEC: SRV-CONC-1, SRV-CONC-2 — a thread per connection, so a connection that blocks in
         // read or write blocks only its own thread.
         let spawned = thread::Builder::new().name("udsping-conn".into()).stack_size(64 * 1024).spawn(move || {
@@ -249,11 +248,15 @@ impl Server {
                 Err(_) => &counters.ended_by_io_error,
             };
             counter.fetch_add(1, Ordering::Relaxed);
-            table.remove(id);
-            // A slot is free: the accept loop may be waiting for one.
-            wake.nudge();
+            // Waking the accept loop costs a poll and a read; it is needed only when it stopped
+            // accepting because every slot was taken.
+            if table.remove(id) >= max {
+                wake.nudge();
+            }
         });
-        spawned.map(drop).inspect_err(|_| connections.remove(id))
+        spawned.map(drop).inspect_err(|_| {
+            connections.remove(id);
+        })
     }
 }
 
@@ -350,9 +353,14 @@ impl Connections {
         id
     }
 
-    fn remove(&self, id: u64) {
-        self.lock().open.remove(&id);
+    /// Removes a connection; returns how many were open before.
+    fn remove(&self, id: u64) -> usize {
+        let mut table = self.lock();
+        let before = table.open.len();
+        table.open.remove(&id);
+        drop(table);
         self.changed.notify_all();
+        before
     }
 
     /// Shuts every connection down (its thread's blocking read returns) and waits, up to

@@ -146,6 +146,11 @@ impl Ctx {
         })
     }
 
+    /// The started process's id, if one was started.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(|p| p.child.id())
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }

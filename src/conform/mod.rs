@@ -203,7 +203,7 @@ impl SuiteReport {
 }
 
 /// The strongest level among `ids`, and the SPEC.md section heading for `section_number`.
-fn describe(requirements: &[Requirement], ids: &[&str], section_number: &str) -> (Level, String) {
+fn describe(requirements: &[Requirement<'_>], ids: &[&str], section_number: &str) -> (Level, String) {
     let level = ids.iter().filter_map(|id| requirements.iter().find(|r| r.id == *id)).map(|r| r.level).min();
     let section = requirements
         .iter()
@@ -236,7 +236,7 @@ pub fn run(role: Role, target: &Target, options: &Options) -> SuiteReport {
     SuiteReport { role, target: target.clone(), options: options.clone(), cases }
 }
 
-fn run_case(case: &Case, requirements: &[Requirement], target: &Target, options: &Options) -> CaseReport {
+fn run_case(case: &Case, requirements: &[Requirement<'_>], target: &Target, options: &Options) -> CaseReport {
     let (level, section) = describe(requirements, case.requirements, case.section_number());
     let mut report = CaseReport {
         id: case.id,

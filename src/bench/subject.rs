@@ -1,0 +1,137 @@
+//! What a benchmark runs against: the reference server, the raw baseline, the seed's Python
+//! server, or another implementation's command. Each is started in its own temporary directory
+//! and stopped when dropped.
+
+use std::io::{self, Read, Write};
+
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use crate::conform::harness::{Ctx, Problem, Target};
+use crate::server::{Server, ServerConfig, ShutdownHandle};
+
+/// A server to measure.
+#[derive(Clone, Debug)]
+pub enum Subject {
+    /// `udsping serve`'s server, in this process.
+    Reference,
+    /// The raw limit: a std-only thread per connection that reads into a 4 KiB buffer (as the
+    /// reference does) and writes a `pong` for every 4 bytes read, without looking at them. In
+    /// lock-step that is "read 4 bytes, write 4 bytes"; pipelined, it is a plain copy.
+    Baseline,
+    /// The seed's Python server (one connection at a time), as a reference point.
+    SeedPython,
+    /// Another implementation, started as in the conformance gate.
+    Command(Target),
+}
+
+impl Subject {
+    pub fn name(&self) -> String {
+        match self {
+            Subject::Reference => "reference".into(),
+            Subject::Baseline => "baseline".into(),
+            Subject::SeedPython => "seed-python".into(),
+            Subject::Command(target) => target.program.rsplit('/').next().unwrap_or(&target.program).to_string(),
+        }
+    }
+}
+
+/// A started server; stops (and cleans up) when dropped.
+pub struct Running {
+    pub path: PathBuf,
+    /// The process whose memory and CPU the server uses: `None` for this process.
+    pub pid: Option<u32>,
+    _dir: Option<tempfile::TempDir>,
+    _ctx: Option<Ctx>,
+    stop: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            stop();
+        }
+    }
+}
+
+const SEED_SERVER: &str = include_str!("../../tests/seed/server.py");
+
+/// Starts `subject` and returns once it accepts connections.
+pub fn start(subject: &Subject) -> Result<Running, String> {
+    match subject {
+        Subject::Reference => {
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let path = dir.path().join("udsocket");
+            let shutdown = ShutdownHandle::new().map_err(|e| e.to_string())?;
+            let server = Server::bind_with(ServerConfig::new(&path), shutdown.clone()).map_err(|e| e.to_string())?;
+            let thread = thread::spawn(move || server.run());
+            let stop = move || {
+                shutdown.shutdown();
+                let _ = thread.join();
+            };
+            Ok(Running { path, pid: None, _dir: Some(dir), _ctx: None, stop: Some(Box::new(stop)) })
+        }
+        Subject::Baseline => {
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let path = dir.path().join("udsocket");
+            let (stop, thread) = baseline_server(&path).map_err(|e| e.to_string())?;
+            let wake_path = path.clone();
+            let stop = move || {
+                stop.store(true, Ordering::SeqCst);
+                let _ = UnixStream::connect(&wake_path); // wakes the blocking accept
+                let _ = thread.join();
+            };
+            Ok(Running { path, pid: None, _dir: Some(dir), _ctx: None, stop: Some(Box::new(stop)) })
+        }
+        Subject::SeedPython => {
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let script = dir.path().join("seed_server.py");
+            std::fs::write(&script, SEED_SERVER).map_err(|e| e.to_string())?;
+            let target = Target { program: "python3".into(), args: vec![script.to_string_lossy().into_owned()] };
+            let mut running = start_command(&target)?;
+            running._dir = Some(dir);
+            Ok(running)
+        }
+        Subject::Command(target) => start_command(target),
+    }
+}
+
+fn start_command(target: &Target) -> Result<Running, String> {
+    let describe = |p: Problem| match p {
+        Problem::Fail(m) | Problem::Harness(m) => m,
+    };
+    let mut ctx = Ctx::new(target, Duration::from_secs(10)).map_err(describe)?;
+    ctx.start_server().map_err(describe)?;
+    Ok(Running { path: ctx.socket.clone(), pid: ctx.pid(), _dir: None, _ctx: Some(ctx), stop: None })
+}
+
+/// The raw baseline: the least a server can do to move the same bytes.
+fn baseline_server(path: &Path) -> io::Result<(Arc<AtomicBool>, JoinHandle<()>)> {
+    let listener = UnixListener::bind(path)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopping = Arc::clone(&stop);
+    let thread = thread::spawn(move || {
+        for stream in listener.incoming() {
+            if stopping.load(Ordering::SeqCst) {
+                break;
+            }
+            let Ok(mut stream) = stream else { continue };
+            thread::spawn(move || {
+                let mut buffer = [0u8; 4096];
+                let mut carried = 0; // bytes of an incomplete 4-byte unit from the last read
+                while let Ok(n @ 1..) = stream.read(&mut buffer) {
+                    let units = (carried + n) / 4;
+                    carried = (carried + n) % 4;
+                    if crate::proto::pong_chunks(units).try_for_each(|chunk| stream.write_all(chunk)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    Ok((stop, thread))
+}
