@@ -156,9 +156,33 @@ pub struct ServeArgs {
     /// Connections served at once; further clients wait in the listen backlog.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: u64,
+    /// Close a connection that sends nothing for this long ("0" never does; a half-sent token
+    /// counts as idle).
+    #[arg(long, default_value = "120s", value_parser = parse_duration, value_name = "DURATION")]
+    pub idle_timeout: std::time::Duration,
+    /// Close a connection whose pongs cannot be written for this long (a client that never reads).
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub write_timeout: std::time::Duration,
+    /// Serve only peers with this user ID (SO_PEERCRED; repeatable; with --allow-gid, either matches).
+    #[arg(long, value_name = "UID")]
+    pub allow_uid: Vec<u32>,
+    /// Serve only peers with this group ID (repeatable).
+    #[arg(long, value_name = "GID")]
+    pub allow_gid: Vec<u32>,
+    /// Print the connection counts to stderr this often (SIGUSR1 prints them once).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub stats_interval: Option<std::time::Duration>,
     /// Print the seed's per-message lines ("Server: Received ping", ...).
     #[arg(long)]
     pub log_messages: bool,
+}
+
+/// Durations such as `10s`, `500ms`, `2m` (humantime's syntax), or `0`.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    if text == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    humantime::parse_duration(text).map_err(|e| format!("expected a duration such as 10s or 500ms: {e}"))
 }
 
 #[derive(Debug, Args)]
@@ -212,10 +236,18 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> Result<(), String> {
+    if args.write_timeout.is_zero() {
+        return Err("--write-timeout must be more than 0 (a write that may block forever is what it bounds)".into());
+    }
     let config = ServerConfig {
         socket: args.socket,
         mode: args.mode,
         max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
+        write_timeout: args.write_timeout,
+        allow_uids: args.allow_uid,
+        allow_gids: args.allow_gid,
+        stats_interval: args.stats_interval.filter(|d| !d.is_zero()),
         log_messages: args.log_messages,
     };
     let shutdown = ShutdownHandle::new().map_err(|e| format!("cannot set up shutdown: {e}"))?;
@@ -249,7 +281,7 @@ fn demo(args: DemoArgs) -> Result<(), String> {
     // The client is done when it has sent "end"; give the server a bounded moment to account
     // for the connection before stopping it, so the verdict does not depend on scheduling.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while live.snapshot().ended() < live.snapshot().accepted && std::time::Instant::now() < deadline {
+    while live.snapshot().open() > 0 && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
     stop.shutdown();

@@ -1,7 +1,6 @@
 //! The blocking reference client (SPEC.md section 6): the driver around [`ClientSession`].
 
 use std::io::{self, Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
 use crate::proto::{ClientSession, ProtocolError};
@@ -47,7 +46,7 @@ pub enum ClientError {
 /// Connects and runs the configured rounds.
 pub fn run(config: &ClientConfig) -> Result<Summary, ClientError> {
     check_path(&config.socket)?;
-    let stream = UnixStream::connect(&config.socket)
+    let stream = crate::socket_path::connect(&config.socket)
         .map_err(|source| ClientError::Connect { path: config.socket.clone(), source })?;
     if config.log_messages {
         println!("Connecting to {}", config.socket.display());

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::Shutdown;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,36 +19,80 @@ use rustix::event::{poll, PollFd, PollFlags};
 use crate::proto::{pong_chunks, Ending, ServerSession};
 use crate::socket_path::{self, BindError, Removal, SocketFile};
 
-/// How to run a server.
+/// How to run a server. The defaults are those of `udsping serve` (SPEC.md section 11).
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     pub socket: PathBuf,
     /// Mode of the socket file, applied without a window (SPEC: LIFE-PERM-1, LIFE-PERM-2).
     pub mode: u32,
-    /// Connections served at once; further clients wait in the listen backlog until one ends.
+    /// Connections served at once; further clients wait in the listen backlog until one ends
+    /// (SPEC: SRV-LIMIT-1).
     pub max_connections: usize,
+    /// Close a connection that sends nothing for this long (SPEC: SRV-IDLE-1); `None`: never.
+    pub idle_timeout: Option<Duration>,
+    /// Close a connection whose pongs cannot be written for this long (SPEC: SRV-WRITE-1).
+    pub write_timeout: Duration,
+    /// Serve only peers with one of these uids or gids; both empty: anyone (SPEC: LIFE-CRED-1).
+    pub allow_uids: Vec<u32>,
+    pub allow_gids: Vec<u32>,
+    /// Print the counts to stderr this often (SPEC: SRV-COUNT-1).
+    pub stats_interval: Option<Duration>,
     /// Print the seed's per-message lines (`Server: Received ping`, ...) on stdout.
     pub log_messages: bool,
 }
 
 impl ServerConfig {
     pub fn new(socket: impl Into<PathBuf>) -> Self {
-        ServerConfig { socket: socket.into(), mode: 0o600, max_connections: 1024, log_messages: false }
+        ServerConfig {
+            socket: socket.into(),
+            mode: 0o600,
+            max_connections: 1024,
+            idle_timeout: Some(Duration::from_secs(120)),
+            write_timeout: Duration::from_secs(10),
+            allow_uids: Vec::new(),
+            allow_gids: Vec::new(),
+            stats_interval: None,
+            log_messages: false,
+        }
     }
 }
 
-/// Connection counts, by how each connection ended.
+/// The pause before accepting again after descriptors or memory ran out (SPEC: SRV-ACCEPT-1).
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Connection counts, by how each connection ended (SPEC: SRV-COUNT-1).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
     pub accepted: u64,
+    /// Closed before a byte was read: the peer's credentials were not allowed (LIFE-CRED-1).
+    pub refused: u64,
     pub ended_by_end: u64,
     pub ended_by_invalid: u64,
     /// EOF before `end` (SPEC: SRV-EOF-2): an abnormal end.
     pub ended_by_eof: u64,
+    /// Idle or write timeout (SPEC: SRV-IDLE-1, SRV-WRITE-1).
+    pub ended_by_timeout: u64,
     /// A read or write failed (reset, broken pipe, shutdown).
     pub ended_by_io_error: u64,
     /// Where the socket file stood after shutdown.
     pub socket_file: Option<Removal>,
+}
+
+impl std::fmt::Display for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "accepted {}, refused {}, open {}, ended by end {}, by invalid input {}, by EOF {}, by timeout {}, by IO error {}",
+            self.accepted,
+            self.refused,
+            self.open(),
+            self.ended_by_end,
+            self.ended_by_invalid,
+            self.ended_by_eof,
+            self.ended_by_timeout,
+            self.ended_by_io_error
+        )
+    }
 }
 
 /// Live connection counts of a running server, readable from any thread.
@@ -61,9 +105,11 @@ impl StatsHandle {
         let c = &self.0;
         Stats {
             accepted: c.accepted.load(Ordering::SeqCst),
+            refused: c.refused.load(Ordering::SeqCst),
             ended_by_end: c.ended_by_end.load(Ordering::SeqCst),
             ended_by_invalid: c.ended_by_invalid.load(Ordering::SeqCst),
             ended_by_eof: c.ended_by_eof.load(Ordering::SeqCst),
+            ended_by_timeout: c.ended_by_timeout.load(Ordering::SeqCst),
             ended_by_io_error: c.ended_by_io_error.load(Ordering::SeqCst),
             socket_file: None,
         }
@@ -73,16 +119,23 @@ impl StatsHandle {
 impl Stats {
     /// Connections that have ended, however.
     pub fn ended(&self) -> u64 {
-        self.ended_by_end + self.ended_by_invalid + self.ended_by_eof + self.ended_by_io_error
+        self.ended_by_end + self.ended_by_invalid + self.ended_by_eof + self.ended_by_timeout + self.ended_by_io_error
+    }
+
+    /// Connections being served: accepted, neither refused nor ended.
+    pub fn open(&self) -> u64 {
+        self.accepted.saturating_sub(self.refused + self.ended())
     }
 }
 
 #[derive(Default)]
 struct Counters {
     accepted: AtomicU64,
+    refused: AtomicU64,
     ended_by_end: AtomicU64,
     ended_by_invalid: AtomicU64,
     ended_by_eof: AtomicU64,
+    ended_by_timeout: AtomicU64,
     ended_by_io_error: AtomicU64,
 }
 
@@ -93,6 +146,8 @@ pub struct ShutdownHandle(Arc<Wake>);
 
 struct Wake {
     stop: Arc<AtomicBool>,
+    /// Set to have the accept loop print the counts once.
+    report: Arc<AtomicBool>,
     /// Writing a byte here wakes the accept loop's `poll`.
     sender: UnixStream,
     receiver: UnixStream,
@@ -112,18 +167,27 @@ impl ShutdownHandle {
         let (sender, receiver) = UnixStream::pair()?;
         sender.set_nonblocking(true)?;
         receiver.set_nonblocking(true)?;
-        Ok(ShutdownHandle(Arc::new(Wake { stop: Arc::new(AtomicBool::new(false)), sender, receiver })))
+        let (stop, report) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        Ok(ShutdownHandle(Arc::new(Wake { stop, report, sender, receiver })))
     }
 
     /// Makes SIGINT and SIGTERM shut the server down (SPEC: LIFE-SHUT-1). Install this before
     /// binding: a signal that arrives between `bind` and the handlers would otherwise kill the
     /// process with its default action and leave the socket file behind.
+    /// SIGUSR1 makes it print its counts once (SPEC: SRV-COUNT-1).
     pub fn stop_on_signals(&self) -> io::Result<()> {
-        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            signal_hook::flag::register(signal, Arc::clone(&self.0.stop))?;
+        use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+        for (signal, flag) in [(SIGINT, &self.0.stop), (SIGTERM, &self.0.stop), (SIGUSR1, &self.0.report)] {
+            signal_hook::flag::register(signal, Arc::clone(flag))?;
             signal_hook::low_level::pipe::register(signal, self.0.sender.try_clone()?)?;
         }
         Ok(())
+    }
+
+    /// Asks the server to print its counts to stderr once, as SIGUSR1 does.
+    pub fn request_stats(&self) {
+        self.0.report.store(true, Ordering::SeqCst);
+        self.0.nudge();
     }
 
     /// Asks the server to stop: it stops accepting, closes its connections, removes its socket
@@ -178,21 +242,32 @@ impl Server {
         let connections = Arc::new(Connections::default());
         let counters = Arc::clone(&self.counters);
         let mut backoff_until: Option<Instant> = None;
+        let mut next_stats = self.config.stats_interval.map(|every| Instant::now() + every);
         while !self.wake.stop.load(Ordering::SeqCst) {
             let has_room = connections.open() < self.config.max_connections;
             let accepting = has_room && backoff_until.is_none_or(|until| Instant::now() >= until);
             let mut fds = [PollFd::new(&self.wake.receiver, PollFlags::IN), PollFd::new(&self.listener, PollFlags::IN)];
             let watched = if accepting { &mut fds[..] } else { &mut fds[..1] };
-            // While backing off from descriptor exhaustion, wake up when it is over.
-            let timeout = backoff_until.map(|until| {
-                rustix::event::Timespec::try_from(until.saturating_duration_since(Instant::now())).unwrap_or_default()
+            // Wake up when a back-off ends or the counts are due, whichever is first.
+            let wake_at = backoff_until.into_iter().chain(next_stats).min();
+            let timeout = wake_at.map(|at| {
+                rustix::event::Timespec::try_from(at.saturating_duration_since(Instant::now())).unwrap_or_default()
             });
             match poll(watched, timeout.as_ref()) {
-                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Ok(_) | Err(rustix::io::Errno::INTR) => {} // SPEC: SRV-ERRNO-1
                 Err(errno) => return Err(errno.into()),
             }
             drain(&self.wake.receiver);
-            backoff_until = None;
+            let due = next_stats.is_some_and(|at| Instant::now() >= at);
+            if self.wake.report.swap(false, Ordering::SeqCst) || due {
+                eprintln!("udsping: {}: {}", self.path().display(), StatsHandle(Arc::clone(&counters)).snapshot());
+            }
+            if due {
+                next_stats = self.config.stats_interval.map(|every| Instant::now() + every);
+            }
+            if backoff_until.is_some_and(|until| Instant::now() >= until) {
+                backoff_until = None;
+            }
             if accepting {
                 backoff_until = self.accept_ready(&connections, &counters);
             }
@@ -212,19 +287,53 @@ impl Server {
                 Ok((stream, _)) => stream,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if is_resource_exhaustion(&e) => return Some(Instant::now() + Duration::from_millis(50)),
+                // SPEC: SRV-ACCEPT-1 — back off instead of spinning; existing connections go on.
+                Err(e) if is_resource_exhaustion(&e) => return Some(Instant::now() + ACCEPT_BACKOFF),
                 // Errors of one pending connection (ECONNABORTED, EPROTO) concern only it.
                 Err(_) => continue,
             };
             counters.accepted.fetch_add(1, Ordering::Relaxed);
+            if !self.peer_allowed(&stream) {
+                counters.refused.fetch_add(1, Ordering::Relaxed);
+                continue; // dropping the stream closes it before a byte is read
+            }
             if let Err(e) = self.spawn_connection(stream, connections, counters) {
                 counters.ended_by_io_error.fetch_add(1, Ordering::Relaxed);
                 if is_resource_exhaustion(&e) {
-                    return Some(Instant::now() + Duration::from_millis(50));
+                    return Some(Instant::now() + ACCEPT_BACKOFF);
                 }
             }
         }
         None
+    }
+
+    /// SPEC: LIFE-CRED-1 — with allow lists configured, the peer's uid or gid must be in them.
+    fn peer_allowed(&self, stream: &UnixStream) -> bool {
+        let config = &self.config;
+        if config.allow_uids.is_empty() && config.allow_gids.is_empty() {
+            return true;
+        }
+        match rustix::net::sockopt::socket_peercred(stream) {
+            Ok(cred) => {
+                let (uid, gid) = (cred.uid.as_raw(), cred.gid.as_raw());
+                let allowed = config.allow_uids.contains(&uid) || config.allow_gids.contains(&gid);
+                if !allowed {
+                    eprintln!(
+                        "udsping: {}: refused a connection from pid {} (uid {uid}, gid {gid}): not an allowed user or group",
+                        self.path().display(),
+                        cred.pid.as_raw_nonzero()
+                    );
+                }
+                allowed
+            }
+            Err(e) => {
+                eprintln!(
+                    "udsping: {}: refused a connection whose credentials cannot be read: {e}",
+                    self.path().display()
+                );
+                false
+            }
+        }
     }
 
     fn spawn_connection(
@@ -235,28 +344,34 @@ impl Server {
     ) -> io::Result<()> {
         // On Linux an accepted socket does not inherit the listener's O_NONBLOCK, so the
         // connection thread's IO is blocking without another syscall.
-        let id = connections.insert(stream.try_clone()?);
-        let (table, counters, wake) = (Arc::clone(connections), Arc::clone(counters), Arc::clone(&self.wake));
-        let (log, max) = (self.config.log_messages, self.config.max_connections);
+        // SPEC: SRV-IDLE-1, SRV-WRITE-1 — the kernel enforces both: a read or write that waits
+        // longer fails with EAGAIN, and the connection ends as a timeout.
+        stream.set_read_timeout(self.config.idle_timeout)?;
+        stream.set_write_timeout(Some(self.config.write_timeout))?;
+        let mut connection = Connection {
+            id: connections.insert(stream.as_raw_fd()),
+            stream,
+            table: Arc::clone(connections),
+            wake: Arc::clone(&self.wake),
+            max: self.config.max_connections,
+        };
+        let (counters, log) = (Arc::clone(counters), self.config.log_messages);
         // SPEC: SRV-CONC-1, SRV-CONC-2 — a thread per connection, so a connection that blocks in
         // read or write blocks only its own thread.
         let spawned = thread::Builder::new().name("udsping-conn".into()).stack_size(64 * 1024).spawn(move || {
-            let counter = match serve_connection(stream, log) {
+            let counter = match serve_connection(&mut connection.stream, log) {
                 Ok(Ending::End) => &counters.ended_by_end,
                 Ok(Ending::Invalid(_)) => &counters.ended_by_invalid,
                 Ok(Ending::Eof { .. }) => &counters.ended_by_eof,
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                    &counters.ended_by_timeout
+                }
                 Err(_) => &counters.ended_by_io_error,
             };
             counter.fetch_add(1, Ordering::Relaxed);
-            // Waking the accept loop costs a poll and a read; it is needed only when it stopped
-            // accepting because every slot was taken.
-            if table.remove(id) >= max {
-                wake.nudge();
-            }
         });
-        spawned.map(drop).inspect_err(|_| {
-            connections.remove(id);
-        })
+        // If the thread could not start, the closure (and the connection in it) is dropped here.
+        spawned.map(drop)
     }
 }
 
@@ -280,7 +395,7 @@ fn drain(receiver: &UnixStream) {
 
 /// Serves one connection to its end: the driver around [`ServerSession`]. Every failure here,
 /// from the peer or from IO, ends this connection's thread and nothing else (SPEC: SRV-INVALID-2, SRV-ISOLATE-1).
-fn serve_connection(mut stream: UnixStream, log: bool) -> io::Result<Ending> {
+fn serve_connection(stream: &mut UnixStream, log: bool) -> io::Result<Ending> {
     let mut session = ServerSession::new();
     let mut buffer = [0u8; 4096];
     loop {
@@ -333,7 +448,30 @@ struct Connections {
 #[derive(Default)]
 struct ConnectionTable {
     next_id: u64,
-    open: HashMap<u64, UnixStream>,
+    /// The descriptor of every open connection. Each stays open while it is in the table: a
+    /// [`Connection`] leaves the table before its stream closes, so shutdown can never reach a
+    /// descriptor number that was closed and reused.
+    open: HashMap<u64, RawFd>,
+}
+
+/// One served connection, owned by its thread. Dropping it takes it out of the table first and
+/// closes the stream after (fields drop after `drop` runs), which keeps the table's invariant.
+struct Connection {
+    stream: UnixStream,
+    id: u64,
+    table: Arc<Connections>,
+    wake: Arc<Wake>,
+    max: usize,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // Waking the accept loop costs a poll and a read; it is needed only when it stopped
+        // accepting because every slot was taken.
+        if self.table.remove(self.id) >= self.max {
+            self.wake.nudge();
+        }
+    }
 }
 
 impl Connections {
@@ -345,11 +483,11 @@ impl Connections {
         self.lock().open.len()
     }
 
-    fn insert(&self, stream: UnixStream) -> u64 {
+    fn insert(&self, fd: RawFd) -> u64 {
         let mut table = self.lock();
         let id = table.next_id;
         table.next_id += 1;
-        table.open.insert(id, stream);
+        table.open.insert(id, fd);
         id
     }
 
@@ -368,8 +506,11 @@ impl Connections {
     fn close_all(&self, limit: Duration) {
         let deadline = Instant::now() + limit;
         let mut table = self.lock();
-        for stream in table.open.values() {
-            let _ = stream.shutdown(Shutdown::Both);
+        for &fd in table.open.values() {
+            // SAFETY: a descriptor in the table is open (see `ConnectionTable::open`), and the
+            // table is locked, so its owner cannot close it meanwhile.
+            let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+            let _ = rustix::net::shutdown(fd, rustix::net::Shutdown::Both);
         }
         while !table.open.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());

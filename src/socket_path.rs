@@ -33,7 +33,24 @@ pub enum PathError {
     NulByte { path: PathBuf },
 }
 
-/// Checks that `path` fits in `sun_path` as it is (SPEC: TRN-PATH-2).
+/// The name of an abstract address, written `@name` (SPEC: TRN-ABSTRACT-1).
+pub fn abstract_name(path: &Path) -> Option<&[u8]> {
+    path.as_os_str().as_encoded_bytes().strip_prefix(b"@")
+}
+
+/// Connects to a socket path or an abstract `@name`.
+pub fn connect(path: &Path) -> io::Result<std::os::unix::net::UnixStream> {
+    match abstract_name(path) {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            std::os::unix::net::UnixStream::connect_addr(&std::os::unix::net::SocketAddr::from_abstract_name(name)?)
+        }
+        None => std::os::unix::net::UnixStream::connect(path),
+    }
+}
+
+/// Checks that `path` fits in `sun_path` as it is (SPEC: TRN-PATH-2). An abstract `@name` takes
+/// the same room: its name follows a leading NUL instead of ending with one.
 pub fn check_path(path: &Path) -> Result<(), PathError> {
     let bytes = path.as_os_str().as_encoded_bytes();
     if bytes.is_empty() {
@@ -192,7 +209,8 @@ fn probe(path: &Path, pinned: PinnedFile) -> Result<Occupant, BindError> {
 #[derive(Debug)]
 pub struct SocketFile {
     path: PathBuf,
-    pinned: PinnedFile,
+    /// `None` for an abstract address, which has no file.
+    pinned: Option<PinnedFile>,
     removed: bool,
 }
 
@@ -204,6 +222,8 @@ pub enum Removal {
     AlreadyGone,
     /// Another file is at the path now; it was left alone (SPEC: LIFE-SHUT-2).
     Replaced,
+    /// An abstract address: there is no file (SPEC: TRN-ABSTRACT-1).
+    NoFile,
 }
 
 impl SocketFile {
@@ -214,8 +234,9 @@ impl SocketFile {
     /// Removes the file at the path if it is still the socket created by `bind`.
     pub fn remove_if_ours(&mut self) -> io::Result<Removal> {
         self.removed = true;
+        let Some(pinned) = &self.pinned else { return Ok(Removal::NoFile) };
         // SPEC: LIFE-SHUT-2
-        match self.pinned.is_at(&self.path) {
+        match pinned.is_at(&self.path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Removal::AlreadyGone),
             Err(e) => Err(e),
             Ok(false) => Ok(Removal::Replaced),
@@ -246,6 +267,9 @@ static UMASK_LOCK: Mutex<()> = Mutex::new(());
 /// modes for those microseconds; the server binds before it starts any thread of its own.
 pub fn bind(path: &Path, mode: u32) -> Result<(UnixListener, SocketFile), BindError> {
     check_path(path)?;
+    if let Some(name) = abstract_name(path) {
+        return bind_abstract(path, name);
+    }
     match inspect(path)? {
         Occupant::Vacant => {}
         Occupant::StaleSocket(probed) => remove_stale(path, &probed)?,
@@ -271,7 +295,18 @@ fn create(path: &Path, mode: u32) -> Result<(UnixListener, SocketFile), BindErro
         _ => BindError::Bind { path: path.to_owned(), source },
     })?;
     let pinned = PinnedFile::at(path).map_err(|source| BindError::Inspect { path: path.to_owned(), source })?;
-    Ok((listener, SocketFile { path: path.to_owned(), pinned, removed: false }))
+    Ok((listener, SocketFile { path: path.to_owned(), pinned: Some(pinned), removed: false }))
+}
+
+/// SPEC: TRN-ABSTRACT-1 — no file to inspect, protect or remove; a taken name is refused.
+fn bind_abstract(path: &Path, name: &[u8]) -> Result<(UnixListener, SocketFile), BindError> {
+    use std::os::linux::net::SocketAddrExt;
+    let bound = std::os::unix::net::SocketAddr::from_abstract_name(name).and_then(|a| UnixListener::bind_addr(&a));
+    let listener = bound.map_err(|source| match source.kind() {
+        io::ErrorKind::AddrInUse => BindError::Live { path: path.to_owned() },
+        _ => BindError::Bind { path: path.to_owned(), source },
+    })?;
+    Ok((listener, SocketFile { path: path.to_owned(), pinned: None, removed: true }))
 }
 
 fn remove_stale(path: &Path, probed: &PinnedFile) -> Result<(), BindError> {

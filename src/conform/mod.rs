@@ -76,6 +76,12 @@ pub const NOT_OBSERVABLE: &[(&str, &str)] = &[
     ("LIFE-RACE-1", "needs another process to replace the file inside a microsecond window"),
     ("LIFE-RACE-2", "needs another process to bind inside a microsecond window"),
     ("LIFE-PERM-2", "a MAY: the option's name is the implementation's own"),
+    ("SRV-LIMIT-1", "the limit and how to set it are the implementation's own"),
+    ("SRV-IDLE-1", "the timeout is the implementation's (the reference's default is 120 s), too long for a gate case"),
+    ("SRV-WRITE-1", "the timeout and how to set it are the implementation's own"),
+    ("SRV-COUNT-1", "counters are internal; how they are shown is the implementation's own"),
+    ("LIFE-CRED-1", "the allow lists and how to set them are the implementation's own, and testing needs root"),
+    ("TRN-ABSTRACT-1", "a MAY; the gate gives every target a path (`{socket}`), and a path has the lifecycle cases"),
 ];
 
 /// What became of a case.

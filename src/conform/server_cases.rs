@@ -123,7 +123,7 @@ pub fn cases() -> Vec<Case> {
         case!("server/5.4/eof-at-once", ["SRV-EOF-1"], "EOF before any byte: close", |c| eof_case(c, 0, b"")),
         case!(
             "server/5.5/keeps-accepting",
-            ["SRV-ISOLATE-1", "SRV-INVALID-2"],
+            ["SRV-ISOLATE-1", "SRV-INVALID-2", "SRV-ERRNO-1"],
             "after every kind of ending, a new client is served",
             keeps_accepting
         ),
@@ -140,6 +140,12 @@ pub fn cases() -> Vec<Case> {
             non_reading_client
         ),
         case!("server/5.5/many-clients", ["SRV-CONC-1"], "64 clients at once, 20 lock-step rounds each", many_clients),
+        case!(
+            "server/5.6/descriptor-exhaustion",
+            ["SRV-ACCEPT-1"],
+            "out of descriptors: no busy loop, and service resumes once they are free",
+            descriptor_exhaustion
+        ),
         case!(
             "server/7.1/vacant",
             ["LIFE-BIND-1", "TRN-SOCK-1"],
@@ -384,6 +390,73 @@ fn many_clients(ctx: &mut Ctx) -> CaseResult {
         conn.expect_close("sent \"end\" with 64 clients connected")?;
     }
     Ok(())
+}
+
+/// CPU seconds a process has used (utime + stime from /proc/PID/stat).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<f64> = stat.rsplit_once(')')?.1.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+    Some((fields.get(11)? + fields.get(12)?) / rustix::param::clock_ticks_per_second() as f64)
+}
+
+fn descriptor_exhaustion(ctx: &mut Ctx) -> CaseResult {
+    use rustix::process::{prlimit, Pid, Resource, Rlimit};
+    ctx.start_server()?;
+    let harness = |m: String| super::harness::Problem::Harness(m);
+    let pid = ctx.pid().ok_or_else(|| harness("no server process".into()))?;
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map_err(|e| harness(format!("cannot count descriptors: {e}")))?
+        .count();
+    // Room for a few connections more than it has now, then far more clients than that.
+    let limit = (open + 6) as u64;
+    let process = Pid::from_raw(pid as i32).ok_or_else(|| harness("bad pid".into()))?;
+    // The hard limit stays as inherited from the gate (only the soft one is lowered).
+    let maximum = rustix::process::getrlimit(Resource::Nofile).maximum;
+    let original = prlimit(Some(process), Resource::Nofile, Rlimit { current: Some(limit), maximum })
+        .map_err(|e| harness(format!("cannot lower the server's descriptor limit: {e}")))?;
+    ctx.note(&format!("lowered the server's descriptor limit to {limit} ({open} open)"));
+    let mut clients = Vec::new();
+    for _ in 0..40 {
+        // A server with a short backlog stops taking connections sooner: that is not this case.
+        match ctx.connect() {
+            Ok(mut conn) => {
+                conn.send(b"ping");
+                clients.push(conn);
+            }
+            Err(_) => break,
+        }
+    }
+    ctx.note(&format!("{} clients connected and sent \"ping\"", clients.len()));
+    // A server that retries accept at once burns a whole CPU; over this window it may use
+    // half of one at most. The window measures; it decides nothing by itself.
+    let window = Duration::from_millis(1000);
+    let before = cpu_seconds(pid);
+    std::thread::sleep(window);
+    if let (Some(before), Some(after)) = (before, cpu_seconds(pid)) {
+        if after - before > 0.5 * window.as_secs_f64() {
+            return fail(format!(
+                "with its descriptors exhausted by {} clients the server used {:.2} s of CPU in {} ms; expected it to back off, not spin",
+                clients.len(),
+                after - before,
+                window.as_millis()
+            ));
+        }
+    }
+    // Free descriptors by restoring the limit: every waiting client must now be served, in
+    // turn (so a server that serves one client at a time passes too), and finish with `end`.
+    prlimit(Some(process), Resource::Nofile, original)
+        .map_err(|e| harness(format!("cannot restore the limit: {e}")))?;
+    ctx.note("restored the server's descriptor limit");
+    let count = clients.len();
+    for (i, conn) in clients.iter_mut().enumerate() {
+        let situation =
+            format!("client {} of {count}, waiting since descriptors ran out, after the limit was restored", i + 1);
+        conn.expect(b"pong", &situation)?;
+        conn.send(b"end");
+        conn.expect_close(&situation)?;
+    }
+    let mut conn = ctx.connect()?;
+    session(&mut conn, 3, "a new client after descriptors were exhausted and freed again")
 }
 
 fn vacant(ctx: &mut Ctx) -> CaseResult {

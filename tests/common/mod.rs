@@ -63,11 +63,12 @@ impl TestServer {
         self.live.snapshot()
     }
 
-    /// Waits until every accepted connection has ended and `count` were accepted.
+    /// Waits until `count` connections were accepted and none is open any more (each ended or
+    /// was refused).
     pub fn wait_for_ended(&self, count: u64) -> Stats {
         let ok = wait_until(DEADLINE, || {
             let s = self.stats();
-            s.accepted >= count && s.ended() == s.accepted
+            s.accepted >= count && s.open() == 0
         });
         let stats = self.stats();
         assert!(ok, "server did not account for {count} ended connections in time: {stats:?}");
