@@ -13,7 +13,7 @@ use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::Instant;
 
@@ -103,10 +103,28 @@ fn soak() {
         .spawn()
         .unwrap();
     let mut server = ChildGuard::new(child);
+    let stderr = server.0.as_mut().unwrap().stderr.take().unwrap();
+    let (sender, lines) = mpsc::channel();
+    thread::spawn(move || BufReader::new(stderr).lines().map_while(Result::ok).try_for_each(|l| sender.send(l)));
+    // The counts, as SIGUSR1 prints them.
+    let counts = |server: &ChildGuard| {
+        server.signal(signal_hook::consts::SIGUSR1);
+        loop {
+            let line = lines.recv_timeout(DEADLINE).expect("SIGUSR1 prints the counts");
+            if line.contains("accepted") {
+                return line;
+            }
+        }
+    };
     wait_for_listener(&path);
     let pid = server.pid();
     let (tasks, fds) = (format!("/proc/{pid}/task"), format!("/proc/{pid}/fd"));
-    assert!(wait_until(DEADLINE, || count_entries(tasks.clone()) == 1), "the server has idle connection threads");
+    // Idle: the readiness probe was accepted and has ended, and its thread is gone (the
+    // thread exits after closing its descriptor).
+    let idle = wait_until(DEADLINE, || {
+        counts(&server).contains("accepted 1, refused 0, open 0,") && count_entries(tasks.clone()) == 1
+    });
+    assert!(idle, "the server did not become idle after the readiness probe");
     let (idle_threads, idle_fds) = (count_entries(tasks.clone()), count_entries(fds.clone()));
 
     let started = Instant::now();
@@ -156,10 +174,7 @@ fn soak() {
     lockstep(&path, 10).expect("the server still answers");
 
     // The counts add up: nothing open, every accepted connection ended somehow.
-    let stderr = server.0.as_mut().unwrap().stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    server.signal(signal_hook::consts::SIGUSR1);
-    let counts = lines.find_map(|l| l.ok().filter(|l| l.contains("accepted"))).expect("SIGUSR1 prints the counts");
+    let counts = counts(&server);
     assert!(counts.contains("open 0,"), "{counts}");
 
     let injected: Vec<String> =
