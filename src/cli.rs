@@ -104,7 +104,8 @@ pub enum FormatArg {
 #[derive(Debug, Args)]
 #[command(
     after_help = "CMD runs in a new empty directory per case; its socket is `udsocket` there. The absolute path \
-is also in $UDSPING_SOCKET, and every ARG equal to {socket} is replaced by it. CMD and ARGs that name an existing \
+is also in $UDSPING_SOCKET, and every ARG equal to {socket} is replaced by it (with --abstract, both are a \
+Linux abstract address `@udsping-conform-…` instead). CMD and ARGs that name an existing \
 file relative to the current directory are passed as absolute paths, so `-- python3 server.py` works.\n\n\
 Exit status: 0 every MUST case passed; 1 a MUST case failed (or a SHOULD with --strict); 2 the harness could not \
 run (usage error, CMD not found)."
@@ -140,6 +141,10 @@ pub struct ConformArgs {
     /// Print every case's transcript, not only the failures'.
     #[arg(long)]
     pub verbose: bool,
+    /// Give CMD a Linux abstract address (`@udsping-conform-…`) instead of a socket file path:
+    /// the socket-file cases are skipped and the abstract-address cases (SPEC.md 7.6) run.
+    #[arg(long = "abstract")]
+    pub abstract_address: bool,
     /// The implementation under test.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -300,7 +305,8 @@ fn demo(args: DemoArgs) -> Result<(), String> {
 }
 
 fn conform(args: ConformArgs) -> ExitCode {
-    use crate::conform::{self, harness::Target, report, Options, Role};
+    use crate::conform::harness::{Addressing, Target};
+    use crate::conform::{self, report, Options, Role};
     let role = match args.role {
         RoleArg::Server => Role::Server,
         RoleArg::Client => Role::Client,
@@ -321,6 +327,7 @@ fn conform(args: ConformArgs) -> ExitCode {
         skip,
         timeout: std::time::Duration::from_millis(args.timeout_ms),
         strict: args.strict,
+        addressing: if args.abstract_address { Addressing::Abstract } else { Addressing::Path },
         ..Options::default()
     };
     if let Some(jobs) = args.jobs {

@@ -298,7 +298,8 @@ fn create(path: &Path, mode: u32) -> Result<(UnixListener, SocketFile), BindErro
     Ok((listener, SocketFile { path: path.to_owned(), pinned: Some(pinned), removed: false }))
 }
 
-/// SPEC: TRN-ABSTRACT-1 — no file to inspect, protect or remove; a taken name is refused.
+/// SPEC: TRN-ABSTRACT-1, TRN-ABSTRACT-2 — no file to inspect, protect or remove; a taken name
+/// is refused.
 fn bind_abstract(path: &Path, name: &[u8]) -> Result<(UnixListener, SocketFile), BindError> {
     use std::os::linux::net::SocketAddrExt;
     let bound = std::os::unix::net::SocketAddr::from_abstract_name(name).and_then(|a| UnixListener::bind_addr(&a));

@@ -11,7 +11,8 @@ use std::process::Command;
 
 use assert_cmd::Command as TestCommand;
 use predicates::prelude::*;
-use udsping::conform::{self, harness::Target, Options, Outcome, Role, NOT_OBSERVABLE};
+use udsping::conform::harness::{Addressing, Target};
+use udsping::conform::{self, Needs, Options, Outcome, Role, NOT_OBSERVABLE};
 use udsping::spec;
 
 fn reference(role: Role) -> Target {
@@ -24,28 +25,68 @@ fn reference(role: Role) -> Target {
 }
 
 fn failing_cases(report: &conform::SuiteReport) -> BTreeSet<&'static str> {
-    report.cases.iter().filter(|c| c.outcome != Outcome::Pass).map(|c| c.id).collect()
+    report.cases.iter().filter(|c| matches!(c.outcome, Outcome::Fail | Outcome::Error)).map(|c| c.id).collect()
 }
 
 fn describe_failures(report: &conform::SuiteReport) -> String {
     report.cases.iter().filter(|c| c.outcome != Outcome::Pass).map(|c| format!("{}: {:?}\n", c.id, c.message)).collect()
 }
 
-// SPEC: SRV-PONG-1, LIFE-SHUT-1 — the reference server passes every server case.
-#[test]
-fn reference_server_passes_every_case() {
-    let report = conform::run(Role::Server, &reference(Role::Server), &Options::default());
-    assert!(failing_cases(&report).is_empty(), "{}", describe_failures(&report));
-    assert_eq!(report.exit_code(), 0);
-    assert!(report.profiles().iter().all(|(_, met)| *met == Some(true)));
+/// The cases that do not apply under `addressing`: every other case must have run.
+fn not_applicable(role: Role, addressing: Addressing) -> BTreeSet<&'static str> {
+    conform::cases(role).into_iter().filter(|c| c.needs.excluded_by(addressing).is_some()).map(|c| c.id).collect()
 }
 
-// SPEC: CLT-LOCKSTEP-1, CLT-EXIT-1 — the reference client passes every client case.
-#[test]
-fn reference_client_passes_every_case() {
-    let report = conform::run(Role::Client, &reference(Role::Client), &Options::default());
+fn skipped_cases(report: &conform::SuiteReport) -> BTreeSet<&'static str> {
+    report.cases.iter().filter(|c| c.outcome == Outcome::Skip).map(|c| c.id).collect()
+}
+
+// SPEC: SRV-PONG-1, LIFE-SHUT-1, TRN-ABSTRACT-2 — the reference server passes every server
+// case, given a path and given an abstract address; only the other addressing's cases skip.
+#[rstest::rstest]
+#[case::path(Addressing::Path, Needs::AbstractAddress)]
+#[case::abstract_address(Addressing::Abstract, Needs::SocketFile)]
+fn reference_server_passes_every_case(#[case] addressing: Addressing, #[case] skipped: Needs) {
+    let options = Options { addressing, ..Options::default() };
+    let report = conform::run(Role::Server, &reference(Role::Server), &options);
     assert!(failing_cases(&report).is_empty(), "{}", describe_failures(&report));
+    assert_eq!(skipped_cases(&report), not_applicable(Role::Server, addressing));
+    assert!(conform::cases(Role::Server).iter().any(|c| c.needs == skipped), "no {skipped:?} case skipped");
     assert_eq!(report.exit_code(), 0);
+    assert!(report.profiles().iter().all(|(_, met)| *met == Some(true)), "{:?}", report.profiles());
+}
+
+// SPEC: CLT-LOCKSTEP-1, CLT-EXIT-1, TRN-ABSTRACT-2 — the reference client passes every client
+// case, given a path and given an abstract address.
+#[rstest::rstest]
+fn reference_client_passes_every_case(#[values(Addressing::Path, Addressing::Abstract)] addressing: Addressing) {
+    let options = Options { addressing, ..Options::default() };
+    let report = conform::run(Role::Client, &reference(Role::Client), &options);
+    assert!(failing_cases(&report).is_empty(), "{}", describe_failures(&report));
+    assert_eq!(skipped_cases(&report), not_applicable(Role::Client, addressing));
+    assert_eq!(report.exit_code(), 0);
+}
+
+// SPEC: TRN-ABSTRACT-2 — a server that takes `@name` for a file name is caught: it creates a
+// file, and nothing listens on the abstract name.
+#[test]
+fn a_server_without_abstract_addresses_fails_the_abstract_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("path-only.sh");
+    // Binds a socket file at whatever it is given, `@…` included.
+    let program = env!("CARGO_BIN_EXE_udsping");
+    std::fs::write(&script, format!("#!/bin/sh\nexec {program} serve --socket \"./$1\"\n")).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let target = Target { program: script.to_string_lossy().into_owned(), args: vec!["{socket}".into()] };
+    let options = Options {
+        addressing: Addressing::Abstract,
+        only: vec![glob::Pattern::new("server/7.6/*").unwrap()],
+        ..Options::default()
+    };
+    let report = conform::run(Role::Server, &target, &options);
+    let expected: BTreeSet<&str> =
+        ["server/7.6/abstract-serves", "server/7.6/abstract-name-taken", "server/7.6/abstract-sigterm"].into();
+    assert_eq!(failing_cases(&report), expected, "{}", describe_failures(&report));
 }
 
 fn seed_script(name: &str) -> Option<(tempfile::TempDir, Target)> {
@@ -156,6 +197,28 @@ fn missing_command_is_a_harness_error_not_a_pass() {
         .stderr(predicate::str::contains("cannot run the target"));
     udsping().args(["conform", "server"]).assert().code(2).stderr(predicate::str::contains("needs the command"));
     udsping().args(["conform", "server", "--only", "[", "--", "true"]).assert().code(2);
+}
+
+// SPEC: TRN-ABSTRACT-2 — `--abstract` on the command line: the run says so, the abstract
+// cases pass and the socket-file cases are skipped.
+#[test]
+fn abstract_flag_runs_the_abstract_cases() {
+    let bin = env!("CARGO_BIN_EXE_udsping");
+    let output = udsping()
+        .args(["conform", "server", "--abstract", "--only", "server/7.*", "--format", "json"])
+        .args(["--", bin, "serve", "--socket", "{socket}"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let report: serde_json::Value = serde_json::from_slice(&output).unwrap();
+    assert_eq!(report["options"]["addressing"], "abstract");
+    let outcome =
+        |id: &str| report["cases"].as_array().unwrap().iter().find(|c| c["id"] == id).unwrap()["outcome"].clone();
+    assert_eq!(outcome("server/7.6/abstract-name-taken"), "pass");
+    assert_eq!(outcome("server/7.1/stale-socket"), "skip");
+    assert_eq!(report["summary"]["pass"], 3);
 }
 
 #[test]

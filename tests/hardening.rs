@@ -223,8 +223,8 @@ fn peers_with_other_credentials_are_refused() {
     assert_eq!((stats.refused, stats.ended_by_end), (1, 1), "{stats:?}");
 }
 
-// SPEC: TRN-ABSTRACT-1 — serve and ping over an abstract address; a taken name is refused;
-// there is no file to create or remove.
+// SPEC: TRN-ABSTRACT-1, TRN-ABSTRACT-2 — serve and ping over an abstract address; a taken name
+// is refused; there is no file to create or remove; the name is released at shutdown.
 #[test]
 fn abstract_addresses_work_end_to_end() {
     let dir = tempfile::tempdir().unwrap();

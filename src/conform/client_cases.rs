@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::harness::{fail, CaseResult, Conn, Ctx};
-use super::{Case, Role};
+use super::{Case, Needs, Role};
 use crate::proto::{quoted, quoted_prefix};
 
 /// How long the scripted server holds back a reply to see whether the client waits for it.
@@ -13,7 +13,10 @@ const SPLIT_PAUSE: Duration = Duration::from_millis(30);
 
 macro_rules! case {
     ($id:literal, [$($req:literal),+], $title:literal, $run:expr) => {
-        Case { id: $id, role: Role::Client, requirements: &[$($req),+], title: $title, run: $run }
+        case!(Any, $id, [$($req),+], $title, $run)
+    };
+    ($needs:ident, $id:literal, [$($req:literal),+], $title:literal, $run:expr) => {
+        Case { id: $id, role: Role::Client, requirements: &[$($req),+], title: $title, needs: Needs::$needs, run: $run }
     };
 }
 
@@ -61,6 +64,7 @@ pub fn cases() -> Vec<Case> {
         }),
         case!("client/6/no-listener", ["CLT-CONNECT-1"], "nothing at the path: the client exits non-zero", no_listener),
         case!(
+            SocketFile,
             "client/6/refused",
             ["CLT-CONNECT-1"],
             "a stale socket file (connection refused): the client exits non-zero",

@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 
 use crate::proto::quoted_prefix;
 
+/// The file in a case's directory that captures the implementation's stderr.
+pub const STDERR_FILE: &str = ".udsping-conform-stderr";
+
 /// Bytes shown of a long stream in a failure message.
 const SHOWN: usize = 48;
 
@@ -49,6 +52,16 @@ pub fn fail<T>(message: impl Into<String>) -> Result<T, Problem> {
 pub struct Target {
     pub program: String,
     pub args: Vec<String>,
+}
+
+/// What the gate gives the implementation as `{socket}`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Addressing {
+    /// A socket file `udsocket` in the case's fresh directory.
+    #[default]
+    Path,
+    /// A Linux abstract address `@udsping-conform-…`, unique per case (SPEC: TRN-ABSTRACT-1).
+    Abstract,
 }
 
 /// Who wrote a transcript entry.
@@ -120,7 +133,9 @@ impl Drop for Process {
 /// One case's world: its own directory, its process, its connections, its transcript.
 pub struct Ctx {
     dir: tempfile::TempDir,
+    /// The socket path, or `@name` for an abstract address.
     pub socket: PathBuf,
+    pub addressing: Addressing,
     pub timeout: Duration,
     target: Target,
     process: Option<Process>,
@@ -129,15 +144,23 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn new(target: &Target, timeout: Duration) -> Result<Ctx, Problem> {
+    pub fn new(target: &Target, timeout: Duration, addressing: Addressing) -> Result<Ctx, Problem> {
         let dir = tempfile::Builder::new()
             .prefix("udsping-conform-")
             .tempdir()
             .map_err(|e| Problem::Harness(format!("cannot create a temporary directory: {e}")))?;
-        let socket = dir.path().join("udsocket");
+        let socket = match addressing {
+            Addressing::Path => dir.path().join("udsocket"),
+            // The directory's name is unique on this host, so the name is too, across the
+            // cases running in parallel and other runs of the gate.
+            Addressing::Abstract => {
+                PathBuf::from(format!("@{}", dir.path().file_name().unwrap_or_default().to_string_lossy()))
+            }
+        };
         Ok(Ctx {
             dir,
             socket,
+            addressing,
             timeout,
             target: target.clone(),
             process: None,
@@ -168,7 +191,7 @@ impl Ctx {
         let socket = self.socket.to_string_lossy().into_owned();
         let args: Vec<String> =
             self.target.args.iter().map(|a| if a == "{socket}" { socket.clone() } else { a.clone() }).collect();
-        let stderr_path = self.dir.path().join(".udsping-conform-stderr");
+        let stderr_path = self.dir.path().join(STDERR_FILE);
         let stderr =
             std::fs::File::create(&stderr_path).map_err(|e| Problem::Harness(format!("cannot capture stderr: {e}")))?;
         let child = Command::new(&self.target.program)
@@ -260,9 +283,16 @@ impl Ctx {
         Ok(Conn::new(stream, self.connections, Arc::clone(&self.transcript), self.timeout))
     }
 
-    /// Listens at the socket path (for client cases) before the client starts.
+    /// Listens at the socket path or abstract name (for client cases) before the client starts.
     pub fn listen(&self) -> Result<UnixListener, Problem> {
-        let listener = UnixListener::bind(&self.socket).map_err(|e| Problem::Harness(format!("cannot listen: {e}")))?;
+        let listener = match crate::socket_path::abstract_name(&self.socket) {
+            None => UnixListener::bind(&self.socket),
+            Some(name) => {
+                use std::os::linux::net::SocketAddrExt;
+                std::os::unix::net::SocketAddr::from_abstract_name(name).and_then(|a| UnixListener::bind_addr(&a))
+            }
+        }
+        .map_err(|e| Problem::Harness(format!("cannot listen at {}: {e}", self.socket.display())))?;
         listener.set_nonblocking(true).map_err(|e| Problem::Harness(e.to_string()))?;
         Ok(listener)
     }
@@ -297,10 +327,14 @@ impl Ctx {
 
 /// Connects without ever blocking past `deadline`: a blocking `connect` to a Unix socket whose
 /// listen backlog is full waits indefinitely (a server that stopped accepting would hang the
-/// gate), so it connects non-blocking and retries while the kernel says `EAGAIN`.
+/// gate), so it connects non-blocking and retries while the kernel says `EAGAIN`. `@name` is an
+/// abstract address.
 pub fn connect_bounded(path: &Path, deadline: Instant) -> io::Result<UnixStream> {
     use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
-    let address = SocketAddrUnix::new(path)?;
+    let address = match crate::socket_path::abstract_name(path) {
+        None => SocketAddrUnix::new(path)?,
+        Some(name) => SocketAddrUnix::new_abstract_name(name)?,
+    };
     loop {
         let socket = rustix::net::socket_with(
             AddressFamily::UNIX,

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use harness::{Ctx, Problem, Target, Transcript};
+use harness::{Addressing, Ctx, Problem, Target, Transcript};
 
 use crate::spec::{self, Level, Requirement};
 
@@ -46,7 +46,35 @@ pub struct Case {
     /// SPEC.md requirement IDs this case holds the implementation to.
     pub requirements: &'static [&'static str],
     pub title: &'static str,
+    /// The kind of address the case needs the implementation to be given.
+    pub needs: Needs,
     pub run: fn(&mut Ctx) -> harness::CaseResult,
+}
+
+/// Which addressing a case applies to (`--abstract` chooses the run's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needs {
+    /// Any: the case talks only through connections and the process.
+    Any,
+    /// A socket file: the case checks or prepares the file (section 7.1 to 7.4).
+    SocketFile,
+    /// An abstract address (section 7.6).
+    AbstractAddress,
+}
+
+impl Needs {
+    /// Why a case does not apply under `addressing`, if it does not.
+    pub fn excluded_by(&self, addressing: Addressing) -> Option<&'static str> {
+        match (self, addressing) {
+            (Needs::SocketFile, Addressing::Abstract) => {
+                Some("needs a socket file; this run gives the implementation an abstract address (--abstract)")
+            }
+            (Needs::AbstractAddress, Addressing::Path) => {
+                Some("about abstract addresses; runs with --abstract (TRN-ABSTRACT-1 is a MAY)")
+            }
+            _ => None,
+        }
+    }
 }
 
 impl Case {
@@ -81,7 +109,6 @@ pub const NOT_OBSERVABLE: &[(&str, &str)] = &[
     ("SRV-WRITE-1", "the timeout and how to set it are the implementation's own"),
     ("SRV-COUNT-1", "counters are internal; how they are shown is the implementation's own"),
     ("LIFE-CRED-1", "the allow lists and how to set them are the implementation's own, and testing needs root"),
-    ("TRN-ABSTRACT-1", "a MAY; the gate gives every target a path (`{socket}`), and a path has the lifecycle cases"),
 ];
 
 /// What became of a case.
@@ -127,6 +154,7 @@ pub struct Options {
     pub timeout: Duration,
     pub strict: bool,
     pub jobs: usize,
+    pub addressing: Addressing,
 }
 
 impl Default for Options {
@@ -137,6 +165,7 @@ impl Default for Options {
             timeout: Duration::from_millis(2000),
             strict: false,
             jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            addressing: Addressing::Path,
         }
     }
 }
@@ -259,8 +288,12 @@ fn run_case(case: &Case, requirements: &[Requirement<'_>], target: &Target, opti
         report.message = Some("not selected by --only/--skip".into());
         return report;
     }
+    if let Some(reason) = case.needs.excluded_by(options.addressing) {
+        report.message = Some(reason.into());
+        return report;
+    }
     let started = Instant::now();
-    let (result, transcript) = match Ctx::new(target, options.timeout) {
+    let (result, transcript) = match Ctx::new(target, options.timeout, options.addressing) {
         Ok(mut ctx) => {
             let result = (case.run)(&mut ctx);
             (result, Some(ctx.transcript()))

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use serde_json::{json, Value};
 
-use super::harness::{Direction, Transcript};
+use super::harness::{Addressing, Direction, Transcript};
 use super::{CaseReport, Outcome, SuiteReport};
 use crate::proto::quoted;
 use crate::spec::Level;
@@ -42,7 +42,8 @@ pub fn human(report: &SuiteReport, verbose: bool) -> String {
         .chain(report.target.args.iter().map(String::as_str))
         .collect::<Vec<_>>()
         .join(" ");
-    let _ = writeln!(out, "udsping conform {} -- {target}", report.role.as_str());
+    let abstract_flag = if report.options.addressing == Addressing::Abstract { " --abstract" } else { "" };
+    let _ = writeln!(out, "udsping conform {}{abstract_flag} -- {target}", report.role.as_str());
     let mut section = "";
     for case in report.cases.iter().filter(|c| c.outcome != Outcome::Skip || verbose) {
         if case.section != section {
@@ -155,6 +156,10 @@ pub fn json(report: &SuiteReport) -> String {
             "timeout_ms": report.options.timeout.as_millis() as u64,
             "strict": report.options.strict,
             "jobs": report.options.jobs,
+            "addressing": match report.options.addressing {
+                Addressing::Path => "path",
+                Addressing::Abstract => "abstract",
+            },
         },
         "cases": cases,
         "summary": {

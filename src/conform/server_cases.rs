@@ -8,14 +8,17 @@ use std::time::Duration;
 use rustix::process::Signal;
 
 use super::harness::{fail, CaseResult, Conn, Ctx};
-use super::{Case, Role};
+use super::{Case, Needs, Role};
 use crate::proto::quoted;
 
 const SPLIT_PAUSE: Duration = Duration::from_millis(30);
 
 macro_rules! case {
     ($id:literal, [$($req:literal),+], $title:literal, $run:expr) => {
-        Case { id: $id, role: Role::Server, requirements: &[$($req),+], title: $title, run: $run }
+        case!(Any, $id, [$($req),+], $title, $run)
+    };
+    ($needs:ident, $id:literal, [$($req:literal),+], $title:literal, $run:expr) => {
+        Case { id: $id, role: Role::Server, requirements: &[$($req),+], title: $title, needs: Needs::$needs, run: $run }
     };
 }
 
@@ -147,55 +150,97 @@ pub fn cases() -> Vec<Case> {
             descriptor_exhaustion
         ),
         case!(
+            SocketFile,
             "server/7.1/vacant",
             ["LIFE-BIND-1", "TRN-SOCK-1"],
             "nothing at the path: the server binds a stream socket there",
             vacant
         ),
-        case!("server/7.1/stale-socket", ["LIFE-STALE-1"], "a stale socket file is replaced", stale_socket),
+        case!(SocketFile, "server/7.1/stale-socket", ["LIFE-STALE-1"], "a stale socket file is replaced", stale_socket),
         case!(
+            SocketFile,
             "server/7.1/live-socket",
             ["LIFE-LIVE-1"],
             "a live server at the path: refuse, exit non-zero, leave it alone",
             live_socket
         ),
-        case!("server/7.1/regular-file", ["LIFE-FOREIGN-1"], "a regular file at the path: refuse, file intact", |c| {
-            foreign(c, Occupant::File)
-        }),
-        case!("server/7.1/directory", ["LIFE-FOREIGN-1"], "a directory at the path: refuse, untouched", |c| foreign(
-            c,
-            Occupant::Directory
-        )),
         case!(
+            SocketFile,
+            "server/7.1/regular-file",
+            ["LIFE-FOREIGN-1"],
+            "a regular file at the path: refuse, file intact",
+            |c| { foreign(c, Occupant::File) }
+        ),
+        case!(
+            SocketFile,
+            "server/7.1/directory",
+            ["LIFE-FOREIGN-1"],
+            "a directory at the path: refuse, untouched",
+            |c| foreign(c, Occupant::Directory)
+        ),
+        case!(
+            SocketFile,
             "server/7.1/symlink",
             ["LIFE-FOREIGN-1"],
             "a symbolic link to a file: refuse, link and target intact",
             |c| foreign(c, Occupant::Symlink)
         ),
         case!(
+            SocketFile,
             "server/7.1/symlink-to-stale-socket",
             ["LIFE-FOREIGN-1"],
             "a symbolic link to a stale socket: refuse, untouched",
             |c| foreign(c, Occupant::SymlinkToSocket)
         ),
         case!(
+            SocketFile,
             "server/7.1/unprovable-socket",
             ["LIFE-PROBE-1"],
             "a datagram socket (connect fails, not refused): refuse",
             unprovable_socket
         ),
-        case!("server/7.3/mode", ["LIFE-PERM-1"], "the socket file is owner-only (0600)", mode),
-        case!("server/7.4/sigterm", ["LIFE-SHUT-1"], "SIGTERM: exit 0, socket file removed, connections closed", |c| {
-            shutdown(c, Signal::TERM, "SIGTERM")
-        }),
-        case!("server/7.4/sigint", ["LIFE-SHUT-1"], "SIGINT: exit 0, socket file removed, connections closed", |c| {
-            shutdown(c, Signal::INT, "SIGINT")
-        }),
+        case!(SocketFile, "server/7.3/mode", ["LIFE-PERM-1"], "the socket file is owner-only (0600)", mode),
         case!(
+            SocketFile,
+            "server/7.4/sigterm",
+            ["LIFE-SHUT-1"],
+            "SIGTERM: exit 0, socket file removed, connections closed",
+            |c| { shutdown(c, Signal::TERM, "SIGTERM") }
+        ),
+        case!(
+            SocketFile,
+            "server/7.4/sigint",
+            ["LIFE-SHUT-1"],
+            "SIGINT: exit 0, socket file removed, connections closed",
+            |c| { shutdown(c, Signal::INT, "SIGINT") }
+        ),
+        case!(
+            SocketFile,
             "server/7.4/replaced-file",
             ["LIFE-SHUT-2"],
             "a file that replaced the socket survives shutdown",
             replaced_file
+        ),
+        case!(
+            AbstractAddress,
+            "server/7.6/abstract-serves",
+            ["TRN-ABSTRACT-1", "TRN-ABSTRACT-2"],
+            "on an abstract address: serves, and creates no file",
+            abstract_serves
+        ),
+        case!(
+            AbstractAddress,
+            "server/7.6/abstract-name-taken",
+            ["TRN-ABSTRACT-2"],
+            "the abstract name is taken: refuse, exit non-zero, leave the holder serving",
+            abstract_name_taken
+        ),
+        case!(
+            AbstractAddress,
+            "server/7.6/abstract-sigterm",
+            ["TRN-ABSTRACT-2"],
+            "SIGTERM: exit 0, connections closed, the name released",
+            abstract_sigterm
         ),
     ]
 }
@@ -611,4 +656,63 @@ fn replaced_file(ctx: &mut Ctx) -> CaseResult {
         return fail("the socket file was replaced by a regular file, then SIGTERM; expected that file left alone; it was removed");
     }
     Ok(())
+}
+
+/// Files in the case's directory other than the harness's own stderr capture.
+fn files_in(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| name != super::harness::STDERR_FILE)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn abstract_serves(ctx: &mut Ctx) -> CaseResult {
+    ctx.start_server()?;
+    let mut conn = ctx.connect()?;
+    session(&mut conn, 2, &format!("a server on the abstract address {}", ctx.socket.display()))?;
+    let files = files_in(ctx.dir());
+    if !files.is_empty() {
+        return fail(format!(
+            "given the abstract address {}; expected no file created in its working directory; found {files:?}",
+            ctx.socket.display()
+        ));
+    }
+    Ok(())
+}
+
+fn abstract_name_taken(ctx: &mut Ctx) -> CaseResult {
+    let holder = ctx.listen()?;
+    ctx.note("the harness listens on the abstract name");
+    expect_refusal(ctx, "another server listens on the abstract name")?;
+    if super::harness::connect_bounded(&ctx.socket, std::time::Instant::now() + ctx.timeout).is_err() {
+        return fail(
+            "another server listened on the abstract name; it no longer accepts connections after the refusal",
+        );
+    }
+    // The connection waits in the holder's backlog: the name still belongs to the holder.
+    drop(holder);
+    Ok(())
+}
+
+fn abstract_sigterm(ctx: &mut Ctx) -> CaseResult {
+    ctx.start_server()?;
+    let mut idle = ctx.connect()?;
+    ctx.signal(Signal::TERM, "SIGTERM")?;
+    let status = ctx.wait_exit("sent SIGTERM")?;
+    if !status.success() {
+        return fail(format!("sent SIGTERM; expected exit status 0; got {status}"));
+    }
+    idle.expect_close("an idle connection was open when SIGTERM arrived")?;
+    match super::harness::connect_bounded(&ctx.socket, std::time::Instant::now() + ctx.timeout) {
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Ok(()),
+        Err(e) => fail(format!(
+            "the server exited after SIGTERM; expected a connection to its name refused; got another error: {e}"
+        )),
+        Ok(_) => fail("the server exited after SIGTERM; expected its abstract name released; something still accepts connections on it"),
+    }
 }
