@@ -152,7 +152,8 @@ pub struct ConformArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Socket file to listen on.
+    /// Socket file to listen on, or `@NAME` for a Linux abstract address (no file, no file
+    /// permissions: pair it with --allow-uid).
     #[arg(long, default_value = "udsocket")]
     pub socket: PathBuf,
     /// Mode of the socket file (octal), set at creation with no wider window.
@@ -168,13 +169,14 @@ pub struct ServeArgs {
     /// Close a connection whose pongs cannot be written for this long (a client that never reads).
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub write_timeout: std::time::Duration,
-    /// Serve only peers with this user ID (SO_PEERCRED; repeatable; with --allow-gid, either matches).
+    /// Serve only peers with this user ID (SO_PEERCRED; repeatable; with --allow-gid, either
+    /// matches) [default: none, so anyone the socket file's mode admits]
     #[arg(long, value_name = "UID")]
     pub allow_uid: Vec<u32>,
-    /// Serve only peers with this group ID (repeatable).
+    /// Serve only peers with this group ID (repeatable) [default: none]
     #[arg(long, value_name = "GID")]
     pub allow_gid: Vec<u32>,
-    /// Print the connection counts to stderr this often (SIGUSR1 prints them once).
+    /// Print the connection counts to stderr this often (SIGUSR1 prints them once) [default: never]
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub stats_interval: Option<std::time::Duration>,
     /// Print the seed's per-message lines ("Server: Received ping", ...).
@@ -192,7 +194,7 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 
 #[derive(Debug, Args)]
 pub struct PingArgs {
-    /// Socket file to connect to.
+    /// Socket file to connect to, or `@NAME` for a Linux abstract address.
     #[arg(long, default_value = "udsocket")]
     pub socket: PathBuf,
     /// Lock-step rounds before "end".
