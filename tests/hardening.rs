@@ -193,8 +193,9 @@ fn stats_interval_prints_periodically() {
     next_line_containing(&lines, "accepted");
 }
 
-// SPEC: LIFE-CRED-1 — a peer whose uid is not allowed is closed before a byte is read; an
-// allowed one is served. Needs root, to run the refused client as another user.
+// SPEC: LIFE-CRED-1 — a peer whose uid is not allowed is closed before a byte is read, and the
+// refusal is logged with its pid, uid and gid; an allowed one is served. Needs root, to run the
+// refused client as another user.
 #[test]
 fn peers_with_other_credentials_are_refused() {
     if !rustix::process::geteuid().is_root() {
@@ -202,15 +203,15 @@ fn peers_with_other_credentials_are_refused() {
         return;
     }
     let nobody = 65534;
-    let server = TestServer::start_with(|c| {
-        c.allow_uids = vec![0];
-        c.mode = 0o666; // the file mode would refuse nobody first; the credentials are under test
-    });
-    std::fs::set_permissions(server.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = dir.path().join("udsocket");
+    // The file mode would refuse nobody first; the credentials are under test.
+    let (server, lines) = serve_child(&path, &["--allow-uid", "0", "--mode", "0666"]);
     let refused = Command::cargo_bin("udsping")
         .unwrap()
         .args(["ping", "--rounds", "3", "--socket"])
-        .arg(&server.path)
+        .arg(&path)
         .uid(nobody)
         .gid(nobody)
         .output()
@@ -218,9 +219,15 @@ fn peers_with_other_credentials_are_refused() {
     assert_eq!(refused.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("server closed the connection after 0 of 4 reply bytes"), "{stderr}");
-    assert_eq!(client::run(&ClientConfig { rounds: 3, ..ClientConfig::new(&server.path) }).unwrap().rounds, 3);
-    let stats = server.wait_for_ended(2);
-    assert_eq!((stats.refused, stats.ended_by_end), (1, 1), "{stats:?}");
+    let logged = next_line_containing(&lines, "refused a connection");
+    assert!(logged.contains(&format!("(uid {nobody}, gid {nobody})")) && logged.contains("from pid "), "{logged}");
+    assert_eq!(client::run(&ClientConfig { rounds: 3, ..ClientConfig::new(&path) }).unwrap().rounds, 3);
+    // SPEC: SRV-COUNT-1 — the refusal is counted as one, apart from the connections served.
+    assert!(wait_until(DEADLINE, || {
+        server.signal(signal_hook::consts::SIGUSR1);
+        let line = next_line_containing(&lines, "accepted");
+        line.contains("refused 1, open 0, ended by end 1,")
+    }));
 }
 
 // SPEC: TRN-ABSTRACT-1, TRN-ABSTRACT-2 — serve and ping over an abstract address; a taken name
