@@ -104,8 +104,8 @@ fn start_command(target: &Target) -> Result<Running, String> {
     let describe = |p: Problem| match p {
         Problem::Fail(m) | Problem::Harness(m) => m,
     };
-    let mut ctx = Ctx::new(target, Duration::from_secs(10), super::super::conform::harness::Addressing::Path)
-        .map_err(describe)?;
+    let mut ctx =
+        Ctx::new(target, Duration::from_secs(10), crate::conform::harness::Addressing::Path).map_err(describe)?;
     ctx.start_server().map_err(describe)?;
     Ok(Running { path: ctx.socket.clone(), pid: ctx.pid(), _dir: None, _ctx: Some(ctx), stop: None })
 }
