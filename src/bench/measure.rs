@@ -53,17 +53,7 @@ pub fn cpu_time(child: Option<u32>) -> Duration {
                 + Duration::from_micros((system.tv_sec() * 1_000_000 + system.tv_usec()) as u64)
         })
         .unwrap_or_default();
-    own + child.map_or(Duration::ZERO, child_cpu_time)
-}
-
-/// utime + stime of a process, from /proc/PID/stat (fields 14 and 15, in clock ticks).
-fn child_cpu_time(pid: u32) -> Duration {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return Duration::ZERO };
-    // The command name (field 2) may contain spaces; the fields after it follow its ')'.
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<u64> = after_name.split_whitespace().filter_map(|f| f.parse().ok()).collect();
-    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
-    Duration::from_secs_f64(ticks as f64 / rustix::param::clock_ticks_per_second() as f64)
+    own + child.and_then(crate::conform::harness::process_cpu_time).unwrap_or_default()
 }
 
 /// Resident memory of a process (this one for `None`), from /proc/PID/status.

@@ -325,6 +325,17 @@ impl Ctx {
     }
 }
 
+/// CPU time (user + system) a process has used so far, from `/proc/PID/stat`.
+pub fn process_cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and parentheses, so the fields are counted
+    // from its last ')': field 3 (the state letter) comes first, utime and stime are 14 and 15.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(14 - 3);
+    let mut next = || fields.next()?.parse::<u64>().ok();
+    let ticks = next()? + next()?;
+    Some(Duration::from_secs_f64(ticks as f64 / rustix::param::clock_ticks_per_second() as f64))
+}
+
 /// Connects without ever blocking past `deadline`: a blocking `connect` to a Unix socket whose
 /// listen backlog is full waits indefinitely (a server that stopped accepting would hang the
 /// gate), so it connects non-blocking and retries while the kernel says `EAGAIN`. `@name` is an

@@ -437,13 +437,6 @@ fn many_clients(ctx: &mut Ctx) -> CaseResult {
     Ok(())
 }
 
-/// CPU seconds a process has used (utime + stime from /proc/PID/stat).
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<f64> = stat.rsplit_once(')')?.1.split_whitespace().filter_map(|f| f.parse().ok()).collect();
-    Some((fields.get(11)? + fields.get(12)?) / rustix::param::clock_ticks_per_second() as f64)
-}
-
 fn descriptor_exhaustion(ctx: &mut Ctx) -> CaseResult {
     use rustix::process::{prlimit, Pid, Resource, Rlimit};
     ctx.start_server()?;
@@ -475,6 +468,7 @@ fn descriptor_exhaustion(ctx: &mut Ctx) -> CaseResult {
     // A server that retries accept at once burns a whole CPU; over this window it may use
     // half of one at most. The window measures; it decides nothing by itself.
     let window = Duration::from_millis(1000);
+    let cpu_seconds = |pid| super::harness::process_cpu_time(pid).map(|t| t.as_secs_f64());
     let before = cpu_seconds(pid);
     std::thread::sleep(window);
     if let (Some(before), Some(after)) = (before, cpu_seconds(pid)) {
