@@ -38,15 +38,18 @@ pub fn abstract_name(path: &Path) -> Option<&[u8]> {
     path.as_os_str().as_encoded_bytes().strip_prefix(b"@")
 }
 
+/// The address of a socket path, or of an abstract `@name`.
+pub fn unix_address(path: &Path) -> io::Result<std::os::unix::net::SocketAddr> {
+    use std::os::linux::net::SocketAddrExt;
+    match abstract_name(path) {
+        Some(name) => std::os::unix::net::SocketAddr::from_abstract_name(name),
+        None => std::os::unix::net::SocketAddr::from_pathname(path),
+    }
+}
+
 /// Connects to a socket path or an abstract `@name`.
 pub fn connect(path: &Path) -> io::Result<std::os::unix::net::UnixStream> {
-    match abstract_name(path) {
-        Some(name) => {
-            use std::os::linux::net::SocketAddrExt;
-            std::os::unix::net::UnixStream::connect_addr(&std::os::unix::net::SocketAddr::from_abstract_name(name)?)
-        }
-        None => std::os::unix::net::UnixStream::connect(path),
-    }
+    std::os::unix::net::UnixStream::connect_addr(&unix_address(path)?)
 }
 
 /// Checks that `path` fits in `sun_path` as it is (SPEC: TRN-PATH-2). An abstract `@name` takes
@@ -267,8 +270,8 @@ static UMASK_LOCK: Mutex<()> = Mutex::new(());
 /// modes for those microseconds; the server binds before it starts any thread of its own.
 pub fn bind(path: &Path, mode: u32) -> Result<(UnixListener, SocketFile), BindError> {
     check_path(path)?;
-    if let Some(name) = abstract_name(path) {
-        return bind_abstract(path, name);
+    if abstract_name(path).is_some() {
+        return bind_abstract(path);
     }
     match inspect(path)? {
         Occupant::Vacant => {}
@@ -300,9 +303,8 @@ fn create(path: &Path, mode: u32) -> Result<(UnixListener, SocketFile), BindErro
 
 /// SPEC: TRN-ABSTRACT-1, TRN-ABSTRACT-2 — no file to inspect, protect or remove; a taken name
 /// is refused.
-fn bind_abstract(path: &Path, name: &[u8]) -> Result<(UnixListener, SocketFile), BindError> {
-    use std::os::linux::net::SocketAddrExt;
-    let bound = std::os::unix::net::SocketAddr::from_abstract_name(name).and_then(|a| UnixListener::bind_addr(&a));
+fn bind_abstract(path: &Path) -> Result<(UnixListener, SocketFile), BindError> {
+    let bound = unix_address(path).and_then(|a| UnixListener::bind_addr(&a));
     let listener = bound.map_err(|source| match source.kind() {
         io::ErrorKind::AddrInUse => BindError::Live { path: path.to_owned() },
         _ => BindError::Bind { path: path.to_owned(), source },

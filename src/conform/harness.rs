@@ -135,7 +135,6 @@ pub struct Ctx {
     dir: tempfile::TempDir,
     /// The socket path, or `@name` for an abstract address.
     pub socket: PathBuf,
-    pub addressing: Addressing,
     pub timeout: Duration,
     target: Target,
     process: Option<Process>,
@@ -160,7 +159,6 @@ impl Ctx {
         Ok(Ctx {
             dir,
             socket,
-            addressing,
             timeout,
             target: target.clone(),
             process: None,
@@ -285,14 +283,9 @@ impl Ctx {
 
     /// Listens at the socket path or abstract name (for client cases) before the client starts.
     pub fn listen(&self) -> Result<UnixListener, Problem> {
-        let listener = match crate::socket_path::abstract_name(&self.socket) {
-            None => UnixListener::bind(&self.socket),
-            Some(name) => {
-                use std::os::linux::net::SocketAddrExt;
-                std::os::unix::net::SocketAddr::from_abstract_name(name).and_then(|a| UnixListener::bind_addr(&a))
-            }
-        }
-        .map_err(|e| Problem::Harness(format!("cannot listen at {}: {e}", self.socket.display())))?;
+        let listener = crate::socket_path::unix_address(&self.socket)
+            .and_then(|address| UnixListener::bind_addr(&address))
+            .map_err(|e| Problem::Harness(format!("cannot listen at {}: {e}", self.socket.display())))?;
         listener.set_nonblocking(true).map_err(|e| Problem::Harness(e.to_string()))?;
         Ok(listener)
     }
