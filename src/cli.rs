@@ -1,36 +1,60 @@
-//! The command line: argument definitions (clap) and what each command does with them.
+//! The command line: the flags of each command (clap), turned into a validated [`Config`] by
+//! one function, [`config`], and carried out by [`run`].
 //!
-//! Exit statuses (SPEC.md section 11): 0 success, 1 a protocol error or a refusal, 2 a usage
-//! error. Every error is one line on stderr, prefixed `udsping: `.
+//! The work itself lives in library modules that tests call directly ([`crate::demo`],
+//! [`crate::conform`], [`crate::bench`], [`crate::server`], [`crate::client`]); this module only
+//! parses, validates and prints. Exit statuses (SPEC.md section 11): 0 success, 1 a protocol
+//! error or a refusal, 2 a usage error ([`UsageError`]); `main` turns every error into one line
+//! on stderr, prefixed `udsping: `.
+//!
+//! Every duration option takes one syntax, humantime's (`2s`, `500ms`, `1m30s`); a bare number
+//! is refused with a message that shows those forms.
 
-use std::path::PathBuf;
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::LazyLock;
+use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use anyhow::Context as _;
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
+use crate::bench::{self, subject::Subject, Scenario};
 use crate::client::{self, ClientConfig};
+use crate::conform::harness::{Addressing, Target};
+use crate::conform::target::TargetError;
+use crate::conform::{self, list, report, Options, Role};
+use crate::demo::{self, DemoConfig};
 use crate::server::{Server, ServerConfig, ShutdownHandle};
 use crate::socket_path::Removal;
+use crate::term;
 
 /// Success.
 pub const EXIT_OK: u8 = 0;
 /// A protocol error, a refusal to start, or any other failure at run time.
 pub const EXIT_FAILURE: u8 = 1;
-/// The command line was wrong.
+/// The command line was wrong, or the gate's harness could not run.
 pub const EXIT_USAGE: u8 = 2;
 
+/// `--version`: the crate's version and the SPEC.md version the gate checks.
+static VERSION: LazyLock<String> =
+    LazyLock::new(|| format!("{} (SPEC.md version {})", env!("CARGO_PKG_VERSION"), crate::spec::version()));
+
+/// The `udsping` command line.
 #[derive(Debug, Parser)]
 #[command(
     name = "udsping",
-    version,
+    version = VERSION.as_str(),
     about = "The ping/pong protocol over Unix domain sockets: reference server, client and conformance gate"
 )]
 #[command(after_help = "Exit status: 0 success, 1 protocol error or refusal, 2 usage error.")]
 pub struct Cli {
+    /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the protocol on a socket file until SIGINT or SIGTERM.
@@ -44,63 +68,73 @@ pub enum Command {
     Conform(ConformArgs),
     /// Measure the reference server (or CMD's) against the raw-socket limit, side by side.
     Bench(BenchArgs),
+    /// Print a shell completion script (`udsping completions bash > /etc/bash_completion.d/udsping`).
+    Completions(CompletionsArgs),
+    /// Print the man page, roff (`udsping man > udsping.1`).
+    Man,
 }
 
+/// `udsping serve`.
 #[derive(Debug, Args)]
-#[command(
-    after_help = "Every figure is measured in the same run as the raw baseline (a std-only thread per connection \
-doing read 4 bytes, write \"pong\") and reported as a ratio. The reference and the baseline run in this process; \
-CMD and the seed's Python server (included when python3 is found) run as child processes."
-)]
-pub struct BenchArgs {
-    /// Scenario to run (repeatable) [default: all].
-    #[arg(long = "scenario", value_enum, value_name = "NAME")]
-    pub scenarios: Vec<crate::bench::Scenario>,
-    /// Seconds each measurement runs.
-    #[arg(long, default_value_t = 2.0, value_parser = parse_seconds)]
-    pub duration: f64,
-    /// Report format.
-    #[arg(long, value_enum, default_value = "human")]
-    pub format: BenchFormat,
-    /// Also draw throughput against clients and the latency distributions into this SVG file.
-    #[arg(long, value_name = "FILE")]
-    pub svg: Option<PathBuf>,
-    /// Leave the seed's Python server out even where python3 is installed.
+pub struct ServeArgs {
+    /// Socket file to listen on, or `@NAME` for a Linux abstract address (no file, no file
+    /// permissions: pair it with --allow-uid).
+    #[arg(long, default_value = "udsocket")]
+    pub socket: PathBuf,
+    /// Mode of the socket file (octal), set at creation with no wider window.
+    #[arg(long, default_value = "0600", value_parser = parse_mode)]
+    pub mode: u32,
+    /// Connections served at once; further clients wait in the listen backlog.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
+    /// Close a connection that sends nothing for this long ("0s" never does; a half-sent token
+    /// counts as idle).
+    #[arg(long, default_value = "120s", value_parser = parse_duration, value_name = "DURATION")]
+    pub idle_timeout: Duration,
+    /// Close a connection whose pongs cannot be written for this long (a client that never reads).
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub write_timeout: Duration,
+    /// Serve only peers with this user ID (SO_PEERCRED; repeatable; with --allow-gid, either
+    /// matches) [default: none, so anyone the socket file's mode admits]
+    #[arg(long, value_name = "UID")]
+    pub allow_uid: Vec<u32>,
+    /// Serve only peers with this group ID (repeatable) [default: none]
+    #[arg(long, value_name = "GID")]
+    pub allow_gid: Vec<u32>,
+    /// Print the connection counts to stderr this often (SIGUSR1 prints them once) [default: never]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub stats_interval: Option<Duration>,
+    /// Print the seed's per-message lines ("Server: Received ping", ...).
     #[arg(long)]
-    pub no_seed: bool,
-    /// Another server to measure instead of the reference, started as by `conform`.
-    #[arg(last = true, value_name = "CMD")]
-    pub command: Vec<String>,
+    pub log_messages: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum BenchFormat {
-    Human,
-    Json,
+/// `udsping ping`.
+#[derive(Debug, Args)]
+pub struct PingArgs {
+    /// Socket file to connect to, or `@NAME` for a Linux abstract address.
+    #[arg(long, default_value = "udsocket")]
+    pub socket: PathBuf,
+    /// Lock-step rounds before "end".
+    #[arg(long, default_value_t = 100)]
+    pub rounds: u64,
+    /// Print the seed's per-message lines ("Client: Sent ping", ...).
+    #[arg(long)]
+    pub log_messages: bool,
 }
 
-fn parse_seconds(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(seconds) if seconds > 0.0 && seconds <= 3600.0 => Ok(seconds),
-        _ => Err(format!("expected seconds between 0 and 3600, such as 2 or 0.5; got {text:?}")),
-    }
+/// `udsping demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Lock-step rounds before "end" (0: the client sends only "end").
+    #[arg(long, default_value_t = 100)]
+    pub rounds: u64,
+    /// Print every message, as the seed's programs do.
+    #[arg(long)]
+    pub log_messages: bool,
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum RoleArg {
-    /// CMD is a server: the gate plays clients against it.
-    Server,
-    /// CMD is a client: the gate plays the server.
-    Client,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum FormatArg {
-    Human,
-    Json,
-    Junit,
-}
-
+/// `udsping conform`.
 #[derive(Debug, Args)]
 #[command(
     after_help = "CMD runs in a new empty directory per case; its socket is `udsocket` there. The absolute path \
@@ -129,9 +163,12 @@ pub struct ConformArgs {
     /// Write the report here (the human report still goes to stdout).
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Deadline for each expected event within a case, in milliseconds.
-    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
-    pub timeout_ms: u64,
+    /// Deadline for each expected event within a case.
+    #[arg(long, default_value = "2s", value_parser = parse_positive_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+    /// The same in milliseconds (the former spelling, kept for scripts).
+    #[arg(long, hide = true, conflicts_with = "timeout", value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout_ms: Option<u64>,
     /// SHOULD failures also fail the run.
     #[arg(long)]
     pub strict: bool,
@@ -150,184 +187,306 @@ pub struct ConformArgs {
     pub command: Vec<String>,
 }
 
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// Socket file to listen on, or `@NAME` for a Linux abstract address (no file, no file
-    /// permissions: pair it with --allow-uid).
-    #[arg(long, default_value = "udsocket")]
-    pub socket: PathBuf,
-    /// Mode of the socket file (octal), set at creation with no wider window.
-    #[arg(long, default_value = "0600", value_parser = parse_mode)]
-    pub mode: u32,
-    /// Connections served at once; further clients wait in the listen backlog.
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
-    pub max_connections: u64,
-    /// Close a connection that sends nothing for this long ("0" never does; a half-sent token
-    /// counts as idle).
-    #[arg(long, default_value = "120s", value_parser = parse_duration, value_name = "DURATION")]
-    pub idle_timeout: std::time::Duration,
-    /// Close a connection whose pongs cannot be written for this long (a client that never reads).
-    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
-    pub write_timeout: std::time::Duration,
-    /// Serve only peers with this user ID (SO_PEERCRED; repeatable; with --allow-gid, either
-    /// matches) [default: none, so anyone the socket file's mode admits]
-    #[arg(long, value_name = "UID")]
-    pub allow_uid: Vec<u32>,
-    /// Serve only peers with this group ID (repeatable) [default: none]
-    #[arg(long, value_name = "GID")]
-    pub allow_gid: Vec<u32>,
-    /// Print the connection counts to stderr this often (SIGUSR1 prints them once) [default: never]
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
-    pub stats_interval: Option<std::time::Duration>,
-    /// Print the seed's per-message lines ("Server: Received ping", ...).
-    #[arg(long)]
-    pub log_messages: bool,
+/// Which side of the protocol CMD implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RoleArg {
+    /// CMD is a server: the gate plays clients against it.
+    Server,
+    /// CMD is a client: the gate plays the server.
+    Client,
 }
 
-/// Durations such as `10s`, `500ms`, `2m` (humantime's syntax), or `0`.
-fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    if text == "0" {
-        return Ok(std::time::Duration::ZERO);
-    }
-    humantime::parse_duration(text).map_err(|e| format!("expected a duration such as 10s or 500ms: {e}"))
+/// `conform --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FormatArg {
+    /// Readable text, one line per case.
+    Human,
+    /// One JSON object (`--list`: a JSON array).
+    Json,
+    /// JUnit XML, one test suite per SPEC.md section.
+    Junit,
 }
 
+/// `udsping bench`.
 #[derive(Debug, Args)]
-pub struct PingArgs {
-    /// Socket file to connect to, or `@NAME` for a Linux abstract address.
-    #[arg(long, default_value = "udsocket")]
-    pub socket: PathBuf,
-    /// Lock-step rounds before "end".
-    #[arg(long, default_value_t = 100)]
-    pub rounds: u64,
-    /// Print the seed's per-message lines ("Client: Sent ping", ...).
+#[command(
+    after_help = "Every figure is measured in the same run as the raw baseline (a std-only thread per connection \
+doing read 4 bytes, write \"pong\") and reported as a ratio. The reference and the baseline run in this process; \
+CMD and the seed's Python server (included when python3 is found) run as child processes."
+)]
+pub struct BenchArgs {
+    /// Scenario to run (repeatable) [default: all].
+    #[arg(long = "scenario", value_enum, value_name = "NAME")]
+    pub scenarios: Vec<Scenario>,
+    /// How long each measurement runs (up to 1h).
+    #[arg(long, default_value = "2s", value_parser = parse_bench_duration, value_name = "DURATION")]
+    pub duration: Duration,
+    /// Report format.
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: BenchFormat,
+    /// Also draw throughput against clients and the latency distributions into this SVG file.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+    /// Leave the seed's Python server out even where python3 is installed.
     #[arg(long)]
-    pub log_messages: bool,
+    pub no_seed: bool,
+    /// Another server to measure instead of the reference, started as by `conform`.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }
 
+/// `bench --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchFormat {
+    /// A table.
+    Human,
+    /// One JSON object.
+    Json,
+}
+
+/// `udsping completions`.
 #[derive(Debug, Args)]
-pub struct DemoArgs {
-    /// Lock-step rounds before "end".
-    #[arg(long, default_value_t = 100)]
-    pub rounds: u64,
-    /// Print every message, as the seed's programs do.
-    #[arg(long)]
-    pub log_messages: bool,
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// A value on the command line that does not parse.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ValueError {
+    /// `--mode` is not an octal mode.
+    #[error("expected an octal file mode from 0 to 0777 (such as 0600), got {0:?}")]
+    Mode(String),
+    /// A duration without a unit.
+    #[error("{0:?} has no unit: write a duration such as 2s, 500ms, 1m30s or 0s")]
+    BareNumber(String),
+    /// Not a duration at all.
+    #[error("expected a duration such as 2s, 500ms or 1m30s, got {text:?}: {reason}")]
+    Duration {
+        /// The text given.
+        text: String,
+        /// What humantime found wrong.
+        reason: humantime::DurationError,
+    },
+    /// Zero where only a positive duration makes sense.
+    #[error("must be more than 0s, such as 2s or 500ms")]
+    Zero,
+    /// Longer than the option allows.
+    #[error("must be at most {}, got {text:?}", humantime::format_duration(*.max))]
+    TooLong {
+        /// The text given.
+        text: String,
+        /// The limit.
+        max: Duration,
+    },
 }
 
 /// Parses an octal file mode as `--mode` takes it (`0600`, `600`, `0o600`).
-pub fn parse_mode(text: &str) -> Result<u32, String> {
+pub fn parse_mode(text: &str) -> Result<u32, ValueError> {
     let digits = text.strip_prefix("0o").unwrap_or(text);
     match u32::from_str_radix(digits, 8) {
         Ok(mode) if mode <= 0o777 => Ok(mode),
-        _ => Err(format!("expected an octal file mode from 0 to 0777 (such as 0600), got {text:?}")),
+        _ => Err(ValueError::Mode(text.to_string())),
     }
 }
 
-/// Runs a parsed command line and returns the process's exit status.
-pub fn run(cli: Cli) -> ExitCode {
-    let result = match cli.command {
-        Command::Serve(args) => serve(args),
-        Command::Ping(args) => ping(args),
-        Command::Demo(args) => demo(args),
-        Command::Conform(args) => return conform(args),
-        Command::Bench(args) => bench(args),
-    };
-    match result {
-        Ok(()) => ExitCode::from(EXIT_OK),
-        Err(message) => {
-            eprintln!("udsping: {message}");
-            ExitCode::from(EXIT_FAILURE)
+/// Parses a duration option: humantime's syntax (`10s`, `500ms`, `2m`, `0s`), never a bare
+/// number, whose unit a reader would have to guess.
+pub fn parse_duration(text: &str) -> Result<Duration, ValueError> {
+    if text.trim().parse::<f64>().is_ok() {
+        return Err(ValueError::BareNumber(text.to_string()));
+    }
+    humantime::parse_duration(text).map_err(|reason| ValueError::Duration { text: text.to_string(), reason })
+}
+
+/// Like [`parse_duration`], and more than zero.
+pub fn parse_positive_duration(text: &str) -> Result<Duration, ValueError> {
+    match parse_duration(text)? {
+        Duration::ZERO => Err(ValueError::Zero),
+        duration => Ok(duration),
+    }
+}
+
+fn parse_bench_duration(text: &str) -> Result<Duration, ValueError> {
+    const MAX: Duration = Duration::from_secs(3600);
+    match parse_positive_duration(text)? {
+        duration if duration > MAX => Err(ValueError::TooLong { text: text.to_string(), max: MAX }),
+        duration => Ok(duration),
+    }
+}
+
+/// A command line that parses but cannot be carried out (exit status 2).
+#[derive(Debug, thiserror::Error)]
+pub enum UsageError {
+    /// `serve --write-timeout 0s`.
+    #[error("--write-timeout must be more than 0s (a write that may block forever is what it bounds)")]
+    WriteTimeoutZero,
+    /// A `--only`/`--skip` glob that does not parse.
+    #[error("bad pattern {pattern:?}: {source}")]
+    Pattern {
+        /// The pattern given.
+        pattern: String,
+        /// Why it is not a glob.
+        source: glob::PatternError,
+    },
+    /// `-- CMD` names nothing runnable.
+    #[error("{command}: {source}")]
+    Target {
+        /// `conform` or `bench`.
+        command: &'static str,
+        /// What is wrong with CMD.
+        source: TargetError,
+    },
+    /// An output file that cannot be written, found before the work starts.
+    #[error("{option} {}: {source}", path.display())]
+    Unwritable {
+        /// `--output` or `--svg`.
+        option: &'static str,
+        /// The path given.
+        path: PathBuf,
+        /// Why it cannot be written.
+        source: io::Error,
+    },
+    /// The JUnit report could not be serialized (the gate's verdict is then unknown).
+    #[error("cannot write the JUnit report: {0}")]
+    Junit(#[source] quick_junit::SerializeError),
+    /// The report could not be written after the run (the gate's verdict is then unknown).
+    #[error("cannot write {}: {source}", path.display())]
+    Report {
+        /// Where it was to go.
+        path: PathBuf,
+        /// What failed.
+        source: io::Error,
+    },
+}
+
+/// A validated command line: what [`run`] carries out.
+#[derive(Debug)]
+pub enum Config {
+    /// Serve until a signal.
+    Serve(ServerConfig),
+    /// Run a client.
+    Ping(ClientConfig),
+    /// The demo.
+    Demo(DemoConfig),
+    /// List the gate's cases.
+    ConformList {
+        /// Which side's cases.
+        role: Role,
+        /// The selection.
+        options: Options,
+        /// As JSON rather than columns.
+        json: bool,
+    },
+    /// Run the gate.
+    Conform(ConformConfig),
+    /// Run the benchmark.
+    Bench(BenchConfig),
+    /// Print a completion script.
+    Completions(clap_complete::Shell),
+    /// Print the man page.
+    Man,
+}
+
+/// A gate run.
+#[derive(Debug)]
+pub struct ConformConfig {
+    /// Which side CMD implements.
+    pub role: Role,
+    /// The implementation under test, checked runnable.
+    pub target: Target,
+    /// Selection, deadlines, parallelism.
+    pub options: Options,
+    /// The report's format.
+    pub format: FormatArg,
+    /// Where the report goes (checked writable), or stdout.
+    pub output: Option<PathBuf>,
+    /// Print every transcript.
+    pub verbose: bool,
+}
+
+/// A benchmark run.
+#[derive(Debug)]
+pub struct BenchConfig {
+    /// What to measure, and how long.
+    pub options: bench::Options,
+    /// The report's format.
+    pub format: BenchFormat,
+    /// Where to draw the SVG (checked writable), if anywhere.
+    pub svg: Option<PathBuf>,
+}
+
+/// Turns parsed flags into a validated configuration: every check that can be made before
+/// work starts is made here, so a usage error never costs a run.
+pub fn config(cli: Cli) -> Result<Config, UsageError> {
+    Ok(match cli.command {
+        Command::Serve(args) => {
+            if args.write_timeout.is_zero() {
+                return Err(UsageError::WriteTimeoutZero);
+            }
+            Config::Serve(ServerConfig {
+                socket: args.socket,
+                mode: args.mode,
+                max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+                idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
+                write_timeout: args.write_timeout,
+                allow_uids: args.allow_uid,
+                allow_gids: args.allow_gid,
+                stats_interval: args.stats_interval.filter(|d| !d.is_zero()),
+                log_messages: args.log_messages,
+            })
         }
-    }
+        Command::Ping(args) => Config::Ping(ClientConfig {
+            rounds: args.rounds,
+            log_messages: args.log_messages,
+            ..ClientConfig::new(args.socket)
+        }),
+        Command::Demo(args) => Config::Demo(DemoConfig { rounds: args.rounds, log_messages: args.log_messages }),
+        Command::Conform(args) => conform_config(args)?,
+        Command::Bench(args) => {
+            let subject = if args.command.is_empty() {
+                Subject::Reference
+            } else {
+                Subject::Command(
+                    conform::target::from_command(&args.command)
+                        .map_err(|source| UsageError::Target { command: "bench", source })?,
+                )
+            };
+            if let Some(path) = &args.svg {
+                check_writable("--svg", path)?;
+            }
+            let python =
+                std::process::Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
+            let options = bench::Options {
+                scenarios: if args.scenarios.is_empty() { Scenario::ALL.to_vec() } else { args.scenarios },
+                duration: args.duration,
+                subject,
+                seed_python: python && !args.no_seed,
+                ..bench::Options::default()
+            };
+            Config::Bench(BenchConfig { options, format: args.format, svg: args.svg })
+        }
+        Command::Completions(args) => Config::Completions(args.shell),
+        Command::Man => Config::Man,
+    })
 }
 
-fn serve(args: ServeArgs) -> Result<(), String> {
-    if args.write_timeout.is_zero() {
-        return Err("--write-timeout must be more than 0 (a write that may block forever is what it bounds)".into());
-    }
-    let config = ServerConfig {
-        socket: args.socket,
-        mode: args.mode,
-        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
-        idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
-        write_timeout: args.write_timeout,
-        allow_uids: args.allow_uid,
-        allow_gids: args.allow_gid,
-        stats_interval: args.stats_interval.filter(|d| !d.is_zero()),
-        log_messages: args.log_messages,
-    };
-    let shutdown = ShutdownHandle::new().map_err(|e| format!("cannot set up shutdown: {e}"))?;
-    shutdown.stop_on_signals().map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    let server = Server::bind_with(config, shutdown).map_err(|e| e.to_string())?;
-    let path = server.path().to_owned();
-    let stats = server.run().map_err(|e| format!("{}: {e}", path.display()))?;
-    if stats.socket_file == Some(Removal::Replaced) {
-        eprintln!("udsping: {}: another file replaced the socket; left it alone", path.display());
-    }
-    Ok(())
-}
-
-fn ping(args: PingArgs) -> Result<(), String> {
-    let config = ClientConfig { socket: args.socket, rounds: args.rounds, log_messages: args.log_messages };
-    let summary = client::run(&config).map_err(|e| e.to_string())?;
-    println!("ok: {} rounds over {}, then \"end\"", summary.rounds, config.socket.display());
-    Ok(())
-}
-
-fn demo(args: DemoArgs) -> Result<(), String> {
-    let dir = tempfile::tempdir().map_err(|e| format!("cannot create a temporary directory: {e}"))?;
-    let socket = dir.path().join("udsocket");
-    let server = Server::bind(ServerConfig { log_messages: args.log_messages, ..ServerConfig::new(&socket) })
-        .map_err(|e| e.to_string())?;
-    println!("server: listening on {} (mode 0600)", socket.display());
-    let (stop, live) = (server.shutdown_handle(), server.stats());
-    let running = std::thread::spawn(move || server.run());
-    let client_result =
-        client::run(&ClientConfig { socket: socket.clone(), rounds: args.rounds, log_messages: args.log_messages });
-    // The client is done when it has sent "end"; give the server a bounded moment to account
-    // for the connection before stopping it, so the verdict does not depend on scheduling.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while live.snapshot().open() > 0 && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
-    stop.shutdown();
-    let stats = running.join().map_err(|_| "the server thread failed".to_string())?.map_err(|e| e.to_string())?;
-    let summary = client_result.map_err(|e| e.to_string())?;
-    println!("client -> server: \"ping\" x {}, then \"end\"", summary.rounds);
-    println!("server -> client: \"pong\" x {}", summary.rounds);
-    println!("server: {} connection accepted, {} ended by \"end\"", stats.accepted, stats.ended_by_end);
-    let removed = stats.socket_file == Some(Removal::Removed);
-    println!("server: socket file {} on shutdown", if removed { "removed" } else { "NOT removed" });
-    if stats.ended_by_end != 1 || !removed {
-        return Err("verdict: FAIL".into());
-    }
-    println!("verdict: PASS");
-    Ok(())
-}
-
-fn conform(args: ConformArgs) -> ExitCode {
-    use crate::conform::harness::{Addressing, Target};
-    use crate::conform::{self, report, Options, Role};
+fn conform_config(args: ConformArgs) -> Result<Config, UsageError> {
     let role = match args.role {
         RoleArg::Server => Role::Server,
         RoleArg::Client => Role::Client,
     };
-    let usage = |message: String| {
-        eprintln!("udsping: {message}");
-        ExitCode::from(EXIT_USAGE)
-    };
-    let patterns = |texts: &[String]| -> Result<Vec<glob::Pattern>, String> {
-        texts.iter().map(|t| glob::Pattern::new(t).map_err(|e| format!("bad pattern {t:?}: {e}"))).collect()
-    };
-    let (only, skip) = match (patterns(&args.only), patterns(&args.skip)) {
-        (Ok(only), Ok(skip)) => (only, skip),
-        (Err(e), _) | (_, Err(e)) => return usage(e),
+    let patterns = |texts: Vec<String>| -> Result<Vec<glob::Pattern>, UsageError> {
+        texts
+            .into_iter()
+            .map(|pattern| glob::Pattern::new(&pattern).map_err(|source| UsageError::Pattern { pattern, source }))
+            .collect()
     };
     let mut options = Options {
-        only,
-        skip,
-        timeout: std::time::Duration::from_millis(args.timeout_ms),
+        only: patterns(args.only)?,
+        skip: patterns(args.skip)?,
+        timeout: args.timeout_ms.map_or(args.timeout, Duration::from_millis),
         strict: args.strict,
         addressing: if args.abstract_address { Addressing::Abstract } else { Addressing::Path },
         ..Options::default()
@@ -336,118 +495,250 @@ fn conform(args: ConformArgs) -> ExitCode {
         options.jobs = usize::try_from(jobs).unwrap_or(usize::MAX);
     }
     if args.list {
-        print!("{}", list_cases(role, &options, args.format == FormatArg::Json));
-        return ExitCode::from(EXIT_OK);
+        return Ok(Config::ConformList { role, options, json: args.format == FormatArg::Json });
     }
-    let Some((program, rest)) = args.command.split_first() else {
-        return usage(
-            "conform needs the command to test after `--`, for example: udsping conform server -- ./my-server {socket}"
-                .into(),
-        );
-    };
-    let target =
-        Target { program: absolute_if_file(program), args: rest.iter().map(|a| absolute_if_file(a)).collect() };
-    if let Err(message) = conform::check_target(&target) {
-        return usage(message);
+    let target = conform::target::from_command(&args.command)
+        .map_err(|source| UsageError::Target { command: "conform", source })?;
+    if let Some(path) = &args.output {
+        check_writable("--output", path)?;
     }
-    let suite = conform::run(role, &target, &options);
-    let human = report::human(&suite, args.verbose);
-    let formatted = match args.format {
-        FormatArg::Human => human.clone(),
-        FormatArg::Json => report::json(&suite),
-        FormatArg::Junit => match report::junit(&suite) {
-            Ok(xml) => xml,
-            Err(e) => return usage(format!("cannot write the JUnit report: {e}")),
-        },
-    };
-    match &args.output {
-        Some(path) => {
-            if let Err(e) = std::fs::write(path, formatted) {
-                eprintln!("udsping: cannot write {}: {e}", path.display());
-                return ExitCode::from(EXIT_USAGE);
-            }
-            print!("{human}");
-        }
-        None => print!("{formatted}"),
-    }
-    ExitCode::from(suite.exit_code())
+    Ok(Config::Conform(ConformConfig {
+        role,
+        target,
+        options,
+        format: args.format,
+        output: args.output,
+        verbose: args.verbose,
+    }))
 }
 
-/// An argument naming an existing file relative to the current directory, made absolute,
-/// because the target runs in another directory.
-fn absolute_if_file(arg: &str) -> String {
-    let path = std::path::Path::new(arg);
-    if path.is_relative() && arg != "{socket}" && path.exists() {
-        if let Ok(absolute) = std::path::absolute(path) {
-            return absolute.to_string_lossy().into_owned();
-        }
-    }
-    arg.to_string()
-}
-
-fn list_cases(role: crate::conform::Role, options: &crate::conform::Options, as_json: bool) -> String {
-    let requirements = crate::spec::requirements();
-    let level_of = |ids: &[&str]| {
-        ids.iter()
-            .filter_map(|id| requirements.iter().find(|r| r.id == *id))
-            .map(|r| r.level)
-            .min()
-            .map_or("MUST", |l| l.as_str())
-    };
-    let cases: Vec<_> = crate::conform::cases(role).into_iter().filter(|c| options.selects(c)).collect();
-    if as_json {
-        let list: Vec<serde_json::Value> = cases
-            .iter()
-            .map(|c| serde_json::json!({"id": c.id, "level": level_of(c.requirements), "requirements": c.requirements, "title": c.title}))
-            .collect();
-        return serde_json::to_string_pretty(&list).expect("JSON serializes") + "\n";
-    }
-    cases
-        .iter()
-        .map(|c| format!("{:<40} {:<6} {:<50} {}\n", c.id, level_of(c.requirements), c.requirements.join(","), c.title))
-        .collect()
-}
-
-fn bench(args: BenchArgs) -> Result<(), String> {
-    use std::io::IsTerminal;
-
-    use crate::bench::{self, subject::Subject};
-    let subject = match args.command.split_first() {
-        None => Subject::Reference,
-        Some((program, rest)) => {
-            let target = crate::conform::harness::Target {
-                program: absolute_if_file(program),
-                args: rest.iter().map(|a| absolute_if_file(a)).collect(),
+/// Whether a file could be written at `path` without writing it: an existing file must be
+/// writable and not a directory, a new one needs a writable directory to go in.
+fn check_writable(option: &'static str, path: &Path) -> Result<(), UsageError> {
+    use rustix::fs::{access, Access};
+    let unwritable = |source: io::Error| UsageError::Unwritable { option, path: path.to_owned(), source };
+    match std::fs::metadata(path) {
+        Ok(metadata) if metadata.is_dir() => Err(unwritable(io::Error::from(io::ErrorKind::IsADirectory))),
+        Ok(_) => access(path, Access::WRITE_OK).map_err(|e| unwritable(e.into())),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            let parent = match path.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent,
+                _ => Path::new("."),
             };
-            crate::conform::check_target(&target)?;
-            Subject::Command(target)
+            match std::fs::metadata(parent) {
+                Ok(metadata) if metadata.is_dir() => {
+                    access(parent, Access::WRITE_OK | Access::EXEC_OK).map_err(|e| unwritable(e.into()))
+                }
+                Ok(_) => Err(unwritable(io::Error::from(io::ErrorKind::NotADirectory))),
+                Err(error) => Err(unwritable(error)),
+            }
         }
-    };
-    let python = std::process::Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
-    let options = bench::Options {
-        scenarios: if args.scenarios.is_empty() { bench::Scenario::ALL.to_vec() } else { args.scenarios },
-        duration: std::time::Duration::from_secs_f64(args.duration),
-        subject,
-        seed_python: python && !args.no_seed,
-        ..bench::Options::default()
-    };
-    let terminal = std::io::stderr().is_terminal();
-    let results = bench::run(&options, |step| {
-        if terminal {
-            eprint!("\r\x1b[2Kbench: {step}");
-        } else {
-            eprintln!("bench: {step}");
+        Err(error) => Err(unwritable(error)),
+    }
+}
+
+/// Carries out a validated command line and returns the exit status; an `Err` is printed by
+/// `main` as one line, with status 2 when it is a [`UsageError`] and 1 otherwise.
+pub fn run(config: Config) -> anyhow::Result<ExitCode> {
+    match config {
+        Config::Serve(config) => serve(config)?,
+        Config::Ping(config) => {
+            let summary = client::run(&config)?;
+            out(&format!("ok: {} rounds over {}, then \"end\"\n", summary.rounds, config.socket.display()))?;
         }
-    })?;
-    if terminal {
-        eprint!("\r\x1b[2K");
+        Config::Demo(config) => return run_demo(config),
+        Config::ConformList { role, options, json } => {
+            let cases = list::list(role, &options);
+            out(&if json { list::json(&cases) } else { list::human(&cases) })?;
+        }
+        Config::Conform(config) => return run_conform(config),
+        Config::Bench(config) => run_bench(config)?,
+        Config::Completions(shell) => {
+            // Into memory first: clap_complete panics on a failed write, and a closed pipe
+            // (`| head`) is not a bug.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "udsping", &mut script);
+            out_bytes(&script)?;
+        }
+        Config::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page).context("cannot render the man page")?;
+            out_bytes(&page)?;
+        }
     }
-    match args.format {
-        BenchFormat::Human => print!("{}", bench::human(&results)),
-        BenchFormat::Json => print!("{}", bench::json(&results, &options)),
-    }
-    if let Some(path) = &args.svg {
-        bench::svg(&results, path).map_err(|e| format!("cannot draw {}: {e}", path.display()))?;
+    Ok(ExitCode::from(EXIT_OK))
+}
+
+/// Writes to stdout. Unlike `print!`, a failed write is an error, not a panic; `main` ends a
+/// run whose reader went away (`udsping man | head`) quietly, as `cat` and ripgrep do.
+fn out(text: &str) -> io::Result<()> {
+    out_bytes(text.as_bytes())
+}
+
+fn out_bytes(bytes: &[u8]) -> io::Result<()> {
+    let mut stdout = io::stdout().lock();
+    stdout.write_all(bytes)?;
+    stdout.flush()
+}
+
+fn serve(config: ServerConfig) -> anyhow::Result<()> {
+    let shutdown = ShutdownHandle::new().context("cannot set up shutdown")?;
+    shutdown.stop_on_signals().context("cannot install signal handlers")?;
+    let server = Server::bind_with(config, shutdown)?;
+    let path = server.path().to_owned();
+    let stats = server.run().with_context(|| path.display().to_string())?;
+    if stats.socket_file == Some(Removal::Replaced) {
+        eprintln!("udsping: {}: another file replaced the socket; left it alone", path.display());
     }
     Ok(())
+}
+
+fn run_demo(config: DemoConfig) -> anyhow::Result<ExitCode> {
+    let report = demo::run(config, |socket| {
+        // A closed stdout shows up again, as an error, when the report is written below.
+        let _ = out(&format!("server: listening on {} (mode 0600)\n", socket.display()));
+    })?;
+    let mut text = String::new();
+    text += &format!("client -> server: \"ping\" x {}, then \"end\"\n", report.rounds);
+    text += &format!("server -> client: \"pong\" x {}\n", report.rounds);
+    text += &format!("server: {} connection accepted, {} ended by \"end\"\n", report.accepted, report.ended_by_end);
+    text +=
+        &format!("server: socket file {} on shutdown\n", if report.socket_removed { "removed" } else { "NOT removed" });
+    if report.passed() {
+        text += "verdict: PASS\n";
+    }
+    out(&if term::colour_stdout() { term::paint(&text) } else { text })?;
+    anyhow::ensure!(report.passed(), "verdict: FAIL");
+    Ok(ExitCode::from(EXIT_OK))
+}
+
+fn run_conform(config: ConformConfig) -> anyhow::Result<ExitCode> {
+    let suite = conform::run(config.role, &config.target, &config.options);
+    let human = report::human(&suite, config.verbose);
+    let formatted = match config.format {
+        FormatArg::Human => None,
+        FormatArg::Json => Some(report::json(&suite)),
+        FormatArg::Junit => Some(report::junit(&suite).map_err(UsageError::Junit)?),
+    };
+    let shown = match (&config.output, formatted) {
+        (Some(path), report) => {
+            std::fs::write(path, report.unwrap_or_else(|| human.clone()))
+                .map_err(|source| UsageError::Report { path: path.clone(), source })?;
+            human
+        }
+        (None, Some(report)) => report,
+        (None, None) => human,
+    };
+    let painted = config.format == FormatArg::Human || config.output.is_some();
+    out(&if painted && term::colour_stdout() { term::paint(&shown) } else { shown })?;
+    Ok(ExitCode::from(suite.exit_code()))
+}
+
+fn run_bench(config: BenchConfig) -> anyhow::Result<()> {
+    let progress = term::Progress::stderr("bench");
+    let results = bench::run(&config.options, |step| progress.step(step));
+    progress.finish();
+    let results = results.map_err(anyhow::Error::msg)?;
+    match config.format {
+        BenchFormat::Human => out(&bench::human(&results))?,
+        BenchFormat::Json => out(&bench::json(&results, &config.options))?,
+    }
+    if let Some(path) = &config.svg {
+        bench::svg(&results, path)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("cannot draw {}", path.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, UsageError> {
+        config(Cli::try_parse_from(std::iter::once("udsping").chain(args.iter().copied())).unwrap())
+    }
+
+    #[test]
+    fn durations_take_units_and_refuse_bare_numbers() {
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        for bare in ["0", "2", "0.5", " 10 "] {
+            let message = parse_duration(bare).unwrap_err().to_string();
+            assert!(message.contains("no unit") && message.contains("2s, 500ms"), "{bare}: {message}");
+        }
+        assert!(matches!(parse_duration("2 parsecs"), Err(ValueError::Duration { .. })));
+        assert_eq!(parse_positive_duration("0s"), Err(ValueError::Zero));
+        assert!(matches!(parse_bench_duration("2h"), Err(ValueError::TooLong { .. })));
+    }
+
+    #[test]
+    fn every_duration_option_uses_the_one_syntax() {
+        for args in [
+            &["serve", "--idle-timeout", "120"][..],
+            &["serve", "--write-timeout", "10"],
+            &["serve", "--stats-interval", "1"],
+            &["conform", "server", "--timeout", "2", "--", "true"],
+            &["bench", "--duration", "2"],
+        ] {
+            let error = Cli::try_parse_from(std::iter::once("udsping").chain(args.iter().copied())).unwrap_err();
+            assert!(error.to_string().contains("no unit"), "{args:?}: {error}");
+        }
+        let Ok(Config::Serve(serve)) = parse(&["serve", "--idle-timeout", "0s", "--stats-interval", "1m"]) else {
+            panic!("serve parses")
+        };
+        assert_eq!((serve.idle_timeout, serve.stats_interval), (None, Some(Duration::from_secs(60))));
+    }
+
+    #[test]
+    fn conform_timeout_keeps_its_millisecond_alias() {
+        let timeout = |args: &[&str]| match parse(args) {
+            Ok(Config::Conform(c)) => c.options.timeout,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(timeout(&["conform", "server", "--", "true"]), Duration::from_secs(2));
+        assert_eq!(timeout(&["conform", "server", "--timeout", "750ms", "--", "true"]), Duration::from_millis(750));
+        assert_eq!(timeout(&["conform", "server", "--timeout-ms", "500", "--", "true"]), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn usage_errors_are_found_before_any_work() {
+        assert!(matches!(parse(&["serve", "--write-timeout", "0s"]), Err(UsageError::WriteTimeoutZero)));
+        assert!(matches!(
+            parse(&["bench", "--", "/no/such/cmd"]),
+            Err(UsageError::Target { command: "bench", source: TargetError::NotExecutable { .. } })
+        ));
+        assert!(matches!(
+            parse(&["conform", "server"]),
+            Err(UsageError::Target { command: "conform", source: TargetError::Missing })
+        ));
+        for (option, args) in [
+            ("--output", &["conform", "server", "--output", "/no/such/dir/report.xml", "--", "true"][..]),
+            ("--svg", &["bench", "--svg", "/no/such/dir/bench.svg"]),
+            ("--output", &["conform", "server", "--output", "/", "--", "true"]),
+        ] {
+            match parse(args) {
+                Err(UsageError::Unwritable { option: o, .. }) => assert_eq!(o, option),
+                other => panic!("{args:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_new_file_in_a_writable_directory_is_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report.xml");
+        check_writable("--output", &path).unwrap();
+        assert!(!path.exists(), "checking does not create the file");
+        std::fs::write(&path, "old").unwrap();
+        check_writable("--output", &path).unwrap();
+    }
+
+    #[test]
+    fn the_version_names_the_spec_version() {
+        let version = Cli::command().render_version();
+        assert!(version.contains(env!("CARGO_PKG_VERSION")), "{version}");
+        assert!(version.contains(&format!("SPEC.md version {}", crate::spec::version())), "{version}");
+    }
 }

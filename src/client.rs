@@ -9,6 +9,7 @@ use crate::socket_path::{check_path, PathError};
 /// How to run a client.
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
+    /// The socket file to connect to, or `@name` for an abstract address.
     pub socket: PathBuf,
     /// Lock-step rounds before `end` (SPEC: CLT-ROUNDS-1: 100 by default).
     pub rounds: u64,
@@ -17,6 +18,7 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
+    /// The defaults of `udsping ping`, for `socket`.
     pub fn new(socket: impl Into<PathBuf>) -> Self {
         ClientConfig { socket: socket.into(), rounds: 100, log_messages: false }
     }
@@ -25,22 +27,42 @@ impl ClientConfig {
 /// What a successful run did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Summary {
+    /// Rounds completed before `end`.
     pub rounds: u64,
 }
 
 /// Why a client run failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The path cannot name a socket.
     #[error(transparent)]
     Path(#[from] PathError),
     /// SPEC: CLT-CONNECT-1
     #[error("cannot connect to {path}: {source}")]
-    Connect { path: PathBuf, source: io::Error },
+    Connect {
+        /// The socket path.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
     /// SPEC: CLT-REPLY-2, CLT-EOF-1
     #[error("{path}: protocol error: {error}")]
-    Protocol { path: PathBuf, error: ProtocolError },
+    Protocol {
+        /// The socket path.
+        path: PathBuf,
+        /// How the server broke the protocol.
+        error: ProtocolError,
+    },
+    /// Reading or writing failed.
     #[error("{path}: {source} after {rounds} rounds")]
-    Io { path: PathBuf, rounds: u64, source: io::Error },
+    Io {
+        /// The socket path.
+        path: PathBuf,
+        /// Rounds completed before the failure.
+        rounds: u64,
+        /// The underlying error.
+        source: io::Error,
+    },
 }
 
 /// Connects and runs the configured rounds.

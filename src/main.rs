@@ -1,18 +1,67 @@
+//! The `udsping` command. As in ripgrep's `main`, this is the one place that turns an error
+//! into its one line on stderr and its exit status (README.md, SPEC.md section 11): 0
+//! success, 1 a failure at run time, 2 a usage error (clap's own included).
+
 use std::process::ExitCode;
 
 use clap::Parser;
-use udsping::cli::{self, Cli};
+use udsping::cli::{self, Cli, UsageError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
 
 fn main() -> ExitCode {
     // A bug must still end as one line on stderr, not a backtrace.
     std::panic::set_hook(Box::new(|info| {
         eprintln!("udsping: internal error: {}", info.to_string().replace('\n', " "));
     }));
-    match Cli::try_parse() {
-        Ok(parsed) => cli::run(parsed),
+    let parsed = match Cli::try_parse() {
+        Ok(parsed) => parsed,
         Err(error) => {
             let _ = error.print();
-            ExitCode::from(if error.use_stderr() { cli::EXIT_USAGE } else { cli::EXIT_OK })
+            // --help and --version are "errors" that go to stdout and succeed.
+            return ExitCode::from(if error.use_stderr() { EXIT_USAGE } else { EXIT_OK });
         }
+    };
+    match cli::config(parsed).map_err(anyhow::Error::from).and_then(cli::run) {
+        Ok(status) => status,
+        // The reader of stdout went away (`udsping man | head`): nothing more to say.
+        Err(error)
+            if error.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::from(EXIT_OK)
+        }
+        Err(error) => {
+            eprintln!("udsping: {}", one_line(&error));
+            ExitCode::from(if error.is::<UsageError>() { EXIT_USAGE } else { EXIT_FAILURE })
+        }
+    }
+}
+
+/// The error and its causes on one line, "what: why: root cause". Many error types already
+/// say their cause in their own message; a cause is added only where it is not there yet.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !line.contains(&cause) {
+            line = format!("{line}: {cause}");
+        }
+    }
+    line.replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_join_one_line_without_repeating_themselves() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        // A context that does not say its cause gets it appended.
+        let error = anyhow::Error::new(io()).context("cannot set up shutdown");
+        assert_eq!(one_line(&error), "cannot set up shutdown: no such file");
+        // An error whose message already holds its source is not repeated.
+        let error = anyhow::Error::new(io()).context("cannot bind (no such file)");
+        assert_eq!(one_line(&error), "cannot bind (no such file)");
+        let error = anyhow::anyhow!("first line\nsecond line");
+        assert_eq!(one_line(&error), "first line second line");
     }
 }

@@ -22,6 +22,7 @@ use crate::socket_path::{self, BindError, Removal, SocketFile};
 /// How to run a server. The defaults are those of `udsping serve` (SPEC.md section 11).
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
+    /// The socket file to listen on, or `@name` for an abstract address.
     pub socket: PathBuf,
     /// Mode of the socket file, applied without a window (SPEC: LIFE-PERM-1, LIFE-PERM-2).
     pub mode: u32,
@@ -34,6 +35,7 @@ pub struct ServerConfig {
     pub write_timeout: Duration,
     /// Serve only peers with one of these uids or gids; both empty: anyone (SPEC: LIFE-CRED-1).
     pub allow_uids: Vec<u32>,
+    /// See `allow_uids`: a peer whose gid is here is served too.
     pub allow_gids: Vec<u32>,
     /// Print the counts to stderr this often (SPEC: SRV-COUNT-1).
     pub stats_interval: Option<Duration>,
@@ -42,6 +44,7 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
+    /// The defaults of `udsping serve`, for `socket`.
     pub fn new(socket: impl Into<PathBuf>) -> Self {
         ServerConfig {
             socket: socket.into(),
@@ -63,10 +66,13 @@ pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// Connection counts, by how each connection ended (SPEC: SRV-COUNT-1).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
+    /// Connections accepted.
     pub accepted: u64,
     /// Closed before a byte was read: the peer's credentials were not allowed (LIFE-CRED-1).
     pub refused: u64,
+    /// Ended by `end` (SPEC: SRV-END-1): the orderly end.
     pub ended_by_end: u64,
+    /// Closed at an invalid byte (SPEC: SRV-INVALID-1).
     pub ended_by_invalid: u64,
     /// EOF before `end` (SPEC: SRV-EOF-2): an abnormal end.
     pub ended_by_eof: u64,
@@ -224,14 +230,17 @@ impl Server {
         Ok(Server { listener, socket_file, config, wake: shutdown.0, counters: Arc::default() })
     }
 
+    /// The path the server listens on.
     pub fn path(&self) -> &Path {
         self.socket_file.path()
     }
 
+    /// A handle that reads the live counts while the server runs.
     pub fn stats(&self) -> StatsHandle {
         StatsHandle(Arc::clone(&self.counters))
     }
 
+    /// A handle that stops the server from any thread.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle(Arc::clone(&self.wake))
     }
@@ -313,15 +322,13 @@ impl Server {
         if config.allow_uids.is_empty() && config.allow_gids.is_empty() {
             return true;
         }
-        match rustix::net::sockopt::socket_peercred(stream) {
-            Ok(cred) => {
-                let (uid, gid) = (cred.uid.as_raw(), cred.gid.as_raw());
+        match peer_credentials(stream) {
+            Ok((pid, uid, gid)) => {
                 let allowed = config.allow_uids.contains(&uid) || config.allow_gids.contains(&gid);
                 if !allowed {
                     eprintln!(
-                        "udsping: {}: refused a connection from pid {} (uid {uid}, gid {gid}): not an allowed user or group",
+                        "udsping: {}: refused a connection from pid {pid} (uid {uid}, gid {gid}): not an allowed user or group",
                         self.path().display(),
-                        cred.pid.as_raw_nonzero()
                     );
                 }
                 allowed
@@ -519,5 +526,19 @@ impl Connections {
             }
             table = self.changed.wait_timeout(table, left).unwrap_or_else(|poisoned| poisoned.into_inner()).0;
         }
+    }
+}
+/// The peer's pid, uid and gid (SO_PEERCRED). Linux only: elsewhere the credentials are
+/// unknown, so an allow list admits nobody and the log line says why.
+fn peer_credentials(stream: &UnixStream) -> io::Result<(i32, u32, u32)> {
+    #[cfg(target_os = "linux")]
+    {
+        let cred = rustix::net::sockopt::socket_peercred(stream)?;
+        Ok((cred.pid.as_raw_nonzero().get(), cred.uid.as_raw(), cred.gid.as_raw()))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = stream;
+        Err(io::Error::new(io::ErrorKind::Unsupported, "SO_PEERCRED exists only on Linux"))
     }
 }

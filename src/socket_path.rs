@@ -14,7 +14,7 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use rustix::fs::{FileType, Mode, OFlags};
+use rustix::fs::FileType;
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
@@ -26,11 +26,21 @@ pub const MAX_PATH_BYTES: usize = 107;
 pub enum PathError {
     /// SPEC: TRN-PATH-2
     #[error("socket path {path} is {len} bytes, but a Unix socket path holds at most {MAX_PATH_BYTES} (it is never truncated)")]
-    TooLong { path: PathBuf, len: usize },
+    TooLong {
+        /// The socket path.
+        path: PathBuf,
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// An empty path.
     #[error("socket path is empty")]
     Empty,
+    /// A path with a NUL byte, which `sun_path` cannot hold.
     #[error("socket path {path} contains a NUL byte")]
-    NulByte { path: PathBuf },
+    NulByte {
+        /// The socket path.
+        path: PathBuf,
+    },
 }
 
 /// The name of an abstract address, written `@name` (SPEC: TRN-ABSTRACT-1).
@@ -38,11 +48,14 @@ pub fn abstract_name(path: &Path) -> Option<&[u8]> {
     path.as_os_str().as_encoded_bytes().strip_prefix(b"@")
 }
 
-/// The address of a socket path, or of an abstract `@name`.
+/// The address of a socket path, or of an abstract `@name` (Linux only: elsewhere an
+/// `@name` is an `Unsupported` error that says so).
 pub fn unix_address(path: &Path) -> io::Result<std::os::unix::net::SocketAddr> {
-    use std::os::linux::net::SocketAddrExt;
     match abstract_name(path) {
-        Some(name) => std::os::unix::net::SocketAddr::from_abstract_name(name),
+        #[cfg(target_os = "linux")]
+        Some(name) => <std::os::unix::net::SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(name),
+        #[cfg(not(target_os = "linux"))]
+        Some(_) => Err(io::Error::new(io::ErrorKind::Unsupported, "abstract addresses (@name) exist only on Linux")),
         None => std::os::unix::net::SocketAddr::from_pathname(path),
     }
 }
@@ -71,9 +84,13 @@ pub fn check_path(path: &Path) -> Result<(), PathError> {
 /// A file held by an `O_PATH` descriptor, with its device and inode number. Holding it keeps the
 /// number from being given to a new file, so "the file at the path has these numbers" really
 /// means "the file at the path is this one" (SPEC: LIFE-RACE-1, LIFE-SHUT-2).
+///
+/// `O_PATH` is Linux's. Elsewhere a socket file cannot be opened at all, so nothing is held
+/// and the pin is the device and inode number alone, which a new file could reuse once the
+/// old one is gone.
 #[derive(Debug)]
 pub struct PinnedFile {
-    _held: OwnedFd,
+    _held: Option<OwnedFd>,
     dev: u64,
     ino: u64,
     file_type: FileType,
@@ -81,15 +98,35 @@ pub struct PinnedFile {
 
 impl PinnedFile {
     /// Pins whatever is at `path` itself (a symbolic link is pinned, not followed).
+    #[cfg(target_os = "linux")]
     fn at(path: &Path) -> io::Result<PinnedFile> {
+        use rustix::fs::{Mode, OFlags};
         let held = rustix::fs::open(path, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
         let stat = rustix::fs::fstat(&held)?;
         Ok(PinnedFile {
             dev: stat.st_dev,
             ino: stat.st_ino,
             file_type: FileType::from_raw_mode(stat.st_mode),
-            _held: held,
+            _held: Some(held),
         })
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn at(path: &Path) -> io::Result<PinnedFile> {
+        use std::os::unix::fs::FileTypeExt;
+        let metadata = std::fs::symlink_metadata(path)?;
+        let kind = metadata.file_type();
+        let file_type = match () {
+            _ if kind.is_socket() => FileType::Socket,
+            _ if kind.is_file() => FileType::RegularFile,
+            _ if kind.is_dir() => FileType::Directory,
+            _ if kind.is_symlink() => FileType::Symlink,
+            _ if kind.is_fifo() => FileType::Fifo,
+            _ if kind.is_char_device() => FileType::CharacterDevice,
+            _ if kind.is_block_device() => FileType::BlockDevice,
+            _ => FileType::Unknown,
+        };
+        Ok(PinnedFile { dev: metadata.dev(), ino: metadata.ino(), file_type, _held: None })
     }
 
     /// Whether `path` names this file now; `NotFound` if nothing is there.
@@ -102,12 +139,19 @@ impl PinnedFile {
 /// A kind of file that is not a socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ForeignKind {
+    /// A regular file.
     RegularFile,
+    /// A directory.
     Directory,
+    /// A symbolic link (never followed).
     Symlink,
+    /// A named pipe.
     Fifo,
+    /// A character device.
     CharDevice,
+    /// A block device.
     BlockDevice,
+    /// Anything else.
     Unknown,
 }
 
@@ -128,40 +172,80 @@ impl fmt::Display for ForeignKind {
 /// What a server finds at its path before binding (the table of SPEC.md section 7.1).
 #[derive(Debug)]
 pub enum Occupant {
+    /// Nothing: the path is free.
     Vacant,
     /// A socket file that refuses connections: left over by a server that is gone.
     StaleSocket(PinnedFile),
     /// A socket file with a listener.
     LiveSocket,
+    /// Something that is not a socket; never touched.
     Foreign(ForeignKind),
 }
 
 /// Why a server did not start listening at its path.
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
+    /// The path cannot name a socket at all.
     #[error(transparent)]
     Path(#[from] PathError),
     /// SPEC: LIFE-LIVE-1
     #[error("{path}: another server is listening there; leaving it alone")]
-    Live { path: PathBuf },
+    Live {
+        /// The socket path.
+        path: PathBuf,
+    },
     /// SPEC: LIFE-FOREIGN-1
     #[error("{path}: a {kind} is there, not a socket; refusing to touch it")]
-    Foreign { path: PathBuf, kind: ForeignKind },
+    Foreign {
+        /// The socket path.
+        path: PathBuf,
+        /// What is there.
+        kind: ForeignKind,
+    },
     /// SPEC: LIFE-PROBE-1
     #[error("{path}: cannot tell whether the socket there is stale (connect: {source}); leaving it alone")]
-    Probe { path: PathBuf, source: io::Error },
+    Probe {
+        /// The socket path.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The path could not be examined.
     #[error("{path}: cannot inspect the path ({source})")]
-    Inspect { path: PathBuf, source: io::Error },
+    Inspect {
+        /// The socket path.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
     /// SPEC: LIFE-RACE-1
     #[error("{path}: the stale socket was replaced while starting; leaving the new file alone")]
-    Replaced { path: PathBuf },
+    Replaced {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// The stale socket could not be removed.
     #[error("{path}: cannot remove the stale socket ({source})")]
-    RemoveStale { path: PathBuf, source: io::Error },
+    RemoveStale {
+        /// The socket path.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
     /// SPEC: LIFE-RACE-2
     #[error("{path}: something else took the path while starting (address in use); leaving it alone")]
-    Raced { path: PathBuf },
+    Raced {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// `bind(2)` failed for another reason.
     #[error("{path}: cannot bind ({source})")]
-    Bind { path: PathBuf, source: io::Error },
+    Bind {
+        /// The socket path.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
 }
 
 /// Inspects `path` without following links and probes a socket found there.
@@ -189,13 +273,7 @@ pub fn inspect(path: &Path) -> Result<Occupant, BindError> {
 fn probe(path: &Path, pinned: PinnedFile) -> Result<Occupant, BindError> {
     let probe_error = |errno: Errno| BindError::Probe { path: path.to_owned(), source: errno.into() };
     let address = SocketAddrUnix::new(path).map_err(probe_error)?;
-    let socket = rustix::net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::STREAM,
-        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
-        None,
-    )
-    .map_err(probe_error)?;
+    let socket = nonblocking_socket().map_err(probe_error)?;
     match rustix::net::connect(&socket, &address) {
         // SPEC: LIFE-LIVE-1 — closed at once (dropping `socket`), without sending a byte.
         Ok(()) | Err(Errno::AGAIN) => Ok(Occupant::LiveSocket),
@@ -204,6 +282,26 @@ fn probe(path: &Path, pinned: PinnedFile) -> Result<Occupant, BindError> {
         // SPEC: LIFE-PROBE-1
         Err(errno) => Err(probe_error(errno)),
     }
+}
+
+/// A non-blocking, close-on-exec stream socket. macOS cannot create one with both flags set, so
+/// there they are set right after; everywhere else in one call, with no window.
+fn nonblocking_socket() -> Result<OwnedFd, Errno> {
+    #[cfg(not(target_vendor = "apple"))]
+    let socket = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )?;
+    #[cfg(target_vendor = "apple")]
+    let socket = {
+        let socket = rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::empty(), None)?;
+        rustix::io::fcntl_setfd(&socket, rustix::io::FdFlags::CLOEXEC)?;
+        rustix::io::ioctl_fionbio(&socket, true)?;
+        socket
+    };
+    Ok(socket)
 }
 
 /// The socket file a server created, pinned so that it removes only its own file. Dropping it
@@ -220,6 +318,7 @@ pub struct SocketFile {
 /// What [`SocketFile::remove_if_ours`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Removal {
+    /// The socket file was still ours and is gone (SPEC: LIFE-SHUT-1).
     Removed,
     /// Nothing was at the path any more.
     AlreadyGone,
@@ -230,6 +329,7 @@ pub enum Removal {
 }
 
 impl SocketFile {
+    /// The path as given (`@name` for an abstract address).
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -287,7 +387,9 @@ fn create(path: &Path, mode: u32) -> Result<(UnixListener, SocketFile), BindErro
     // SPEC: TRN-SOCK-1 — `UnixListener` is AF_UNIX, SOCK_STREAM, bound to a filesystem path.
     let listener = {
         let _guard = UMASK_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let restrict = rustix::fs::Mode::from_bits_truncate(!mode & 0o777);
+        // A mode is u32 here and u16 on the BSDs; 0o777 fits either.
+        #[allow(clippy::unnecessary_cast)]
+        let restrict = rustix::fs::Mode::from_bits_truncate((!mode & 0o777) as rustix::fs::RawMode);
         let previous = rustix::process::umask(restrict);
         let bound = UnixListener::bind(path);
         rustix::process::umask(previous);
@@ -368,7 +470,7 @@ mod tests {
     /// The process umask now, read under the lock so no concurrent bind is in its window.
     fn current_umask() -> rustix::fs::Mode {
         let _guard = UMASK_LOCK.lock().unwrap();
-        let umask = rustix::process::umask(Mode::from_bits_truncate(0o022));
+        let umask = rustix::process::umask(rustix::fs::Mode::from_bits_truncate(0o022));
         rustix::process::umask(umask);
         umask
     }

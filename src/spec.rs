@@ -10,12 +10,16 @@ pub const SPEC_MD: &str = include_str!("../SPEC.md");
 /// RFC 2119 level of a requirement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
+    /// An absolute requirement.
     Must,
+    /// Recommended; a conforming implementation may deviate with reason.
     Should,
+    /// Optional.
     May,
 }
 
 impl Level {
+    /// The level as SPEC.md writes it (`MUST`, `SHOULD`, `MAY`).
     pub fn as_str(&self) -> &'static str {
         match self {
             Level::Must => "MUST",
@@ -28,12 +32,37 @@ impl Level {
 /// One requirement of SPEC.md, borrowing from the text it was parsed from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Requirement<'a> {
+    /// The stable ID, such as `SRV-END-1`.
     pub id: &'a str,
+    /// Its RFC 2119 level.
     pub level: Level,
+    /// The conformance profile of SPEC.md section 8 it belongs to.
     pub profile: &'a str,
     /// The section heading it stands under, such as `5.3 Invalid input`.
     pub section: &'a str,
+    /// The normative text after the level, rationale included.
     pub statement: &'a str,
+}
+
+/// A line that starts like a requirement (`- **`) but is not one: where, and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("SPEC.md line {line}: {problem}: {text}")]
+pub struct SpecError {
+    /// The line number, from 1.
+    pub line: usize,
+    /// What the line lacks.
+    pub problem: &'static str,
+    /// The line itself.
+    pub text: String,
+}
+
+/// The version of the specification this build implements and the gate checks: the `N` of
+/// SPEC.md's `Status: ... version N.` line.
+pub fn version() -> &'static str {
+    SPEC_MD
+        .lines()
+        .find_map(|line| line.strip_prefix("Status: ")?.rsplit_once("version ").map(|(_, v)| v.trim_end_matches('.')))
+        .expect("SPEC.md has a `Status: ... version N.` line (checked by this module's tests)")
 }
 
 /// Conformance profiles of SPEC.md section 8.
@@ -45,7 +74,7 @@ pub fn requirements() -> Vec<Requirement<'static>> {
 }
 
 /// Parses requirement lines; a line that starts like one but is malformed is an error naming it.
-pub fn parse(text: &str) -> Result<Vec<Requirement<'_>>, String> {
+pub fn parse(text: &str) -> Result<Vec<Requirement<'_>>, SpecError> {
     let mut section = "";
     let mut found = Vec::new();
     for (number, line) in text.lines().enumerate() {
@@ -54,7 +83,7 @@ pub fn parse(text: &str) -> Result<Vec<Requirement<'_>>, String> {
             continue;
         }
         let Some(rest) = line.strip_prefix("- **") else { continue };
-        let bad = |what: &str| format!("SPEC.md line {}: {what}: {line}", number + 1);
+        let bad = |problem: &'static str| SpecError { line: number + 1, problem, text: line.to_string() };
         let (id, rest) = rest.split_once("** (").ok_or_else(|| bad("expected `** (` after the ID"))?;
         if !is_requirement_id(id) {
             return Err(bad("malformed requirement ID"));
@@ -114,6 +143,21 @@ mod tests {
     fn citations_are_found_in_comments_and_parentheses() {
         let text = "// SPEC: SRV-END-1, SRV-END-2 — why\n/// done (SPEC: WIRE-DECODE-1). SPEC: lower-case-1";
         assert_eq!(citations(text), ["SRV-END-1", "SRV-END-2", "WIRE-DECODE-1"]);
+    }
+
+    #[test]
+    fn the_spec_states_its_version() {
+        assert_eq!(version(), "1");
+    }
+
+    #[test]
+    fn a_malformed_requirement_line_is_named_with_its_number() {
+        let error = parse("intro\n- **SRV-END-1** (MUST core): no comma").unwrap_err();
+        assert_eq!((error.line, error.problem), (2, "expected `LEVEL, profile`"));
+        assert_eq!(
+            error.to_string(),
+            "SPEC.md line 2: expected `LEVEL, profile`: - **SRV-END-1** (MUST core): no comma"
+        );
     }
 
     #[test]

@@ -54,7 +54,7 @@ fn bench_measures_another_server_through_the_command_line() {
     let bin = env!("CARGO_BIN_EXE_udsping");
     Command::cargo_bin("udsping")
         .unwrap()
-        .args(["bench", "--scenario", "lockstep", "--duration", "0.1", "--no-seed", "--format", "json", "--"])
+        .args(["bench", "--scenario", "lockstep", "--duration", "100ms", "--no-seed", "--format", "json", "--"])
         .args([bin, "serve", "--socket", "{socket}"])
         .assert()
         .success()

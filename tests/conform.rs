@@ -270,7 +270,7 @@ fn a_failing_target_fails_the_run_with_a_message() {
     // `udsping ping` is a client, not a server: it exits at once, so server cases fail.
     let bin = env!("CARGO_BIN_EXE_udsping");
     udsping()
-        .args(["conform", "server", "--only", "server/5.1/lockstep", "--timeout-ms", "500", "--", bin, "ping"])
+        .args(["conform", "server", "--only", "server/5.1/lockstep", "--timeout", "500ms", "--", bin, "ping"])
         .assert()
         .code(1)
         .stdout(predicate::str::contains("FAIL").and(predicate::str::contains("exited")));

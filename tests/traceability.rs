@@ -20,8 +20,8 @@ fn sources(dir: &Path) -> Vec<(String, String)> {
     out
 }
 
-/// Citations in tests (files under tests/, and `#[cfg(test)]` modules in src/) and in the
-/// implementation (the rest of src/), each with the files citing them.
+/// Citations in tests (files under tests/, and `#[cfg(test)]` modules in src/ and proto/src/)
+/// and in the implementation (the rest of those), each with the files citing them.
 fn cited() -> (BTreeMap<String, Vec<String>>, BTreeMap<String, Vec<String>>) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let (mut tests, mut code) = (BTreeMap::new(), BTreeMap::new());
@@ -33,7 +33,8 @@ fn cited() -> (BTreeMap<String, Vec<String>>, BTreeMap<String, Vec<String>>) {
     for (file, text) in sources(&root.join("tests")) {
         note(&mut tests, &file, &text);
     }
-    for (file, text) in sources(&root.join("src")) {
+    // The implementation is this package's src/ and the protocol core's crate, proto/src/.
+    for (file, text) in sources(&root.join("src")).into_iter().chain(sources(&root.join("proto/src"))) {
         let (implementation, test_module) = text.split_once("#[cfg(test)]").unwrap_or((&text, ""));
         note(&mut code, &file, implementation);
         note(&mut tests, &file, test_module);

@@ -16,6 +16,6 @@ fuzz_target!(|input: (Vec<String>, String)| {
             let digits = mode.strip_prefix("0o").unwrap_or(&mode);
             assert_eq!(u32::from_str_radix(digits, 8), Ok(value));
         }
-        Err(message) => assert!(message.contains("octal")),
+        Err(error) => assert!(error.to_string().contains("octal")),
     }
 });

@@ -72,7 +72,7 @@ fn lockstep_client(mut stream: UnixStream, deadline: Instant) -> io::Result<(u64
     let mut latency = histogram();
     let mut reply = [0u8; 4];
     let mut rounds = 0u64;
-    while rounds % 64 != 0 || Instant::now() < deadline {
+    while !rounds.is_multiple_of(64) || Instant::now() < deadline {
         let start = Instant::now();
         stream.write_all(PING)?;
         stream.read_exact(&mut reply)?;

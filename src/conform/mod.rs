@@ -5,14 +5,17 @@
 //! - [`server_cases`], [`client_cases`]: the cases, named by the SPEC.md section they check
 //!   (`server/5.3/...`) and listing the requirement IDs they hold the implementation to.
 //! - [`report`]: human, JSON and JUnit reports, organised like SPEC.md.
+//! - [`list`]: `--list`, the cases a run would select; [`target`]: `-- CMD`, checked runnable.
 //!
 //! A case's level is the strongest level among its requirements, read from SPEC.md itself, so a
 //! case cannot claim to check a MUST that SPEC.md calls a SHOULD.
 
 pub mod client_cases;
 pub mod harness;
+pub mod list;
 pub mod report;
 pub mod server_cases;
+pub mod target;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -308,24 +311,4 @@ fn run_case(case: &Case, requirements: &[Requirement<'_>], target: &Target, opti
         Err(Problem::Harness(message)) => (Outcome::Error, Some(format!("harness error: {message}"))),
     };
     report
-}
-
-/// Checks that `program` can be started, before any case runs (exit status 2 otherwise).
-pub fn check_target(target: &Target) -> Result<(), String> {
-    let program = std::path::Path::new(&target.program);
-    let runnable = |path: &std::path::Path| {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    let found = if target.program.contains('/') {
-        runnable(program)
-    } else {
-        std::env::var_os("PATH")
-            .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| runnable(&dir.join(program))))
-    };
-    if found {
-        Ok(())
-    } else {
-        Err(format!("cannot run the target: {:?} is not an executable file (nor found on PATH)", target.program))
-    }
 }

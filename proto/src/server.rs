@@ -4,8 +4,8 @@
 //! whether to close afterwards. The driver sends those pongs in one write per batch
 //! ([`pong_chunks`]), so a pipelining client is answered at memory speed (SPEC: SRV-PONG-4).
 
-use super::decoder::{Decoder, InvalidByte, Status};
-use super::PONG;
+use crate::decoder::{Decoder, InvalidByte, Status};
+use crate::PONG;
 
 /// How a connection ended, as far as the protocol is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,7 +16,10 @@ pub enum Ending {
     Invalid(InvalidByte),
     /// The client's stream ended before `end` (SPEC: SRV-EOF-1); `mid_token` when it stopped
     /// inside a token, which gets no reply.
-    Eof { mid_token: bool },
+    Eof {
+        /// Whether the stream stopped inside a token (`"pi"`).
+        mid_token: bool,
+    },
 }
 
 impl Ending {
@@ -27,13 +30,39 @@ impl Ending {
 }
 
 /// What the driver does next: send `pongs` pongs, then close if `close` is set.
+///
+/// ```
+/// use udsping_proto::{pong_chunks, Ending, Reply, ServerSession};
+///
+/// let mut session = ServerSession::new();
+/// let reply: Reply = session.on_bytes(b"pingpingend");
+/// assert_eq!(reply, Reply { pongs: 2, close: Some(Ending::End) });
+/// // The driver writes the owed pongs (one write per 1024), then closes.
+/// let written: usize = pong_chunks(reply.pongs).map(<[u8]>::len).sum();
+/// assert_eq!(written, 8);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reply {
+    /// Pongs to send now, before anything else.
     pub pongs: usize,
+    /// Close the connection after sending them, for this reason.
     pub close: Option<Ending>,
 }
 
 /// The server's state for one connection.
+///
+/// ```
+/// use udsping_proto::{Ending, ServerSession};
+///
+/// let mut session = ServerSession::new();
+/// // A ping split across reads is answered once, when its last byte arrives.
+/// assert_eq!(session.on_bytes(b"pi").pongs, 0);
+/// assert_eq!(session.on_bytes(b"ngpi").pongs, 1);
+/// // EOF inside a token: no reply, and not an orderly end.
+/// let reply = session.on_eof();
+/// assert_eq!(reply.close, Some(Ending::Eof { mid_token: true }));
+/// assert!(!session.ending().unwrap().is_orderly());
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct ServerSession {
     decoder: Decoder,
@@ -41,6 +70,7 @@ pub struct ServerSession {
 }
 
 impl ServerSession {
+    /// A session for a connection that has received nothing yet.
     pub fn new() -> Self {
         Self::default()
     }
@@ -95,7 +125,7 @@ static PONG_BLOCK: [u8; PONG.len() * PONGS_PER_BLOCK] = {
 pub fn pong_chunks(count: usize) -> impl Iterator<Item = &'static [u8]> {
     let full = count / PONGS_PER_BLOCK;
     let rest = count % PONGS_PER_BLOCK;
-    std::iter::repeat_n(&PONG_BLOCK[..], full).chain((rest > 0).then(|| &PONG_BLOCK[..rest * PONG.len()]))
+    core::iter::repeat_n(&PONG_BLOCK[..], full).chain((rest > 0).then(|| &PONG_BLOCK[..rest * PONG.len()]))
 }
 
 #[cfg(test)]

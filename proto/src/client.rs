@@ -4,9 +4,9 @@
 //! it reads to [`ClientSession::on_bytes`]; the session says when a reply is wrong, and only
 //! offers the next `ping` once the previous `pong` is complete (SPEC: CLT-LOCKSTEP-1).
 
-use std::fmt;
+use core::fmt;
 
-use super::{quoted, END, PING, PONG};
+use crate::{END, PING, PONG};
 
 /// Up to four received bytes, kept inline for error messages without allocating.
 #[derive(Clone, Copy, PartialEq, Eq, Default)]
@@ -23,6 +23,7 @@ impl ReplyBytes {
         }
     }
 
+    /// The bytes held (at most four).
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..usize::from(self.len)]
     }
@@ -30,30 +31,63 @@ impl ReplyBytes {
 
 impl fmt::Debug for ReplyBytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&quoted(self.as_bytes()))
+        fmt::Display::fmt(self, f)
     }
 }
 
+/// The bytes double-quoted with Rust-style escapes, as [`crate::quoted`] writes them.
 impl fmt::Display for ReplyBytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&quoted(self.as_bytes()))
+        write!(f, "\"{}\"", self.as_bytes().escape_ascii())
     }
 }
 
 /// Ways a server's replies break the protocol, as the client sees them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProtocolError {
     /// SPEC: CLT-REPLY-2 — `received` ends with the first byte that does not continue `pong`.
-    #[error("round {round}: expected \"pong\", received {received}")]
-    UnexpectedReply { round: u64, received: ReplyBytes },
+    UnexpectedReply {
+        /// The round (from 1) whose reply was wrong.
+        round: u64,
+        /// The reply's bytes up to and including the first wrong one.
+        received: ReplyBytes,
+    },
     /// SPEC: CLT-EOF-1
-    #[error("round {round}: server closed the connection after {} of 4 reply bytes ({received})", received.as_bytes().len())]
-    ClosedEarly { round: u64, received: ReplyBytes },
+    ClosedEarly {
+        /// The round (from 1) whose reply was cut short.
+        round: u64,
+        /// The reply's bytes that arrived before the close.
+        received: ReplyBytes,
+    },
     /// The server sent bytes nobody asked for (a second reply to one ping, or bytes after
     /// `end` was due); `received` holds the first of them.
-    #[error("after round {round}: received {received} although no reply was owed")]
-    Unsolicited { round: u64, received: ReplyBytes },
+    Unsolicited {
+        /// Rounds completed when the bytes arrived.
+        round: u64,
+        /// Up to four of the unsolicited bytes.
+        received: ReplyBytes,
+    },
 }
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtocolError::UnexpectedReply { round, received } => {
+                write!(f, "round {round}: expected \"pong\", received {received}")
+            }
+            ProtocolError::ClosedEarly { round, received } => write!(
+                f,
+                "round {round}: server closed the connection after {} of 4 reply bytes ({received})",
+                received.as_bytes().len()
+            ),
+            ProtocolError::Unsolicited { round, received } => {
+                write!(f, "after round {round}: received {received} although no reply was owed")
+            }
+        }
+    }
+}
+
+impl core::error::Error for ProtocolError {}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -66,6 +100,22 @@ enum State {
 }
 
 /// The state of one lock-step client connection.
+///
+/// ```
+/// use udsping_proto::{ClientSession, ProtocolError};
+///
+/// let mut session = ClientSession::new(2);
+/// assert_eq!(session.poll_transmit(), Some(&b"ping"[..]));
+/// assert_eq!(session.poll_transmit(), None); // lock-step: wait for the pong
+/// session.on_bytes(b"po")?;
+/// session.on_bytes(b"ng")?;
+/// assert_eq!(session.poll_transmit(), Some(&b"ping"[..]));
+/// let error = session.on_bytes(b"pox").unwrap_err();
+/// assert!(matches!(error, ProtocolError::UnexpectedReply { round: 2, .. }));
+/// assert_eq!(error.to_string(), r#"round 2: expected "pong", received "pox""#);
+/// assert_eq!(session.poll_transmit(), None); // no `end` after a wrong reply
+/// # Ok::<(), ProtocolError>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct ClientSession {
     rounds: u64,

@@ -6,9 +6,9 @@
 //! is how far it is into which token (SPEC: WIRE-DECODE-1): it stores no bytes at all, so a
 //! connection's memory is constant whatever the client sends.
 
-use std::fmt;
+use core::fmt;
 
-use super::{END, PING};
+use crate::{END, PING};
 
 /// What the byte at an invalid offset should have been (for error messages).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,10 +73,20 @@ pub struct Decoded {
 }
 
 /// One protocol event, for callers that want a per-token view (tests, fuzzers, the gate).
+///
+/// ```
+/// use udsping_proto::{Decoder, Event};
+///
+/// let events: Vec<Event> = Decoder::new().decode(b"pingend").events().collect();
+/// assert_eq!(events, [Event::Ping, Event::End]);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
+    /// A complete `ping`.
     Ping,
+    /// The final `end`.
     End,
+    /// The stream broke at this byte.
     Invalid(InvalidByte),
 }
 
@@ -89,7 +99,7 @@ impl Decoded {
             Status::End => Some(Event::End),
             Status::Invalid(invalid) => Some(Event::Invalid(invalid)),
         };
-        std::iter::repeat_n(Event::Ping, self.pings).chain(last)
+        core::iter::repeat_n(Event::Ping, self.pings).chain(last)
     }
 }
 
@@ -106,6 +116,19 @@ enum State {
 }
 
 /// Incremental decoder of the client-to-server grammar `*ping [end]`.
+///
+/// ```
+/// use udsping_proto::{Decoder, Expected, Status};
+///
+/// let mut decoder = Decoder::new();
+/// let first = decoder.decode(b"pingpi");
+/// assert_eq!((first.pings, first.status), (1, Status::NeedMore));
+/// assert!(decoder.is_mid_token());
+/// let second = decoder.decode(b"nGping");
+/// let Status::Invalid(invalid) = second.status else { panic!("{second:?}") };
+/// assert_eq!((invalid.offset, invalid.byte, invalid.expected), (7, b'G', Expected::Byte(b'g')));
+/// assert_eq!(invalid.to_string(), "invalid byte 0x47 (b'G') at offset 7: expected b'g'");
+/// ```
 #[derive(Clone, Debug)]
 pub struct Decoder {
     state: State,
@@ -134,6 +157,7 @@ const PING_BLOCK: [u8; 32] = {
 };
 
 impl Decoder {
+    /// A decoder at the start of a stream.
     pub const fn new() -> Self {
         Decoder { state: State::Boundary, offset: 0 }
     }

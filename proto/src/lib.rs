@@ -1,12 +1,24 @@
 //! The protocol as pure state machines: bytes in, "what to do next" out.
 //!
 //! Nothing here touches a socket, a thread or a clock, and nothing allocates on the per-byte
-//! path, so the same code is driven by the blocking [`crate::server`] and [`crate::client`],
-//! by the conformance gate, by property tests and by the fuzzers.
+//! path, so the same code is driven by udsping's blocking server and client, by your own IO
+//! loop, by the conformance gate, by property tests and by the fuzzers.
 //!
 //! - [`decoder`]: the client-to-server grammar (SPEC.md section 4).
 //! - [`server`]: what a server owes for what it received (SPEC.md section 5).
 //! - [`client`]: a lock-step client's rounds and reply checking (SPEC.md section 6).
+//!
+//! What follows is the crate's README: the one vocabulary of both sessions, and an example.
+//!
+#![doc = include_str!("../README.md")]
+#![cfg_attr(not(test), no_std)]
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
 
 pub mod client;
 pub mod decoder;
