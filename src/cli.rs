@@ -49,20 +49,37 @@ pub enum Command {
 #[derive(Debug, Args)]
 #[command(
     after_help = "Every figure is measured in the same run as the raw baseline (a std-only thread per connection \
-doing read 4 bytes, write \"pong\") and reported as a ratio. The reference and the baseline run in this process; \
-CMD and the seed's Python server (included when python3 is found) run as child processes."
+doing read 4 bytes, write \"pong\"), alternately in short trials (ABBA order), and reported as the median of the \
+per-pair ratios with their interquartile range. A figure is marked UNSTABLE when that range exceeds 10% of the \
+median, or other processes used over 10% of the CPUs, or the hypervisor stole over 2% of CPU time meanwhile. \
+Every trial has a deadline (its length + 2 s): a server that stalls fails its scenario, the run goes on. \
+The reference and the baseline run in this process; CMD and the seed's Python server (included when python3 \
+is found) run as child processes.\n\n\
+Exit status: 0 every scenario measured; 1 a scenario failed; 2 usage error (or an unreadable --compare file)."
 )]
 pub struct BenchArgs {
     /// Scenario to run (repeatable) [default: all].
     #[arg(long = "scenario", value_enum, value_name = "NAME")]
     pub scenarios: Vec<crate::bench::Scenario>,
-    /// Seconds each measurement runs.
+    /// Seconds each server is measured per scenario, split into --pairs trials.
     #[arg(long, default_value_t = 2.0, value_parser = parse_seconds)]
     pub duration: f64,
+    /// Trials per server per scenario, interleaved with the baseline's (ABBA).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub pairs: u64,
+    /// Run the whole set of scenarios this many times and say whether the runs agree.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub repeat: u64,
+    /// A previous JSON report: say which ratios moved beyond their spread.
+    #[arg(long, value_name = "FILE")]
+    pub compare: Option<PathBuf>,
+    /// Idle connections of the idle-crowd scenario (repeatable) [default: 1000 and 10000].
+    #[arg(long = "idle-connections", value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub idle_connections: Vec<u64>,
     /// Report format.
     #[arg(long, value_enum, default_value = "human")]
     pub format: BenchFormat,
-    /// Also draw throughput against clients and the latency distributions into this SVG file.
+    /// Also draw every ratio with its spread and the latency percentiles into this SVG file.
     #[arg(long, value_name = "FILE")]
     pub svg: Option<PathBuf>,
     /// Leave the seed's Python server out even where python3 is installed.
@@ -159,8 +176,9 @@ pub struct ServeArgs {
     /// Mode of the socket file (octal), set at creation with no wider window.
     #[arg(long, default_value = "0600", value_parser = parse_mode)]
     pub mode: u32,
-    /// Connections served at once; further clients wait in the listen backlog.
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Connections served at once; further clients wait in the listen backlog. The default is
+    /// the descriptor hard limit less 64, at most (vm.max_map_count - 4096) / 2, here:
+    #[arg(long, default_value_t = crate::server::limits::default_max_connections() as u64, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: u64,
     /// Close a connection that sends nothing for this long ("0" never does; a half-sent token
     /// counts as idle).
@@ -231,7 +249,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Ping(args) => ping(args),
         Command::Demo(args) => demo(args),
         Command::Conform(args) => return conform(args),
-        Command::Bench(args) => bench(args),
+        Command::Bench(args) => return bench(args),
     };
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),
@@ -250,6 +268,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         socket: args.socket,
         mode: args.mode,
         max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        pressure_idle: Some(crate::server::limits::PRESSURE_IDLE),
         idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
         write_timeout: args.write_timeout,
         allow_uids: args.allow_uid,
@@ -408,10 +427,12 @@ fn list_cases(role: crate::conform::Role, options: &crate::conform::Options, as_
         .collect()
 }
 
-fn bench(args: BenchArgs) -> Result<(), String> {
-    use std::io::IsTerminal;
-
+fn bench(args: BenchArgs) -> ExitCode {
     use crate::bench::{self, subject::Subject};
+    let fail = |code: u8, message: &dyn std::fmt::Display| {
+        eprintln!("udsping: {message}");
+        ExitCode::from(code)
+    };
     let subject = match args.command.split_first() {
         None => Subject::Reference,
         Some((program, rest)) => {
@@ -419,35 +440,49 @@ fn bench(args: BenchArgs) -> Result<(), String> {
                 program: absolute_if_file(program),
                 args: rest.iter().map(|a| absolute_if_file(a)).collect(),
             };
-            crate::conform::check_target(&target)?;
+            if let Err(message) = crate::conform::check_target(&target) {
+                return fail(EXIT_USAGE, &message);
+            }
             Subject::Command(target)
         }
     };
+    // Read before measuring: a wrong path should not cost a whole run.
+    let previous = match args.compare.as_deref().map(bench::read_report).transpose() {
+        Ok(previous) => previous,
+        Err(e) => return fail(EXIT_USAGE, &e),
+    };
     let python = std::process::Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
+    let defaults = bench::Options::default();
     let options = bench::Options {
         scenarios: if args.scenarios.is_empty() { bench::Scenario::ALL.to_vec() } else { args.scenarios },
         duration: std::time::Duration::from_secs_f64(args.duration),
+        pairs: usize::try_from(args.pairs).unwrap_or(usize::MAX),
+        repeat: usize::try_from(args.repeat).unwrap_or(usize::MAX),
+        idle_counts: if args.idle_connections.is_empty() {
+            defaults.idle_counts.clone()
+        } else {
+            args.idle_connections.iter().map(|&n| usize::try_from(n).unwrap_or(usize::MAX)).collect()
+        },
         subject,
         seed_python: python && !args.no_seed,
-        ..bench::Options::default()
+        ..defaults
     };
-    let terminal = std::io::stderr().is_terminal();
-    let results = bench::run(&options, |step| {
-        if terminal {
-            eprint!("\r\x1b[2Kbench: {step}");
-        } else {
-            eprintln!("bench: {step}");
-        }
-    })?;
-    if terminal {
-        eprint!("\r\x1b[2K");
+    let mut report = bench::run(&options, bench::stderr_progress());
+    if let Some(previous) = &previous {
+        report.comparison = bench::report::compare(&report.results, previous);
     }
     match args.format {
-        BenchFormat::Human => print!("{}", bench::human(&results)),
-        BenchFormat::Json => print!("{}", bench::json(&results, &options)),
+        BenchFormat::Human => print!("{}", bench::report::human(&report)),
+        BenchFormat::Json => print!("{}", bench::report::json(&report)),
     }
     if let Some(path) = &args.svg {
-        bench::svg(&results, path).map_err(|e| format!("cannot draw {}: {e}", path.display()))?;
+        if let Err(e) = bench::svg(&report, path) {
+            return fail(EXIT_FAILURE, &e);
+        }
     }
-    Ok(())
+    let failed = report.results.iter().filter(|r| r.status == bench::report::Status::Failed).count();
+    if failed > 0 {
+        return fail(EXIT_FAILURE, &format!("bench: {failed} measurement(s) failed (see the report)"));
+    }
+    ExitCode::from(EXIT_OK)
 }
