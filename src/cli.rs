@@ -84,8 +84,9 @@ pub struct ServeArgs {
     /// Mode of the socket file (octal), set at creation with no wider window.
     #[arg(long, default_value = "0600", value_parser = parse_mode)]
     pub mode: u32,
-    /// Connections served at once; further clients wait in the listen backlog.
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Connections served at once; further clients wait in the listen backlog. The default is
+    /// the descriptor hard limit less 64, at most (vm.max_map_count - 4096) / 2, here:
+    #[arg(long, default_value_t = crate::server::limits::default_max_connections() as u64, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: u64,
     /// Close a connection that sends nothing for this long ("0s" never does; a half-sent token
     /// counts as idle).
@@ -211,20 +212,37 @@ pub enum FormatArg {
 #[derive(Debug, Args)]
 #[command(
     after_help = "Every figure is measured in the same run as the raw baseline (a std-only thread per connection \
-doing read 4 bytes, write \"pong\") and reported as a ratio. The reference and the baseline run in this process; \
-CMD and the seed's Python server (included when python3 is found) run as child processes."
+doing read 4 bytes, write \"pong\"), alternately in short trials (ABBA order), and reported as the median of the \
+per-pair ratios with their interquartile range. A figure is marked UNSTABLE when that range exceeds 10% of the \
+median, or other processes used over 10% of the CPUs, or the hypervisor stole over 2% of CPU time meanwhile. \
+Every trial has a deadline (its length + 2 s): a server that stalls fails its scenario, the run goes on. \
+The reference and the baseline run in this process; CMD and the seed's Python server (included when python3 \
+is found) run as child processes.\n\n\
+Exit status: 0 every scenario measured; 1 a scenario failed; 2 usage error (or an unreadable --compare file)."
 )]
 pub struct BenchArgs {
     /// Scenario to run (repeatable) [default: all].
     #[arg(long = "scenario", value_enum, value_name = "NAME")]
     pub scenarios: Vec<Scenario>,
-    /// How long each measurement runs (up to 1h).
+    /// How long each server is measured per scenario (up to 1h), split into --pairs trials.
     #[arg(long, default_value = "2s", value_parser = parse_bench_duration, value_name = "DURATION")]
     pub duration: Duration,
+    /// Trials per server per scenario, interleaved with the baseline's (ABBA).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub pairs: u64,
+    /// Run the whole set of scenarios this many times and say whether the runs agree.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub repeat: u64,
+    /// A previous JSON report: say which ratios moved beyond their spread.
+    #[arg(long, value_name = "FILE")]
+    pub compare: Option<PathBuf>,
+    /// Idle connections of the idle-crowd scenario (repeatable) [default: 1000 and 10000].
+    #[arg(long = "idle-connections", value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub idle_connections: Vec<u64>,
     /// Report format.
     #[arg(long, value_enum, default_value = "human")]
     pub format: BenchFormat,
-    /// Also draw throughput against clients and the latency distributions into this SVG file.
+    /// Also draw every ratio with its spread and the latency percentiles into this SVG file.
     #[arg(long, value_name = "FILE")]
     pub svg: Option<PathBuf>,
     /// Leave the seed's Python server out even where python3 is installed.
@@ -348,6 +366,9 @@ pub enum UsageError {
         /// Why it cannot be written.
         source: io::Error,
     },
+    /// `bench --compare FILE` names no readable report.
+    #[error("{0}")]
+    Compare(#[source] Box<bench::BenchError>),
     /// The JUnit report could not be serialized (the gate's verdict is then unknown).
     #[error("cannot write the JUnit report: {0}")]
     Junit(#[source] quick_junit::SerializeError),
@@ -382,7 +403,7 @@ pub enum Config {
     /// Run the gate.
     Conform(ConformConfig),
     /// Run the benchmark.
-    Bench(BenchConfig),
+    Bench(Box<BenchConfig>),
     /// Print a completion script.
     Completions(clap_complete::Shell),
     /// Print the man page.
@@ -415,6 +436,8 @@ pub struct BenchConfig {
     pub format: BenchFormat,
     /// Where to draw the SVG (checked writable), if anywhere.
     pub svg: Option<PathBuf>,
+    /// A previous report to compare the figures with (`--compare`), read before any work.
+    pub previous: Option<bench::report::Report>,
 }
 
 /// Turns parsed flags into a validated configuration: every check that can be made before
@@ -429,6 +452,7 @@ pub fn config(cli: Cli) -> Result<Config, UsageError> {
                 socket: args.socket,
                 mode: args.mode,
                 max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+                pressure_idle: Some(crate::server::limits::PRESSURE_IDLE),
                 idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
                 write_timeout: args.write_timeout,
                 allow_uids: args.allow_uid,
@@ -458,14 +482,29 @@ pub fn config(cli: Cli) -> Result<Config, UsageError> {
             }
             let python =
                 std::process::Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
+            // Read before measuring: a wrong path should not cost a whole run.
+            let previous = args
+                .compare
+                .as_deref()
+                .map(bench::read_report)
+                .transpose()
+                .map_err(|source| UsageError::Compare(Box::new(source)))?;
+            let defaults = bench::Options::default();
             let options = bench::Options {
                 scenarios: if args.scenarios.is_empty() { Scenario::ALL.to_vec() } else { args.scenarios },
                 duration: args.duration,
+                pairs: usize::try_from(args.pairs).unwrap_or(usize::MAX),
+                repeat: usize::try_from(args.repeat).unwrap_or(usize::MAX),
+                idle_counts: if args.idle_connections.is_empty() {
+                    defaults.idle_counts.clone()
+                } else {
+                    args.idle_connections.iter().map(|&n| usize::try_from(n).unwrap_or(usize::MAX)).collect()
+                },
                 subject,
                 seed_python: python && !args.no_seed,
-                ..bench::Options::default()
+                ..defaults
             };
-            Config::Bench(BenchConfig { options, format: args.format, svg: args.svg })
+            Config::Bench(Box::new(BenchConfig { options, format: args.format, svg: args.svg, previous }))
         }
         Command::Completions(args) => Config::Completions(args.shell),
         Command::Man => Config::Man,
@@ -552,7 +591,7 @@ pub fn run(config: Config) -> anyhow::Result<ExitCode> {
             out(&if json { list::json(&cases) } else { list::human(&cases) })?;
         }
         Config::Conform(config) => return run_conform(config),
-        Config::Bench(config) => run_bench(config)?,
+        Config::Bench(config) => return run_bench(*config),
         Config::Completions(shell) => {
             // Into memory first: clap_complete panics on a failed write, and a closed pipe
             // (`| head`) is not a bug.
@@ -634,21 +673,23 @@ fn run_conform(config: ConformConfig) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(suite.exit_code()))
 }
 
-fn run_bench(config: BenchConfig) -> anyhow::Result<()> {
+fn run_bench(config: BenchConfig) -> anyhow::Result<ExitCode> {
     let progress = term::Progress::stderr("bench");
-    let results = bench::run(&config.options, |step| progress.step(step));
+    let mut report = bench::run(&config.options, |step| progress.step(step));
     progress.finish();
-    let results = results.map_err(anyhow::Error::msg)?;
+    if let Some(previous) = &config.previous {
+        report.comparison = bench::report::compare(&report.results, previous);
+    }
     match config.format {
-        BenchFormat::Human => out(&bench::human(&results))?,
-        BenchFormat::Json => out(&bench::json(&results, &config.options))?,
+        BenchFormat::Human => out(&bench::report::human(&report))?,
+        BenchFormat::Json => out(&bench::report::json(&report))?,
     }
     if let Some(path) = &config.svg {
-        bench::svg(&results, path)
-            .map_err(anyhow::Error::msg)
-            .with_context(|| format!("cannot draw {}", path.display()))?;
+        bench::svg(&report, path)?;
     }
-    Ok(())
+    let failed = report.results.iter().filter(|r| r.status == bench::report::Status::Failed).count();
+    anyhow::ensure!(failed == 0, "bench: {failed} measurement(s) failed (see the report)");
+    Ok(ExitCode::from(EXIT_OK))
 }
 
 #[cfg(test)]

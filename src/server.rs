@@ -19,6 +19,9 @@ use rustix::event::{poll, PollFd, PollFlags};
 use crate::proto::{pong_chunks, Ending, ServerSession};
 use crate::socket_path::{self, BindError, Removal, SocketFile};
 
+pub mod limits;
+use limits::{Activity, Pressure};
+
 /// How to run a server. The defaults are those of `udsping serve` (SPEC.md section 11).
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -27,8 +30,11 @@ pub struct ServerConfig {
     /// Mode of the socket file, applied without a window (SPEC: LIFE-PERM-1, LIFE-PERM-2).
     pub mode: u32,
     /// Connections served at once; further clients wait in the listen backlog until one ends
-    /// (SPEC: SRV-LIMIT-1).
+    /// (SPEC: SRV-LIMIT-1). Default: [`limits::default_max_connections`].
     pub max_connections: usize,
+    /// With every slot taken and a client waiting, close the longest-idle connection once it
+    /// has been idle this long (SPEC: SRV-IDLE-2); `None`: never.
+    pub pressure_idle: Option<Duration>,
     /// Close a connection that sends nothing for this long (SPEC: SRV-IDLE-1); `None`: never.
     pub idle_timeout: Option<Duration>,
     /// Close a connection whose pongs cannot be written for this long (SPEC: SRV-WRITE-1).
@@ -49,7 +55,8 @@ impl ServerConfig {
         ServerConfig {
             socket: socket.into(),
             mode: 0o600,
-            max_connections: 1024,
+            max_connections: limits::default_max_connections(),
+            pressure_idle: Some(limits::PRESSURE_IDLE),
             idle_timeout: Some(Duration::from_secs(120)),
             write_timeout: Duration::from_secs(10),
             allow_uids: Vec::new(),
@@ -224,7 +231,10 @@ impl Server {
 
     /// Like [`bind`](Server::bind), stopped through a handle made (and perhaps wired to
     /// signals) beforehand. A shutdown requested before `run` makes `run` return at once.
+    /// The process's soft descriptor limit is raised to its hard limit first (see
+    /// [`limits::raise_descriptor_limit`]).
     pub fn bind_with(config: ServerConfig, shutdown: ShutdownHandle) -> Result<Server, BindError> {
+        limits::raise_descriptor_limit();
         let (listener, socket_file) = socket_path::bind(&config.socket, config.mode)?;
         listener.set_nonblocking(true).map_err(|source| BindError::Bind { path: config.socket.clone(), source })?;
         Ok(Server { listener, socket_file, config, wake: shutdown.0, counters: Arc::default() })
@@ -252,13 +262,21 @@ impl Server {
         let counters = Arc::clone(&self.counters);
         let mut backoff_until: Option<Instant> = None;
         let mut next_stats = self.config.stats_interval.map(|every| Instant::now() + every);
+        // SPEC: SRV-IDLE-2 — when full, the backlog is watched for a waiting client, except
+        // until this time (after making room, or while nothing is idle long enough).
+        let mut pressure_until: Option<Instant> = None;
         while !self.wake.stop.load(Ordering::SeqCst) {
             let has_room = connections.open() < self.config.max_connections;
             let accepting = has_room && backoff_until.is_none_or(|until| Instant::now() >= until);
+            let pressed = !has_room
+                && self.config.pressure_idle.is_some()
+                && pressure_until.is_none_or(|until| Instant::now() >= until);
             let mut fds = [PollFd::new(&self.wake.receiver, PollFlags::IN), PollFd::new(&self.listener, PollFlags::IN)];
-            let watched = if accepting { &mut fds[..] } else { &mut fds[..1] };
-            // Wake up when a back-off ends or the counts are due, whichever is first.
-            let wake_at = backoff_until.into_iter().chain(next_stats).min();
+            let watched = if accepting || pressed { &mut fds[..] } else { &mut fds[..1] };
+            // Wake up when a back-off ends, the counts are due or the pressure policy looks
+            // again, whichever is first.
+            let pressure_wake = pressure_until.filter(|&until| !has_room && until > Instant::now());
+            let wake_at = backoff_until.into_iter().chain(next_stats).chain(pressure_wake).min();
             let timeout = wake_at.map(|at| {
                 rustix::event::Timespec::try_from(at.saturating_duration_since(Instant::now())).unwrap_or_default()
             });
@@ -266,6 +284,7 @@ impl Server {
                 Ok(_) | Err(rustix::io::Errno::INTR) => {} // SPEC: SRV-ERRNO-1
                 Err(errno) => return Err(errno.into()),
             }
+            let waiting = pressed && fds[1].revents().contains(PollFlags::IN);
             drain(&self.wake.receiver);
             let due = next_stats.is_some_and(|at| Instant::now() >= at);
             if self.wake.report.swap(false, Ordering::SeqCst) || due {
@@ -279,6 +298,17 @@ impl Server {
             }
             if accepting {
                 backoff_until = self.accept_ready(&connections, &counters);
+            }
+            if has_room {
+                pressure_until = None;
+            }
+            if let (true, Some(threshold)) = (waiting, self.config.pressure_idle) {
+                let threshold = threshold.min(self.config.idle_timeout.unwrap_or(threshold));
+                pressure_until = Some(match connections.make_room(threshold, Instant::now()) {
+                    // The closed connection's thread wakes this loop as it leaves the table.
+                    Pressure::Evict(_) => Instant::now() + Duration::from_secs(1),
+                    Pressure::WaitUntil(at) => at,
+                });
             }
         }
         drop(self.listener);
@@ -355,8 +385,9 @@ impl Server {
         // longer fails with EAGAIN, and the connection ends as a timeout.
         stream.set_read_timeout(self.config.idle_timeout)?;
         stream.set_write_timeout(Some(self.config.write_timeout))?;
+        let activity = Arc::new(Activity::new());
         let mut connection = Connection {
-            id: connections.insert(stream.as_raw_fd()),
+            id: connections.insert(stream.as_raw_fd(), Arc::clone(&activity)),
             stream,
             table: Arc::clone(connections),
             wake: Arc::clone(&self.wake),
@@ -365,8 +396,10 @@ impl Server {
         let (counters, log) = (Arc::clone(counters), self.config.log_messages);
         // SPEC: SRV-CONC-1, SRV-CONC-2 — a thread per connection, so a connection that blocks in
         // read or write blocks only its own thread.
-        let spawned = thread::Builder::new().name("udsping-conn".into()).stack_size(64 * 1024).spawn(move || {
-            let counter = match serve_connection(&mut connection.stream, log) {
+        let thread = thread::Builder::new().name("udsping-conn".into()).stack_size(limits::CONNECTION_STACK);
+        let spawned = thread.spawn(move || {
+            let counter = match serve_connection(&mut connection.stream, log, &activity) {
+                _ if activity.evicted() => &counters.ended_by_timeout, // SPEC: SRV-IDLE-2
                 Ok(Ending::End) => &counters.ended_by_end,
                 Ok(Ending::Invalid(_)) => &counters.ended_by_invalid,
                 Ok(Ending::Eof { .. }) => &counters.ended_by_eof,
@@ -402,13 +435,16 @@ fn drain(receiver: &UnixStream) {
 
 /// Serves one connection to its end: the driver around [`ServerSession`]. Every failure here,
 /// from the peer or from IO, ends this connection's thread and nothing else (SPEC: SRV-INVALID-2, SRV-ISOLATE-1).
-fn serve_connection(stream: &mut UnixStream, log: bool) -> io::Result<Ending> {
+fn serve_connection(stream: &mut UnixStream, log: bool, activity: &Activity) -> io::Result<Ending> {
     let mut session = ServerSession::new();
     let mut buffer = [0u8; 4096];
     loop {
         let reply = match stream.read(&mut buffer) {
             Ok(0) => session.on_eof(),
-            Ok(n) => session.on_bytes(&buffer[..n]),
+            Ok(n) => {
+                activity.touch();
+                session.on_bytes(&buffer[..n])
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
@@ -455,10 +491,10 @@ struct Connections {
 #[derive(Default)]
 struct ConnectionTable {
     next_id: u64,
-    /// The descriptor of every open connection. Each stays open while it is in the table: a
-    /// [`Connection`] leaves the table before its stream closes, so shutdown can never reach a
-    /// descriptor number that was closed and reused.
-    open: HashMap<u64, RawFd>,
+    /// The descriptor of every open connection, with its activity. Each stays open while it is
+    /// in the table: a [`Connection`] leaves the table before its stream closes, so shutdown can
+    /// never reach a descriptor number that was closed and reused.
+    open: HashMap<u64, (RawFd, Arc<Activity>)>,
 }
 
 /// One served connection, owned by its thread. Dropping it takes it out of the table first and
@@ -490,12 +526,28 @@ impl Connections {
         self.lock().open.len()
     }
 
-    fn insert(&self, fd: RawFd) -> u64 {
+    fn insert(&self, fd: RawFd, activity: Arc<Activity>) -> u64 {
         let mut table = self.lock();
         let id = table.next_id;
         table.next_id += 1;
-        table.open.insert(id, fd);
+        table.open.insert(id, (fd, activity));
         id
+    }
+
+    /// SPEC: SRV-IDLE-2 — shuts down the longest-idle connection if it has been idle for
+    /// `threshold`; its thread then ends it (as a timeout) and frees the slot.
+    fn make_room(&self, threshold: Duration, now: Instant) -> Pressure {
+        let table = self.lock();
+        let pressure = limits::under_pressure(table.open.iter().map(|(&id, (_, a))| (id, &**a)), threshold, now);
+        if let Pressure::Evict(id) = pressure {
+            if let Some(&(fd, _)) = table.open.get(&id) {
+                // SAFETY: a descriptor in the table is open (see `ConnectionTable::open`), and
+                // the table is locked, so its owner cannot close it meanwhile.
+                let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+                let _ = rustix::net::shutdown(fd, rustix::net::Shutdown::Both);
+            }
+        }
+        pressure
     }
 
     /// Removes a connection; returns how many were open before.
@@ -513,7 +565,7 @@ impl Connections {
     fn close_all(&self, limit: Duration) {
         let deadline = Instant::now() + limit;
         let mut table = self.lock();
-        for &fd in table.open.values() {
+        for &(fd, _) in table.open.values() {
             // SAFETY: a descriptor in the table is open (see `ConnectionTable::open`), and the
             // table is locked, so its owner cannot close it meanwhile.
             let fd = unsafe { BorrowedFd::borrow_raw(fd) };

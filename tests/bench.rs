@@ -1,52 +1,132 @@
 //! `udsping bench` keeps working: every scenario runs for a fraction of a second against the
-//! reference and the baseline, and the reports have their fields. Nothing here judges speed
+//! reference and the baseline, the reports have their fields and match the committed schema,
+//! and a server that stalls fails its scenario in bounded time. Nothing here judges speed
 //! (that is the benchmark's job, not a test's).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use predicates::prelude::*;
+use serde_json::Value;
+use udsping::bench::report::{self, Figures, Status};
 use udsping::bench::{self, Options, Scenario};
+
+fn quick() -> Options {
+    Options {
+        duration: Duration::from_millis(100),
+        pairs: 2,
+        client_counts: vec![1, 4],
+        idle_counts: vec![20],
+        ..Options::default()
+    }
+}
+
+fn number(value: &Value, field: &str) -> f64 {
+    value[field].as_f64().unwrap_or_else(|| panic!("no number {field} in {value}"))
+}
 
 #[test]
 fn every_scenario_runs_and_reports() {
-    let options = Options {
-        duration: Duration::from_millis(100),
-        client_counts: vec![1, 4],
-        idle_connections: 50,
-        ..Options::default()
-    };
-    let results = bench::run(&options, |_| {}).expect("the benchmark runs");
+    let report = bench::run(&quick(), |_| {});
     for scenario in Scenario::ALL {
-        let rows: Vec<_> = results.rows.iter().filter(|r| r.scenario == scenario).collect();
-        assert!(!rows.is_empty(), "{} produced no row", scenario.name());
-        for row in rows {
-            assert_eq!(row.subject, "reference");
-            assert!(row.measured.ops > 0 && row.baseline.ops > 0, "{} measured nothing: {row:?}", scenario.name());
-            assert!(row.ratio().is_finite());
+        let results: Vec<_> = report.results.iter().filter(|r| r.scenario == scenario).collect();
+        assert!(!results.is_empty(), "{scenario} produced no result");
+        for r in results {
+            assert_eq!(r.server, "reference");
+            // Load on the test machine may make a figure unstable, never failed.
+            assert_ne!(r.status, Status::Failed, "{scenario} failed: {:?}", r.reasons);
+            let figures = r.figures.as_ref().unwrap();
+            assert_eq!(figures.spread().pairs, 2);
+            assert!(figures.spread().ratio.is_finite() && figures.spread().ratio > 0.0, "{r:?}");
         }
     }
-    let json: serde_json::Value = serde_json::from_str(&bench::json(&results, &options)).unwrap();
-    let lockstep = json["scenarios"].as_array().unwrap().iter().find(|s| s["name"] == "lockstep").unwrap();
-    for field in [
-        "clients",
-        "ops_per_sec",
-        "baseline_ops_per_sec",
-        "ratio",
-        "p50_us",
-        "p99_us",
-        "p999_us",
-        "cpu_s_per_million_ops",
-    ] {
-        assert!(lockstep[field].is_number(), "lockstep lacks {field}: {lockstep}");
+
+    // The JSON report: the fields a reader relies on, by name.
+    let json: Value = serde_json::from_str(&report::json(&report)).unwrap();
+    let find = |name: &str| json["results"].as_array().unwrap().iter().find(|s| s["scenario"] == name).unwrap().clone();
+    let lockstep = find("lockstep");
+    assert_eq!(lockstep["figures"]["kind"], "rounds");
+    for field in ["ratio", "ratio_low", "ratio_high", "ratio_min", "ratio_max", "pairs"] {
+        number(&lockstep["figures"], field);
     }
-    let idle = json["scenarios"].as_array().unwrap().iter().find(|s| s["name"] == "idle-memory").unwrap();
-    assert!(idle["bytes_per_idle_connection"].is_number());
+    for field in
+        ["ops_per_sec", "ops_per_sec_min", "ops_per_sec_max", "p50_us", "p99_us", "p999_us", "cpu_s_per_million_ops"]
+    {
+        number(&lockstep["figures"]["measured"], field);
+        number(&lockstep["figures"]["baseline"], field);
+    }
+    assert!(["ok", "unstable"].contains(&lockstep["status"].as_str().unwrap()), "{lockstep}");
+    number(&lockstep["conditions"], "elapsed_s");
+    number(&find("pipelined")["figures"], "mb_per_sec_each_way");
+
+    let crowd = find("idle-crowd");
+    assert_eq!(crowd["idle_connections"], 20);
+    assert_eq!(crowd["figures"]["kind"], "idle-crowd");
+    for side in ["measured", "baseline"] {
+        let side = &crowd["figures"][side];
+        for field in ["rss_bytes_per_idle", "vsz_bytes_per_idle", "threads_per_idle"] {
+            number(side, field);
+        }
+        // Each idle connection is a thread in the server (here: this process).
+        assert!(number(side, "threads_per_idle") >= 0.5, "{side}");
+        number(&side["crowded_over_quiet"], "ratio");
+        number(&side["quiet"], "p99_us");
+        number(&side["crowded"], "p99_us");
+    }
+    // The report reads back as the same type (what --compare does).
+    let back: report::Report = serde_json::from_value(json).unwrap();
+    assert_eq!(back.results.len(), report.results.len());
 
     let dir = tempfile::tempdir().unwrap();
     let svg = dir.path().join("bench.svg");
-    bench::svg(&results, &svg).unwrap();
+    bench::svg(&report, &svg).unwrap();
     assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+}
+
+// The committed schema is the one the report types generate. To update it after changing the
+// types: UDSPING_BLESS=1 cargo test --test bench schema
+#[test]
+fn the_committed_schema_is_current() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/bench-report.schema.json");
+    let generated = report::schema();
+    if std::env::var_os("UDSPING_BLESS").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "{} is not what the report types generate; run UDSPING_BLESS=1 cargo test --test bench schema",
+        path.display()
+    );
+    let schema: Value = serde_json::from_str(&committed).unwrap();
+    for field in ["results", "settings", "machine"] {
+        assert!(schema["required"].as_array().unwrap().contains(&Value::from(field)), "{field}");
+    }
+}
+
+#[test]
+fn repetitions_are_judged_for_consistency() {
+    let options = Options { scenarios: vec![Scenario::LockstepPinned], repeat: 2, ..quick() };
+    let report = bench::run(&options, |_| {});
+    assert_eq!(report.results.iter().map(|r| r.repeat).collect::<Vec<_>>(), [0, 1]);
+    let [c] = &report.consistency[..] else { panic!("one consistency entry: {:?}", report.consistency) };
+    assert_eq!((c.scenario, c.ratios.len()), (Scenario::LockstepPinned, 2));
+    let (a, b) =
+        (report.results[0].figures.as_ref().unwrap().spread(), report.results[1].figures.as_ref().unwrap().spread());
+    let within = |x: f64, s: &report::Spread| s.ratio_low <= x && x <= s.ratio_high;
+    assert_eq!(c.consistent, within(a.ratio, b) && within(b.ratio, a));
+
+    // Against itself every figure is the same; against a copy moved far up it is lower now.
+    assert!(report::compare(&report.results, &report).iter().all(|c| c.verdict == report::Verdict::Same));
+    let mut higher = report.clone();
+    for r in &mut higher.results {
+        if let Some(Figures::Rounds(f)) = &mut r.figures {
+            (f.spread.ratio, f.spread.ratio_low, f.spread.ratio_high) = (100.0, 99.0, 101.0);
+        }
+    }
+    let comparison = report::compare(&report.results, &higher);
+    assert_eq!(comparison.len(), 1);
+    assert_eq!(comparison[0].verdict, report::Verdict::Lower);
 }
 
 #[test]
@@ -54,17 +134,164 @@ fn bench_measures_another_server_through_the_command_line() {
     let bin = env!("CARGO_BIN_EXE_udsping");
     Command::cargo_bin("udsping")
         .unwrap()
-        .args(["bench", "--scenario", "lockstep", "--duration", "100ms", "--no-seed", "--format", "json", "--"])
+        .args([
+            "bench",
+            "--scenario",
+            "lockstep",
+            "--duration",
+            "100ms",
+            "--pairs",
+            "2",
+            "--no-seed",
+            "--format",
+            "json",
+        ])
+        .arg("--")
         .args([bin, "serve", "--socket", "{socket}"])
         .assert()
         .success()
         .stdout(
-            predicate::str::contains("\"name\": \"lockstep\"").and(predicate::str::contains("\"server\": \"udsping\"")),
+            predicate::str::contains("\"scenario\": \"lockstep\"")
+                .and(predicate::str::contains("\"server\": \"udsping\"")),
         )
         .stderr(predicate::str::contains("bench: lockstep"));
 }
 
 #[test]
-fn bench_rejects_a_bad_duration() {
-    Command::cargo_bin("udsping").unwrap().args(["bench", "--duration", "0"]).assert().code(2);
+fn compare_reads_a_previous_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let previous = dir.path().join("previous.json");
+    let args = ["bench", "--scenario", "lockstep-pinned", "--duration", "100ms", "--pairs", "2", "--no-seed"];
+    let output = Command::cargo_bin("udsping").unwrap().args(args).args(["--format", "json"]).output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    std::fs::write(&previous, &output.stdout).unwrap();
+    Command::cargo_bin("udsping").unwrap().args(args).arg("--compare").arg(&previous).assert().success().stdout(
+        predicate::str::contains("against the previous report:").and(predicate::str::contains("lockstep-pinned")),
+    );
+}
+
+#[test]
+fn bench_rejects_bad_input_with_one_line() {
+    Command::cargo_bin("udsping").unwrap().args(["bench", "--duration", "0s"]).assert().code(2);
+    Command::cargo_bin("udsping").unwrap().args(["bench", "--pairs", "0"]).assert().code(2);
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.json");
+    Command::cargo_bin("udsping")
+        .unwrap()
+        .args(["bench", "--compare"])
+        .arg(&missing)
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::starts_with("udsping: cannot read the report to compare with")
+                .and(predicate::str::contains("missing.json")),
+        )
+        .stderr(predicate::function(|e: &str| e.lines().count() == 1));
+    let garbage = dir.path().join("garbage.json");
+    std::fs::write(&garbage, "{\"tool\": 1}").unwrap();
+    Command::cargo_bin("udsping")
+        .unwrap()
+        .args(["bench", "--compare"])
+        .arg(&garbage)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is not a udsping bench JSON report"));
+}
+
+/// A server as a stranger might write one badly: it accepts, and then sends one byte every
+/// ten seconds whatever it receives.
+const DRIP_SERVER: &str = r#"
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+    signal(SIGPIPE, SIG_IGN);
+    int listener = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un address = {0};
+    address.sun_family = AF_UNIX;
+    strncpy(address.sun_path, argv[1], sizeof address.sun_path - 1);
+    if (bind(listener, (struct sockaddr *)&address, sizeof address) != 0 || listen(listener, 64) != 0) {
+        perror("drip");
+        return 1;
+    }
+    int clients[1024], count = 0;
+    for (;;) {
+        struct pollfd ready = {listener, POLLIN, 0};
+        if (poll(&ready, 1, 10000) > 0) {
+            int client = accept(listener, NULL, NULL);
+            if (client >= 0 && count < 1024) clients[count++] = client;
+            continue;
+        }
+        for (int i = 0; i < count; i++) write(clients[i], "p", 1);
+    }
+}
+"#;
+
+// Every trial has a deadline: against a server that drips a byte every 10 s, the scenario is
+// reported failed within seconds, not after minutes, and the run exits 1.
+#[test]
+fn a_stalling_server_fails_its_scenario_in_bounded_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("drip.c");
+    let program = dir.path().join("drip");
+    std::fs::write(&source, DRIP_SERVER).unwrap();
+    match std::process::Command::new("cc").arg("-o").arg(&program).arg(&source).status() {
+        Ok(status) if status.success() => {}
+        other => {
+            eprintln!("SKIPPED: no C compiler to build the drip server ({other:?})");
+            return;
+        }
+    }
+    let started = Instant::now();
+    let output = Command::cargo_bin("udsping")
+        .unwrap()
+        .args(["bench", "--scenario", "lockstep", "--duration", "1s", "--no-seed", "--format", "json", "--"])
+        .arg(&program)
+        .arg("{socket}")
+        // Generous: the deadline is the trial's length (0.1 s) plus 2 s.
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let result = &json["results"][0];
+    assert_eq!(result["status"], "failed", "{result}");
+    let reason = result["reasons"][0].as_str().unwrap();
+    assert!(reason.contains("against drip") && reason.contains("did not end within"), "{reason}");
+    assert!(result["figures"].is_null());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.lines().last().unwrap().starts_with("udsping: bench: 1 measurement(s) failed"), "{stderr}");
+    eprintln!("the drip server's scenario failed after {:?}", started.elapsed());
+}
+
+// SPEC: SRV-IDLE-2 — a server whose own limit is below the crowd makes room by closing the
+// idle connections; the bench notices the crowd shrank and fails the figure rather than report
+// it as N idle connections.
+#[test]
+fn a_crowd_the_server_cannot_hold_fails_the_figure() {
+    let bin = env!("CARGO_BIN_EXE_udsping");
+    let output = Command::cargo_bin("udsping")
+        .unwrap()
+        .args(["bench", "--scenario", "idle-crowd", "--idle-connections", "12", "--duration", "100ms", "--pairs", "1"])
+        .args(["--no-seed", "--format", "json", "--"])
+        .args([bin, "serve", "--socket", "{socket}", "--max-connections", "4"])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let result = &json["results"][0];
+    assert_eq!((result["status"].as_str(), result["idle_connections"].as_u64()), (Some("failed"), Some(12)));
+    let reason = result["reasons"][0].as_str().unwrap();
+    // Normally it closes 8 to admit the rest; on a machine loaded enough to delay its 1 s
+    // threshold past the bench's 2 s per round, the bench reports the stall instead.
+    assert!(
+        reason.contains("the server closed 8 of the 12 idle connections") || reason.contains("of 12 was not answered"),
+        "{reason}"
+    );
 }

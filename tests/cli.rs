@@ -62,7 +62,7 @@ fn serve_help_lists_defaults() {
     for (option, default) in [
         ("--socket", "[default: udsocket]"),
         ("--mode", "[default: 0600]"),
-        ("--max-connections", "[default: 1024]"),
+        ("--max-connections", &format!("[default: {}]", udsping::server::limits::default_max_connections())),
         ("--idle-timeout", "[default: 120s]"),
         ("--write-timeout", "[default: 10s]"),
         ("--allow-uid", "[default: none"),

@@ -1,42 +1,166 @@
-//! The scenarios' measurements: client loops over real sockets, latency in an HDR histogram,
-//! CPU time from getrusage (this process) plus /proc (a child server), memory from /proc.
+//! One trial of one scenario against one server: client loops over real sockets, latency in an
+//! HDR histogram, CPU time from getrusage (this process) plus /proc (a child server), memory and
+//! threads from /proc, and what else the machine was doing meanwhile (`/proc/stat`,
+//! `/proc/loadavg`).
+//!
+//! Every trial runs under a [`Watchdog`]: at its deadline the trial's sockets are shut down, so
+//! a server that stalls (or drips a byte every ten seconds) fails the trial in bounded time
+//! instead of hanging the benchmark.
 
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::sync::{Arc, Barrier};
-use std::thread;
+use std::sync::{Arc, Barrier, Condvar, Mutex};
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
 use crate::proto::{END, PING, PONG};
 
-/// What one run of one scenario against one server measured.
+/// Why a trial could not be measured.
+#[derive(Debug, thiserror::Error)]
+pub enum MeasureError {
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the server replied {got:?} to a ping")]
+    WrongReply { got: String },
+    #[error("sent {sent} pings, received {received} pongs")]
+    Lost { sent: u64, received: u64 },
+    #[error("the trial did not end within {limit:?} of its start (the server stalls or is too slow to measure)")]
+    Deadline { limit: Duration },
+    #[error("idle connection {number} of {count} was not answered within {limit:?} (the server stalls, or its connection limit is lower)")]
+    CrowdStalled { number: usize, count: usize, limit: Duration },
+    #[error("the server closed {closed} of the {count} idle connections (its connection limit is lower, or it closes idle connections)")]
+    CrowdShrank { closed: usize, count: usize },
+    #[error("a client thread panicked")]
+    Panicked,
+    #[error("cannot merge latency histograms: {0}")]
+    Histogram(#[from] hdrhistogram::AdditionError),
+    #[error("{count} idle connections need {needed} descriptors, and RLIMIT_NOFILE allows {limit} (raise it with `ulimit -n`)")]
+    Descriptors { count: usize, needed: u64, limit: u64 },
+    #[error("cannot pin to one CPU: {0}")]
+    Pin(#[source] io::Error),
+}
+
+impl MeasureError {
+    /// Says which idle connection of a crowd stalled.
+    fn numbered(self, number: usize, count: usize) -> MeasureError {
+        match self {
+            MeasureError::Deadline { limit } => MeasureError::CrowdStalled { number, count, limit },
+            other => other,
+        }
+    }
+
+    fn io(what: &'static str) -> impl FnOnce(io::Error) -> MeasureError {
+        move |source| MeasureError::Io { what, source }
+    }
+}
+
+/// What one trial measured.
 #[derive(Clone, Debug)]
-pub struct Measurement {
+pub struct Sample {
+    /// Rounds, pongs or sessions completed.
     pub ops: u64,
     pub elapsed: Duration,
-    /// Round-trip latency in nanoseconds, where the scenario has rounds.
+    /// Round-trip (or session) latency in nanoseconds, where the scenario has rounds.
     pub latency: Option<Histogram<u64>>,
     /// CPU time of client and server together.
     pub cpu: Duration,
-    /// Scenario-specific figures, by name.
-    pub extra: Vec<(&'static str, f64)>,
+    /// The fewest and the most rounds one client completed (starvation), with several clients.
+    pub client_rounds: Option<(u64, u64)>,
 }
 
-impl Measurement {
+impl Sample {
     pub fn ops_per_sec(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 }
 
+/// Shuts a trial's sockets down at its deadline, so every blocked read and write returns.
+pub struct Watchdog {
+    shared: Arc<(Mutex<Watched>, Condvar)>,
+    limit: Duration,
+    thread: Option<JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct Watched {
+    streams: Vec<UnixStream>,
+    done: bool,
+    expired: bool,
+}
+
+impl Watchdog {
+    /// A watchdog that fires `limit` from now.
+    pub fn start(limit: Duration) -> Watchdog {
+        let shared = Arc::new((Mutex::new(Watched::default()), Condvar::new()));
+        let deadline = Instant::now() + limit;
+        let watching = Arc::clone(&shared);
+        let thread = thread::spawn(move || {
+            let (lock, changed) = &*watching;
+            let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
+            while !state.done {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    state.expired = true;
+                    for stream in &state.streams {
+                        let _ = stream.shutdown(std::net::Shutdown::Both);
+                    }
+                    return;
+                }
+                state = changed.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0;
+            }
+        });
+        Watchdog { shared, limit, thread: Some(thread) }
+    }
+
+    /// Puts `stream` under watch (a duplicate of its descriptor, shut down at the deadline).
+    pub fn watch(&self, stream: &UnixStream) -> Result<(), MeasureError> {
+        let copy = stream.try_clone().map_err(MeasureError::io("cannot watch a connection"))?;
+        let mut state = self.shared.0.lock().unwrap_or_else(|p| p.into_inner());
+        if state.expired {
+            return Err(MeasureError::Deadline { limit: self.limit });
+        }
+        state.streams.push(copy);
+        Ok(())
+    }
+
+    pub fn expired(&self) -> bool {
+        self.shared.0.lock().unwrap_or_else(|p| p.into_inner()).expired
+    }
+
+    /// The trial's own error, or the deadline's if the watchdog fired: a shut-down socket makes
+    /// the client loops fail with whatever error the kernel gives, which is not the cause.
+    pub fn blame(&self, error: MeasureError) -> MeasureError {
+        if self.expired() {
+            MeasureError::Deadline { limit: self.limit }
+        } else {
+            error
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.shared.0.lock().unwrap_or_else(|p| p.into_inner()).done = true;
+        self.shared.1.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// A server that stops accepting (a full listen backlog) fails the measurement instead of
 /// hanging it.
-fn connect_bounded(path: &Path) -> io::Result<UnixStream> {
-    let stream = crate::conform::harness::connect_bounded(path, Instant::now() + Duration::from_secs(5))?;
-    // Replies slower than this mean the server stalls this client (the seed serves one at a time).
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+fn connect_bounded(path: &Path, watchdog: &Watchdog) -> Result<UnixStream, MeasureError> {
+    let stream = crate::conform::harness::connect_bounded(path, Instant::now() + watchdog.limit)
+        .map_err(MeasureError::io("cannot connect"))?;
+    watchdog.watch(&stream)?;
     Ok(stream)
 }
 
@@ -56,41 +180,66 @@ pub fn cpu_time(child: Option<u32>) -> Duration {
     own + child.and_then(crate::conform::harness::process_cpu_time).unwrap_or_default()
 }
 
-/// Resident memory of a process (this one for `None`), from /proc/PID/status.
-pub fn rss_bytes(pid: Option<u32>) -> io::Result<u64> {
+/// Resident and virtual memory and thread count of a process (this one for `None`), from
+/// /proc/PID/status.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcessSize {
+    pub rss_bytes: u64,
+    pub vsz_bytes: u64,
+    pub threads: u64,
+}
+
+pub fn process_size(pid: Option<u32>) -> io::Result<ProcessSize> {
     let status = std::fs::read_to_string(pid.map_or("/proc/self/status".into(), |p| format!("/proc/{p}/status")))?;
-    let kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .ok_or_else(|| io::Error::other("no VmRSS line"))?;
-    Ok(kib * 1024)
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .ok_or_else(|| io::Error::other(format!("no {name} line in /proc/PID/status")))
+    };
+    Ok(ProcessSize {
+        rss_bytes: field("VmRSS:")? * 1024,
+        vsz_bytes: field("VmSize:")? * 1024,
+        threads: field("Threads:")?,
+    })
 }
 
 /// One lock-step client until `deadline`; checks every reply.
-fn lockstep_client(mut stream: UnixStream, deadline: Instant) -> io::Result<(u64, Histogram<u64>)> {
+fn lockstep_client(mut stream: UnixStream, deadline: Instant) -> Result<(u64, Histogram<u64>), MeasureError> {
     let mut latency = histogram();
     let mut reply = [0u8; 4];
     let mut rounds = 0u64;
-    while !rounds.is_multiple_of(64) || Instant::now() < deadline {
+    // The clock is read once per round anyway (latency), so the deadline costs nothing more.
+    loop {
         let start = Instant::now();
-        stream.write_all(PING)?;
-        stream.read_exact(&mut reply)?;
+        if start >= deadline {
+            break;
+        }
+        stream.write_all(PING).map_err(MeasureError::io("write"))?;
+        stream.read_exact(&mut reply).map_err(MeasureError::io("read"))?;
         latency.saturating_record(start.elapsed().as_nanos() as u64);
         if &reply != PONG {
-            return Err(io::Error::other(format!("the server replied {:?}", reply.escape_ascii().to_string())));
+            return Err(MeasureError::WrongReply { got: reply.escape_ascii().to_string() });
         }
         rounds += 1;
     }
-    stream.write_all(END)?;
-    stream.shutdown(std::net::Shutdown::Write)?;
+    stream.write_all(END).map_err(MeasureError::io("write"))?;
+    stream.shutdown(std::net::Shutdown::Write).map_err(MeasureError::io("shutdown"))?;
     Ok((rounds, latency))
 }
 
-/// `clients` lock-step clients at once for `duration`: aggregate rounds, merged latency, and
+/// `clients` lock-step clients at once for `length`: aggregate rounds, merged latency, and
 /// the fewest and most rounds one client completed (starvation).
-pub fn lockstep(path: &Path, pid: Option<u32>, clients: usize, duration: Duration) -> io::Result<Measurement> {
-    let streams: Vec<UnixStream> = (0..clients).map(|_| connect_bounded(path)).collect::<io::Result<_>>()?;
+pub fn lockstep(
+    path: &Path,
+    pid: Option<u32>,
+    clients: usize,
+    length: Duration,
+    watchdog: &Watchdog,
+) -> Result<Sample, MeasureError> {
+    let streams: Vec<UnixStream> =
+        (0..clients).map(|_| connect_bounded(path, watchdog)).collect::<Result<_, MeasureError>>()?;
     let barrier = Arc::new(Barrier::new(clients + 1));
     let threads: Vec<_> = streams
         .into_iter()
@@ -98,7 +247,7 @@ pub fn lockstep(path: &Path, pid: Option<u32>, clients: usize, duration: Duratio
             let barrier = Arc::clone(&barrier);
             thread::spawn(move || {
                 barrier.wait();
-                lockstep_client(stream, Instant::now() + duration)
+                lockstep_client(stream, Instant::now() + length)
             })
         })
         .collect();
@@ -107,78 +256,92 @@ pub fn lockstep(path: &Path, pid: Option<u32>, clients: usize, duration: Duratio
     let start = Instant::now();
     let mut latency = histogram();
     let (mut total, mut fewest, mut most) = (0, u64::MAX, 0);
+    let mut failure = None;
     for thread in threads {
-        let (rounds, h) = thread.join().map_err(|_| io::Error::other("a client thread panicked"))??;
-        latency.add(&h).map_err(|e| io::Error::other(e.to_string()))?;
-        total += rounds;
-        fewest = fewest.min(rounds);
-        most = most.max(rounds);
+        match thread.join().map_err(|_| MeasureError::Panicked).and_then(|r| r) {
+            Ok((rounds, h)) => {
+                latency.add(&h)?;
+                total += rounds;
+                fewest = fewest.min(rounds);
+                most = most.max(rounds);
+            }
+            Err(e) => failure = failure.or(Some(e)),
+        }
+    }
+    if let Some(e) = failure {
+        return Err(e);
     }
     let elapsed = start.elapsed();
-    let extra = vec![("min_client_rounds", fewest as f64), ("max_client_rounds", most as f64)];
-    Ok(Measurement { ops: total, elapsed, latency: Some(latency), cpu: cpu_time(pid) - cpu_before, extra })
+    let client_rounds = (clients > 1).then_some((fewest, most));
+    Ok(Sample { ops: total, elapsed, latency: Some(latency), cpu: cpu_time(pid) - cpu_before, client_rounds })
 }
 
 /// One client streams pings in 64 KiB writes from one thread and reads pongs on another.
-pub fn pipelined(path: &Path, pid: Option<u32>, duration: Duration) -> io::Result<Measurement> {
-    let mut writer = connect_bounded(path)?;
-    let mut reader = writer.try_clone()?;
+pub fn pipelined(path: &Path, pid: Option<u32>, length: Duration, watchdog: &Watchdog) -> Result<Sample, MeasureError> {
+    let mut writer = connect_bounded(path, watchdog)?;
+    let mut reader = writer.try_clone().map_err(MeasureError::io("cannot clone the connection"))?;
     let chunk = PING.repeat(16 * 1024);
     let cpu_before = cpu_time(pid);
     let start = Instant::now();
-    let sending = thread::spawn(move || -> io::Result<u64> {
+    let sending = thread::spawn(move || -> Result<u64, MeasureError> {
         let mut sent = 0u64;
-        while Instant::now() < start + duration {
-            writer.write_all(&chunk)?;
+        while Instant::now() < start + length {
+            writer.write_all(&chunk).map_err(MeasureError::io("write"))?;
             sent += chunk.len() as u64;
         }
-        writer.write_all(END)?;
-        writer.shutdown(std::net::Shutdown::Write)?;
+        writer.write_all(END).map_err(MeasureError::io("write"))?;
+        writer.shutdown(std::net::Shutdown::Write).map_err(MeasureError::io("shutdown"))?;
         Ok(sent)
     });
     let mut buffer = vec![0u8; 64 * 1024];
     let mut received = 0u64;
-    loop {
+    let read_result = loop {
         match reader.read(&mut buffer) {
-            Ok(0) => break,
+            Ok(0) => break Ok(()),
             Ok(n) => received += n as u64,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break,
-            Err(e) => return Err(e),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break Ok(()),
+            Err(e) => break Err(MeasureError::Io { what: "read", source: e }),
         }
-    }
+    };
     let elapsed = start.elapsed();
-    let sent = sending.join().map_err(|_| io::Error::other("the writer panicked"))??;
+    // The writer ends too: at its deadline, or when the watchdog shuts the socket down.
+    let sent = sending.join().map_err(|_| MeasureError::Panicked)??;
+    read_result?;
     if received != sent {
-        return Err(io::Error::other(format!("sent {} pings, received {} pongs", sent / 4, received / 4)));
+        return Err(MeasureError::Lost { sent: sent / 4, received: received / 4 });
     }
-    let mb_per_sec = received as f64 / elapsed.as_secs_f64() / 1e6;
-    let extra = vec![("mb_per_sec_each_way", mb_per_sec)];
-    Ok(Measurement { ops: received / 4, elapsed, latency: None, cpu: cpu_time(pid) - cpu_before, extra })
+    Ok(Sample { ops: received / 4, elapsed, latency: None, cpu: cpu_time(pid) - cpu_before, client_rounds: None })
 }
 
 /// Short sessions (connect, one ping, `end`, wait for the close) back to back from `clients`
 /// threads.
-pub fn connect(path: &Path, pid: Option<u32>, clients: usize, duration: Duration) -> io::Result<Measurement> {
+pub fn connect(
+    path: &Path,
+    pid: Option<u32>,
+    clients: usize,
+    length: Duration,
+    watchdog: &Arc<Watchdog>,
+) -> Result<Sample, MeasureError> {
     let barrier = Arc::new(Barrier::new(clients + 1));
     let threads: Vec<_> = (0..clients)
         .map(|_| {
-            let (barrier, path) = (Arc::clone(&barrier), path.to_owned());
-            thread::spawn(move || -> io::Result<(u64, Histogram<u64>)> {
+            let (barrier, path, watchdog) = (Arc::clone(&barrier), path.to_owned(), Arc::clone(watchdog));
+            thread::spawn(move || -> Result<(u64, Histogram<u64>), MeasureError> {
                 barrier.wait();
-                let deadline = Instant::now() + duration;
+                let deadline = Instant::now() + length;
                 let mut latency = histogram();
                 let mut sessions = 0;
                 let mut rest = Vec::new();
                 while Instant::now() < deadline {
                     let start = Instant::now();
-                    let mut stream = connect_bounded(&path)?;
+                    let mut stream = connect_bounded(&path, &watchdog)?;
                     let mut reply = [0u8; 4];
-                    stream.write_all(PING)?;
-                    stream.read_exact(&mut reply)?;
-                    stream.write_all(END)?;
+                    stream.write_all(PING).map_err(MeasureError::io("write"))?;
+                    stream.read_exact(&mut reply).map_err(MeasureError::io("read"))?;
+                    stream.write_all(END).map_err(MeasureError::io("write"))?;
                     // The baseline does not parse `end`; EOF ends its connection.
-                    stream.shutdown(std::net::Shutdown::Write)?;
+                    stream.shutdown(std::net::Shutdown::Write).map_err(MeasureError::io("shutdown"))?;
                     let _ = stream.read_to_end(&mut rest);
                     latency.saturating_record(start.elapsed().as_nanos() as u64);
                     sessions += 1;
@@ -192,56 +355,249 @@ pub fn connect(path: &Path, pid: Option<u32>, clients: usize, duration: Duration
     let start = Instant::now();
     let mut latency = histogram();
     let mut total = 0;
+    let mut failure = None;
     for thread in threads {
-        let (sessions, h) = thread.join().map_err(|_| io::Error::other("a client thread panicked"))??;
-        latency.add(&h).map_err(|e| io::Error::other(e.to_string()))?;
-        total += sessions;
+        match thread.join().map_err(|_| MeasureError::Panicked).and_then(|r| r) {
+            Ok((sessions, h)) => {
+                latency.add(&h)?;
+                total += sessions;
+            }
+            Err(e) => failure = failure.or(Some(e)),
+        }
     }
-    Ok(Measurement {
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    Ok(Sample {
         ops: total,
         elapsed: start.elapsed(),
         latency: Some(latency),
         cpu: cpu_time(pid) - cpu_before,
-        extra: vec![],
+        client_rounds: None,
     })
 }
 
-/// Server memory with `count` idle connections: each does one round (so the server has surely
-/// accepted it and set it up), then stays open without a byte more.
-pub fn idle_memory(path: &Path, pid: Option<u32>, count: usize) -> io::Result<Measurement> {
-    raise_descriptor_limit();
-    let before = rss_bytes(pid)?;
-    let start = Instant::now();
-    let mut idle = Vec::with_capacity(count);
-    for _ in 0..count {
-        let mut stream = connect_bounded(path)?;
-        let mut reply = [0u8; 4];
-        stream.write_all(PING)?;
-        stream.read_exact(&mut reply)?;
-        idle.push(stream);
-    }
-    let after = rss_bytes(pid)?;
-    let per_connection = after.saturating_sub(before) as f64 / count as f64;
-    let extra = vec![
-        ("rss_idle_0_bytes", before as f64),
-        ("rss_idle_n_bytes", after as f64),
-        ("idle_connections", count as f64),
-        ("bytes_per_idle_connection", per_connection),
-    ];
-    Ok(Measurement { ops: count as u64, elapsed: start.elapsed(), latency: None, cpu: Duration::ZERO, extra })
+/// `count` idle connections to a server: each does one round (so the server has surely
+/// accepted it and set it up), then stays open without a byte more until dropped.
+///
+/// When the crowd does not fit in this process's descriptor limit (10,000 connections to a
+/// server in this process need 20,000 descriptors, both ends), batches of client ends are
+/// handed to holder processes (`sleep`, which inherits them and does nothing), so that each
+/// batch counts against a holder's limit instead of ours.
+pub struct Crowd {
+    held: Vec<UnixStream>,
+    holders: Vec<std::process::Child>,
 }
 
-/// Both ends of every idle connection live in this process when the server does: lift the
-/// soft descriptor limit to the hard one.
-pub fn raise_descriptor_limit() {
+impl Drop for Crowd {
+    fn drop(&mut self) {
+        for holder in &mut self.holders {
+            let _ = holder.kill();
+            let _ = holder.wait();
+        }
+    }
+}
+
+impl Crowd {
+    /// Fails if the server closed any of the connections still held in this process (those
+    /// handed to holders were checked before the hand-off).
+    pub fn check(&self, count: usize) -> Result<(), MeasureError> {
+        match closed(&self.held) {
+            0 => Ok(()),
+            closed => Err(MeasureError::CrowdShrank { closed, count }),
+        }
+    }
+}
+
+/// How many of `streams` the peer has closed (readable at once: an idle connection has
+/// nothing else to read).
+fn closed(streams: &[UnixStream]) -> usize {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let mut fds: Vec<PollFd> = streams.iter().map(|s| PollFd::new(s, PollFlags::IN)).collect();
+    match poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 })) {
+        Ok(0) | Err(_) => 0,
+        Ok(_) => fds.iter().filter(|f| !f.revents().is_empty()).count(),
+    }
+}
+
+/// Descriptors this process has open.
+fn open_descriptors() -> u64 {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64)
+}
+
+/// Opens a crowd, failing if the server does not take every connection within `limit`.
+/// `server_here`: the server runs in this process, so each connection costs two descriptors.
+pub fn open_crowd(path: &Path, count: usize, server_here: bool, limit: Duration) -> Result<Crowd, MeasureError> {
+    let deadline = Instant::now() + limit;
+    let mut crowd = Crowd { held: Vec::with_capacity(count), holders: Vec::new() };
+    let per_connection = if server_here { 2 } else { 1 };
+    let mut opened = 0;
+    while opened < count {
+        let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(u64::MAX);
+        let room = soft.saturating_sub(open_descriptors() + SPARE_DESCRIPTORS) / per_connection;
+        if room == 0 {
+            let needed = count as u64 * per_connection + SPARE_DESCRIPTORS;
+            return Err(MeasureError::Descriptors { count, needed, limit: soft });
+        }
+        let batch = (count - opened).min(usize::try_from(room).unwrap_or(usize::MAX));
+        let streams = (opened..opened + batch)
+            .map(|i| idle_connection(path, deadline, limit).map_err(|e| e.numbered(i + 1, count)))
+            .collect::<Result<Vec<_>, _>>()?;
+        opened += batch;
+        match closed(&streams) {
+            0 => {}
+            closed => return Err(MeasureError::CrowdShrank { closed, count }),
+        }
+        if opened == count && crowd.holders.is_empty() {
+            crowd.held = streams; // the whole crowd fits here: no holder needed
+        } else {
+            crowd.holders.push(hand_off(&streams).map_err(MeasureError::io("cannot start a holder process (sleep)"))?);
+        }
+    }
+    Ok(crowd)
+}
+
+/// How long one idle connection's setup round may take.
+const ROUND_LIMIT: Duration = Duration::from_secs(2);
+
+/// Kept free besides the crowd: listeners, the measuring clients, watchdog duplicates, stdio.
+const SPARE_DESCRIPTORS: u64 = 256;
+
+fn idle_connection(path: &Path, deadline: Instant, limit: Duration) -> Result<UnixStream, MeasureError> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(MeasureError::Deadline { limit });
+    }
+    // A timeout per connection rather than a watched duplicate: a duplicate would double the
+    // crowd's descriptors. One round takes microseconds; a server that takes seconds over it
+    // stalls, and fails here as a trial would.
+    let mut stream = crate::conform::harness::connect_bounded(path, deadline)
+        .map_err(MeasureError::io("cannot connect an idle connection"))?;
+    stream.set_read_timeout(Some(left.min(ROUND_LIMIT))).map_err(MeasureError::io("setsockopt"))?;
+    let mut reply = [0u8; 4];
+    stream.write_all(PING).map_err(MeasureError::io("write"))?;
+    match stream.read_exact(&mut reply) {
+        Ok(()) if &reply == PONG => Ok(stream),
+        Ok(()) => Err(MeasureError::WrongReply { got: reply.escape_ascii().to_string() }),
+        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(MeasureError::Deadline { limit: left.min(ROUND_LIMIT) })
+        }
+        Err(e) => Err(MeasureError::Io { what: "read", source: e }),
+    }
+}
+
+/// Starts a process that inherits `streams` and holds them until killed; this process's
+/// copies close when the caller drops them. Nothing else starts a process meanwhile in the
+/// bench, which is what makes clearing close-on-exec for the spawn safe from leaks.
+fn hand_off(streams: &[UnixStream]) -> io::Result<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    let set = |flags| streams.iter().try_for_each(|s| rustix::io::fcntl_setfd(s, flags));
+    set(rustix::io::FdFlags::empty())?;
+    let holder = std::process::Command::new("sleep")
+        .arg("100000")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn();
+    set(rustix::io::FdFlags::CLOEXEC)?;
+    holder
+}
+
+/// Waits (bounded) until the process's thread count is back to `threads` or below, so the
+/// next measurement does not share the CPUs with a crowd's threads winding down.
+pub fn settle(pid: Option<u32>, threads: u64, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while process_size(pid).is_ok_and(|s| s.threads > threads) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Makes room for a crowd: lifts the soft descriptor limit to the hard one, and the hard one
+/// to `wanted` too where the process may (CAP_SYS_RESOURCE). What does not fit after that is
+/// handed to holder processes (see [`Crowd`]).
+pub fn raise_descriptor_limit(wanted: u64) {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
     let limit = getrlimit(Resource::Nofile);
-    let _ = setrlimit(Resource::Nofile, Rlimit { current: limit.maximum, maximum: limit.maximum });
+    if limit.current.is_some_and(|c| c < wanted) {
+        let maximum = limit.maximum.map(|m| m.max(wanted));
+        if setrlimit(Resource::Nofile, Rlimit { current: maximum, maximum }).is_err() {
+            let _ = setrlimit(Resource::Nofile, Rlimit { current: limit.maximum, maximum: limit.maximum });
+        }
+    }
 }
 
 /// Pins the calling thread (and the threads and processes it starts afterwards) to one CPU.
-pub fn pin_to_one_cpu() -> io::Result<()> {
+pub fn pin_to_one_cpu() -> Result<(), MeasureError> {
     let mut set = rustix::thread::CpuSet::new();
     set.set(0);
-    rustix::thread::sched_setaffinity(None, &set).map_err(io::Error::from)
+    rustix::thread::sched_setaffinity(None, &set).map_err(|e| MeasureError::Pin(e.into()))
+}
+
+/// What the machine was doing: read before and after a scenario, to say whether something
+/// else competed for the CPUs while it ran.
+#[derive(Clone, Copy, Debug)]
+pub struct MachineState {
+    at: Instant,
+    /// `/proc/loadavg`'s one-minute figure.
+    pub load_1m: Option<f64>,
+    /// Jiffies from `/proc/stat`'s `cpu` line: busy (user, nice, system, irq, softirq), steal,
+    /// and all of them.
+    busy: u64,
+    steal: u64,
+    total: u64,
+    /// CPU time of this process and of the servers it started.
+    own_cpu: Duration,
+    /// The first CPU's current frequency, where the kernel exposes it.
+    pub cpu_mhz: Option<f64>,
+}
+
+impl MachineState {
+    /// The state now; `servers`: the child processes whose CPU time is the benchmark's own.
+    pub fn now(servers: &[u32]) -> MachineState {
+        let load_1m = std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()));
+        let (mut busy, mut steal, mut total) = (0, 0, 0);
+        if let Ok(stat) = std::fs::read_to_string("/proc/stat") {
+            if let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) {
+                // user nice system idle iowait irq softirq steal (guest time is inside user)
+                let f: Vec<u64> = line.split_whitespace().skip(1).take(8).filter_map(|v| v.parse().ok()).collect();
+                if f.len() == 8 {
+                    busy = f[0] + f[1] + f[2] + f[5] + f[6];
+                    steal = f[7];
+                    total = f.iter().sum();
+                }
+            }
+        }
+        let cpu_mhz = std::fs::read_to_string("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq")
+            .ok()
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .map(|khz| khz / 1000.0);
+        let own_cpu =
+            cpu_time(None) + servers.iter().filter_map(|&pid| crate::conform::harness::process_cpu_time(pid)).sum();
+        MachineState { at: Instant::now(), load_1m, busy, steal, total, own_cpu, cpu_mhz }
+    }
+
+    /// Time from `earlier` to this reading.
+    pub fn elapsed_since(&self, earlier: &MachineState) -> Duration {
+        self.at.saturating_duration_since(earlier.at)
+    }
+
+    /// The share of all CPUs' time, between `self` and `later`, that other processes used, and
+    /// the share the hypervisor stole.
+    pub fn competition(&self, later: &MachineState) -> (Option<f64>, Option<f64>) {
+        let total = later.total.saturating_sub(self.total);
+        if total == 0 {
+            return (None, None);
+        }
+        let ticks = rustix::param::clock_ticks_per_second() as f64;
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let wall = later.at.duration_since(self.at).as_secs_f64().max(1e-9);
+        let busy_s = later.busy.saturating_sub(self.busy) as f64 / ticks;
+        let own_s = later.own_cpu.saturating_sub(self.own_cpu).as_secs_f64();
+        let other = ((busy_s - own_s) / (wall * cpus)).clamp(0.0, 1.0);
+        let steal = later.steal.saturating_sub(self.steal) as f64 / total as f64;
+        (Some(other), Some(steal))
+    }
 }

@@ -3,59 +3,102 @@
 //!
 //! - [`subject`]: what is measured: the reference and the raw baseline run in this process;
 //!   the seed's Python server and a `-- CMD` run as child processes.
-//! - [`measure`]: the scenarios' client loops and the CPU, latency and memory readings.
+//! - [`measure`]: one trial of a scenario: the client loops, the CPU, latency and memory
+//!   readings, the watchdog that bounds every trial, and the machine's load.
+//! - [`report`]: the report's types (JSON, with a generated schema), the human table, and the
+//!   judgements across repetitions and against a previous report.
+//!
+//! How a figure is taken: the server under test and the baseline are both started, then
+//! measured alternately in short trials (`pairs` of them each, in ABBA order: subject,
+//! baseline, baseline, subject, ...), so that both see the same drift of the machine. The
+//! figure is the median of the per-pair ratios, reported with their interquartile range. A
+//! figure whose range is wide, or that was measured while other processes or the hypervisor
+//! took CPU time, is marked `unstable` with the reason.
 //!
 //! The benchmark is a tool, not a test: `cargo test` runs every scenario for a fraction of a
 //! second so that it keeps working, and asserts nothing about speed.
 
 pub mod measure;
+pub mod report;
 pub mod subject;
+mod svg;
 
-use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use serde_json::{json, Value};
 
-use measure::Measurement;
-use subject::Subject;
+use measure::{MachineState, MeasureError, Sample, Watchdog};
+use report::{
+    Conditions, ConnectFigures, CrowdSide, Figures, IdleCrowdFigures, PipelinedFigures, Report, RoundsFigures,
+    ScenarioResult, Side, Spread, Status,
+};
+use subject::{Running, StartError, Subject};
 
-/// The scenarios of `udsping bench`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub use svg::svg;
+
+/// The scenarios of `udsping bench`; their names (`lockstep-pinned`) are clap's and serde's.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum Scenario {
-    /// One client, lock-step rounds (the seed's pattern).
-    Lockstep,
-    /// The same with client and server pinned to one CPU.
+    /// One client, lock-step rounds, client and server pinned to one CPU: the steadiest figure.
     LockstepPinned,
+    /// One client, lock-step rounds (the seed's pattern), unpinned: dominated by cross-CPU
+    /// wake-ups on a small VM.
+    Lockstep,
     /// One client streams pings from one thread and reads pongs on another.
     Pipelined,
     /// 1, 2, 4, 16, 64 and 256 concurrent lock-step clients.
     Clients,
     /// Short sessions (connect, one ping, end, close), from 1 and from 16 clients.
     Connect,
-    /// Server memory with 0 and with 1,000 idle connections.
-    IdleMemory,
+    /// One lock-step client with and without 1,000 and 10,000 idle connections (pinned to one
+    /// CPU), and the memory each idle connection costs.
+    IdleCrowd,
 }
 
 impl Scenario {
     pub const ALL: [Scenario; 6] = [
-        Scenario::Lockstep,
         Scenario::LockstepPinned,
+        Scenario::Lockstep,
         Scenario::Pipelined,
         Scenario::Clients,
         Scenario::Connect,
-        Scenario::IdleMemory,
+        Scenario::IdleCrowd,
     ];
 
-    pub fn name(&self) -> &'static str {
-        match self {
-            Scenario::Lockstep => "lockstep",
-            Scenario::LockstepPinned => "lockstep-pinned",
-            Scenario::Pipelined => "pipelined",
-            Scenario::Clients => "clients",
-            Scenario::Connect => "connect",
-            Scenario::IdleMemory => "idle-memory",
-        }
+    /// The name on the command line and in the reports.
+    pub fn name(&self) -> String {
+        use clap::ValueEnum as _;
+        self.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for Scenario {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+/// When a figure is marked `unstable`.
+#[derive(Clone, Copy, Debug)]
+pub struct Thresholds {
+    /// Interquartile range of the pair ratios over their median.
+    pub spread: f64,
+    /// Share of all CPUs used by other processes.
+    pub other_load: f64,
+    /// Share of CPU time stolen by the hypervisor.
+    pub steal: f64,
+    /// Change of the first CPU's frequency, where the kernel shows it.
+    pub cpu_mhz_change: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds { spread: 0.10, other_load: 0.10, steal: 0.02, cpu_mhz_change: 0.05 }
     }
 }
 
@@ -63,16 +106,21 @@ impl Scenario {
 #[derive(Clone, Debug)]
 pub struct Options {
     pub scenarios: Vec<Scenario>,
-    /// Length of each measurement.
+    /// Time each server is measured per scenario and client count, split into `pairs` trials.
     pub duration: Duration,
+    /// Trials per server, interleaved with the other server's in ABBA order.
+    pub pairs: usize,
     /// The server measured against the baseline (the reference unless `-- CMD`).
     pub subject: Subject,
     /// Also measure the seed's Python server in `lockstep` and `clients`.
     pub seed_python: bool,
     /// Client counts of the `clients` scenario.
     pub client_counts: Vec<usize>,
-    /// Idle connections of the `idle-memory` scenario.
-    pub idle_connections: usize,
+    /// Crowd sizes of the `idle-crowd` scenario.
+    pub idle_counts: Vec<usize>,
+    /// Runs of the whole set of scenarios.
+    pub repeat: usize,
+    pub thresholds: Thresholds,
 }
 
 impl Default for Options {
@@ -80,350 +128,466 @@ impl Default for Options {
         Options {
             scenarios: Scenario::ALL.to_vec(),
             duration: Duration::from_secs(2),
+            pairs: 10,
             subject: Subject::Reference,
             seed_python: false,
             client_counts: vec![1, 2, 4, 16, 64, 256],
-            idle_connections: 1000,
+            idle_counts: vec![1000, 10_000],
+            repeat: 1,
+            thresholds: Thresholds::default(),
         }
     }
 }
 
-/// One line of the report: one scenario at one client count, for one server, with the
-/// baseline measured right before it.
-#[derive(Clone, Debug)]
-pub struct Row {
-    pub scenario: Scenario,
-    pub subject: String,
-    pub clients: usize,
-    pub measured: Measurement,
-    pub baseline: Measurement,
-}
-
-impl Row {
-    pub fn ratio(&self) -> f64 {
-        self.measured.ops_per_sec() / self.baseline.ops_per_sec().max(1e-9)
-    }
-
-    fn percentile_us(measurement: &Measurement, q: f64) -> Option<f64> {
-        measurement.latency.as_ref().filter(|h| !h.is_empty()).map(|h| h.value_at_quantile(q) as f64 / 1000.0)
-    }
-
-    pub fn cpu_s_per_million_ops(&self) -> f64 {
-        self.measured.cpu.as_secs_f64() / (self.measured.ops.max(1) as f64 / 1e6)
-    }
-
-    fn extra(&self, name: &str) -> Option<f64> {
-        self.measured.extra.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+impl Options {
+    /// The length of one trial.
+    pub fn trial(&self) -> Duration {
+        self.duration / self.pairs.max(1) as u32
     }
 }
 
-/// The rows measured, and notes on measurements that could not be made (a reference-point
-/// server that cannot take so many clients).
-#[derive(Debug, Default)]
-pub struct Results {
-    pub rows: Vec<Row>,
-    pub notes: Vec<String>,
+/// Why the benchmark could not run or report (a failed measurement is not one: it is a
+/// `failed` entry in the report).
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("cannot read the report to compare with, {}: {source}", path.display())]
+    ReadPrevious {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} is not a udsping bench JSON report: {source}", path.display())]
+    ParsePrevious {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot draw {}: {source}", path.display())]
+    Svg {
+        path: PathBuf,
+        #[source]
+        source: plotters::drawing::DrawingAreaErrorKind<std::io::Error>,
+    },
 }
 
-/// Runs every requested scenario; `progress` gets a line before each measurement. A failure of
-/// the baseline or of the server under test ends the run; the seed's Python server is only a
-/// reference point, so its failures become notes.
-pub fn run(options: &Options, mut progress: impl FnMut(&str)) -> Result<Results, String> {
-    let mut rows = Vec::new();
-    let mut notes = Vec::new();
+/// Why one scenario could not be measured against one server.
+#[derive(Debug, thiserror::Error)]
+enum ScenarioError {
+    #[error("cannot start {server}: {source}")]
+    Start {
+        server: String,
+        #[source]
+        source: StartError,
+    },
+    #[error("against {server}: {source}")]
+    Measure {
+        server: String,
+        #[source]
+        source: MeasureError,
+    },
+    #[error("the measurement thread panicked")]
+    Panicked,
+}
+
+/// Reads a previous JSON report for `--compare`.
+pub fn read_report(path: &Path) -> Result<Report, BenchError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|source| BenchError::ReadPrevious { path: path.to_owned(), source })?;
+    serde_json::from_str(&text).map_err(|source| BenchError::ParsePrevious { path: path.to_owned(), source })
+}
+
+/// A progress callback for a terminal (one line rewritten in place) or a log (a line each).
+pub fn stderr_progress() -> impl FnMut(&str) {
+    use std::io::IsTerminal;
+    let terminal = std::io::stderr().is_terminal();
+    move |step: &str| {
+        if terminal {
+            eprint!("\r\x1b[2Kbench: {step}");
+            if step.is_empty() {
+                eprint!("\r\x1b[2K");
+            }
+        } else if !step.is_empty() {
+            eprintln!("bench: {step}");
+        }
+    }
+}
+
+/// Runs every requested scenario `repeat` times; `progress` gets a line before each
+/// measurement (and an empty one at the end). Failures become `failed` entries; the run goes on.
+pub fn run(options: &Options, mut progress: impl FnMut(&str)) -> Report {
+    let mut results = Vec::new();
     let mut subjects = vec![options.subject.clone()];
     if options.seed_python {
         subjects.push(Subject::SeedPython);
     }
-    for &scenario in &options.scenarios {
-        let counts: Vec<usize> = match scenario {
-            Scenario::Clients => options.client_counts.clone(),
-            Scenario::Connect => vec![1, 16],
-            _ => vec![1],
-        };
-        let with_python = matches!(scenario, Scenario::Lockstep | Scenario::Clients);
-        for clients in counts {
-            progress(&format!("{} baseline, {clients} client(s)", scenario.name()));
-            let baseline = measure_one(scenario, &Subject::Baseline, clients, options)?;
-            for subject in subjects.iter().filter(|s| with_python || !matches!(s, Subject::SeedPython)) {
-                progress(&format!("{} {}, {clients} client(s)", scenario.name(), subject.name()));
-                match measure_one(scenario, subject, clients, options) {
-                    Ok(measured) => rows.push(Row {
-                        scenario,
-                        subject: subject.name(),
-                        clients,
-                        measured,
-                        baseline: baseline.clone(),
-                    }),
-                    Err(reason) if matches!(subject, Subject::SeedPython) => {
-                        notes.push(format!("{clients} client(s): {reason}"))
-                    }
-                    Err(reason) => return Err(reason),
+    for repeat in 0..options.repeat.max(1) {
+        for &scenario in &options.scenarios {
+            let sizes: Vec<(usize, usize)> = match scenario {
+                Scenario::Clients => options.client_counts.iter().map(|&c| (c, 0)).collect(),
+                Scenario::Connect => vec![(1, 0), (16, 0)],
+                Scenario::IdleCrowd => options.idle_counts.iter().map(|&n| (1, n)).collect(),
+                _ => vec![(1, 0)],
+            };
+            let with_python = matches!(scenario, Scenario::Lockstep | Scenario::Clients);
+            for (clients, idle) in sizes {
+                for subject in subjects.iter().filter(|s| with_python || !matches!(s, Subject::SeedPython)) {
+                    let crowd = if idle > 0 { format!(", {idle} idle") } else { String::new() };
+                    progress(&format!("{scenario} {} vs baseline, {clients} client(s){crowd}", subject.name()));
+                    results.push(measure_figure(scenario, subject, clients, idle, repeat, options));
                 }
             }
         }
     }
-    Ok(Results { rows, notes })
+    progress("");
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let t = options.thresholds;
+    Report {
+        tool: "udsping bench".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        settings: report::Settings {
+            duration_s: options.duration.as_secs_f64(),
+            pairs: options.pairs,
+            trial_s: options.trial().as_secs_f64(),
+            repeat: options.repeat.max(1),
+            unstable_spread: t.spread,
+            unstable_other_load: t.other_load,
+            unstable_steal: t.steal,
+            unstable_cpu_mhz_change: t.cpu_mhz_change,
+        },
+        machine: report::Machine {
+            cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            nofile_soft: limit.current,
+            nofile_hard: limit.maximum,
+        },
+        consistency: report::consistency(&results),
+        comparison: Vec::new(),
+        results,
+    }
 }
 
-fn measure_one(
+/// One figure: a scenario at one size against one server, with its status.
+fn measure_figure(
+    scenario: Scenario,
+    subject: &Subject,
+    clients: usize,
+    idle: usize,
+    repeat: usize,
+    options: &Options,
+) -> ScenarioResult {
+    let mut result = ScenarioResult {
+        scenario,
+        server: subject.name(),
+        clients,
+        idle_connections: idle,
+        repeat,
+        status: Status::Ok,
+        reasons: Vec::new(),
+        conditions: None,
+        figures: None,
+    };
+    let measured = if matches!(scenario, Scenario::LockstepPinned | Scenario::IdleCrowd) {
+        // The servers' threads (or processes) inherit the CPU mask of the thread that starts
+        // them, so the whole figure is taken on a pinned thread of its own. The idle crowd is
+        // pinned too: unpinned, one client's rounds vary more with cross-CPU wake-ups than
+        // with the crowd.
+        let (subject, options) = (subject.clone(), options.clone());
+        std::thread::spawn(move || -> Result<_, ScenarioError> {
+            measure::pin_to_one_cpu().map_err(|source| ScenarioError::Measure { server: subject.name(), source })?;
+            match scenario {
+                Scenario::IdleCrowd => idle_crowd(&subject, idle, &options),
+                _ => interleaved(scenario, &subject, clients, &options),
+            }
+        })
+        .join()
+        .unwrap_or(Err(ScenarioError::Panicked))
+    } else {
+        interleaved(scenario, subject, clients, options)
+    };
+    match measured {
+        Ok((figures, before, after)) => {
+            let conditions = conditions(&before, &after);
+            (result.status, result.reasons) = judge(figures.spread(), &conditions, &options.thresholds);
+            result.conditions = Some(conditions);
+            result.figures = Some(figures);
+        }
+        Err(e) => {
+            // The seed's Python server serves one client at a time: a reference point that
+            // cannot take a load is noted, not a failure of the run.
+            result.status = if matches!(subject, Subject::SeedPython) { Status::NotMeasured } else { Status::Failed };
+            result.reasons.push(e.to_string());
+        }
+    }
+    result
+}
+
+fn conditions(before: &MachineState, after: &MachineState) -> Conditions {
+    let (other_load, steal) = before.competition(after);
+    Conditions {
+        elapsed_s: after.elapsed_since(before).as_secs_f64(),
+        load_1m_before: before.load_1m,
+        load_1m_after: after.load_1m,
+        other_load,
+        steal,
+        cpu_mhz_before: before.cpu_mhz,
+        cpu_mhz_after: after.cpu_mhz,
+    }
+}
+
+/// `ok` or `unstable`, with the reasons.
+fn judge(spread: &Spread, c: &Conditions, t: &Thresholds) -> (Status, Vec<String>) {
+    let mut reasons = Vec::new();
+    if spread.relative_width() > t.spread {
+        reasons.push(format!(
+            "unstable: the pair ratios' interquartile range is {:.0}% of the median (threshold {:.0}%)",
+            spread.relative_width() * 100.0,
+            t.spread * 100.0
+        ));
+    }
+    if let Some(other) = c.other_load.filter(|&o| o > t.other_load) {
+        reasons.push(format!(
+            "unstable: other processes used {:.0}% of the CPUs meanwhile (threshold {:.0}%; load {} -> {})",
+            other * 100.0,
+            t.other_load * 100.0,
+            c.load_1m_before.map_or("?".into(), |l| format!("{l:.2}")),
+            c.load_1m_after.map_or("?".into(), |l| format!("{l:.2}")),
+        ));
+    }
+    if let Some(steal) = c.steal.filter(|&s| s > t.steal) {
+        reasons.push(format!(
+            "unstable: the hypervisor stole {:.1}% of CPU time (threshold {:.0}%)",
+            steal * 100.0,
+            t.steal * 100.0
+        ));
+    }
+    if let (Some(a), Some(b)) = (c.cpu_mhz_before, c.cpu_mhz_after) {
+        if (b - a).abs() / a.max(1.0) > t.cpu_mhz_change {
+            reasons.push(format!("unstable: the CPU frequency changed from {a:.0} to {b:.0} MHz"));
+        }
+    }
+    (if reasons.is_empty() { Status::Ok } else { Status::Unstable }, reasons)
+}
+
+/// A trial may overrun its length by this much (connecting its clients, one last round)
+/// before its watchdog fails it.
+fn trial_limit(trial: Duration, clients: usize) -> Duration {
+    trial + Duration::from_secs(2) + Duration::from_millis(10) * clients as u32
+}
+
+/// One trial of `scenario` against a started server.
+fn trial(scenario: Scenario, running: &Running, clients: usize, length: Duration) -> Result<Sample, MeasureError> {
+    let watchdog = Arc::new(Watchdog::start(trial_limit(length, clients)));
+    let (path, pid) = (&running.path, running.pid);
+    match scenario {
+        Scenario::Pipelined => measure::pipelined(path, pid, length, &watchdog),
+        Scenario::Connect => measure::connect(path, pid, clients, length, &watchdog),
+        _ => measure::lockstep(path, pid, clients, length, &watchdog),
+    }
+    .map_err(|e| watchdog.blame(e))
+}
+
+/// Trials against `a` and `b` in ABBA order; returns each one's samples.
+fn abba(
+    a: (&Running, &str),
+    b: (&Running, &str),
+    pairs: usize,
+    mut one: impl FnMut(&Running) -> Result<Sample, MeasureError>,
+) -> Result<(Vec<Sample>, Vec<Sample>), ScenarioError> {
+    let (mut of_a, mut of_b) = (Vec::new(), Vec::new());
+    for pair in 0..pairs.max(1) {
+        let a_first = pair % 2 == 0;
+        for is_a in [a_first, !a_first] {
+            let (running, name) = if is_a { a } else { b };
+            let sample = one(running).map_err(|source| ScenarioError::Measure { server: name.to_owned(), source })?;
+            if is_a { &mut of_a } else { &mut of_b }.push(sample);
+        }
+    }
+    Ok((of_a, of_b))
+}
+
+type Measured = (Figures, MachineState, MachineState);
+
+fn start(subject: &Subject, idle: usize) -> Result<Running, ScenarioError> {
+    subject::start_with(subject, idle).map_err(|source| ScenarioError::Start { server: subject.name(), source })
+}
+
+/// A figure of the subject against the baseline, trial by trial.
+fn interleaved(
     scenario: Scenario,
     subject: &Subject,
     clients: usize,
     options: &Options,
-) -> Result<Measurement, String> {
-    let name = subject.name();
-    let context = move |e: std::io::Error| format!("{} against {name}: {e}", scenario.name());
-    if scenario == Scenario::LockstepPinned {
-        // The server's threads (or process) inherit the CPU mask of the thread that starts them.
-        let (subject, duration) = (subject.clone(), options.duration);
-        return std::thread::spawn(move || -> Result<Measurement, String> {
-            measure::pin_to_one_cpu().map_err(|e| format!("cannot pin to one CPU: {e}"))?;
-            let running = subject::start(&subject)?;
-            measure::lockstep(&running.path, running.pid, 1, duration).map_err(context)
-        })
-        .join()
-        .map_err(|_| "the pinned measurement panicked".to_string())?;
-    }
-    let running = subject::start(subject)?;
-    let (path, pid, duration) = (&running.path, running.pid, options.duration);
-    match scenario {
-        Scenario::Lockstep | Scenario::LockstepPinned | Scenario::Clients => {
-            measure::lockstep(path, pid, clients, duration)
+) -> Result<Measured, ScenarioError> {
+    let measured = start(subject, 0)?;
+    let baseline = start(&Subject::Baseline, 0)?;
+    let before = MachineState::now(measured.pid.as_slice());
+    let length = options.trial();
+    let (a, b) = abba((&measured, &subject.name()), (&baseline, "baseline"), options.pairs, |running| {
+        trial(scenario, running, clients, length)
+    })?;
+    let after = MachineState::now(measured.pid.as_slice());
+    let spread = pair_ratios(&a, &b);
+    let (measured, baseline) = (side(&a), side(&b));
+    let figures = match scenario {
+        Scenario::Pipelined => {
+            let mb = |samples: &[Sample]| median(samples.iter().map(|s| s.ops_per_sec() * 4.0 / 1e6).collect());
+            Figures::Pipelined(PipelinedFigures {
+                spread,
+                mb_per_sec_each_way: mb(&a),
+                baseline_mb_per_sec_each_way: mb(&b),
+                measured,
+                baseline,
+            })
         }
-        Scenario::Pipelined => measure::pipelined(path, pid, duration),
-        Scenario::Connect => measure::connect(path, pid, clients, duration),
-        Scenario::IdleMemory => measure::idle_memory(path, pid, options.idle_connections),
-    }
-    .map_err(context)
+        Scenario::Connect => Figures::Connect(ConnectFigures { spread, measured, baseline }),
+        _ => Figures::Rounds(RoundsFigures {
+            spread,
+            measured,
+            baseline,
+            client_rounds_max_over_min: starvation(&a),
+            baseline_client_rounds_max_over_min: starvation(&b),
+        }),
+    };
+    Ok((figures, before, after))
 }
 
-fn fmt_opt(value: Option<f64>, decimals: usize) -> String {
-    value.map_or("-".into(), |v| format!("{v:.decimals$}"))
+/// `idle-crowd` for the subject and then the baseline: a quiet instance and a crowded one of
+/// each, measured alternately.
+fn idle_crowd(subject: &Subject, idle: usize, options: &Options) -> Result<Measured, ScenarioError> {
+    measure::raise_descriptor_limit(idle as u64 * 2 + 256);
+    // The conditions are those of the subject's trials, whose ratio is the figure's headline.
+    let (measured, before, after) = crowd_side(subject, idle, options)?;
+    let (baseline, ..) = crowd_side(&Subject::Baseline, idle, options)?;
+    Ok((Figures::IdleCrowd(Box::new(IdleCrowdFigures { idle_connections: idle, measured, baseline })), before, after))
 }
 
-/// The human report: one table, one line per scenario, client count and server.
-pub fn human(results: &Results) -> String {
-    let rows = &results.rows;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:<16} {:<12} {:>7} {:>12} {:>12} {:>6} {:>8} {:>8} {:>9} {:>8} {:>10}",
-        "scenario",
-        "server",
-        "clients",
-        "ops/s",
-        "baseline/s",
-        "ratio",
-        "p50 us",
-        "p99 us",
-        "p99.9 us",
-        "p99 x",
-        "cpu s/Mop"
-    );
-    for row in rows {
-        if row.scenario == Scenario::IdleMemory {
-            let per = |m: &Measurement| m.extra.iter().find(|(n, _)| *n == "bytes_per_idle_connection").map(|e| e.1);
-            let _ = writeln!(
-                out,
-                "{:<16} {:<12} {:>7} RSS {} KiB idle, {} KiB with {} idle connections: {} bytes each (baseline {})",
-                row.scenario.name(),
-                row.subject,
-                fmt_opt(row.extra("idle_connections"), 0),
-                fmt_opt(row.extra("rss_idle_0_bytes").map(|b| b / 1024.0), 0),
-                fmt_opt(row.extra("rss_idle_n_bytes").map(|b| b / 1024.0), 0),
-                fmt_opt(row.extra("idle_connections"), 0),
-                fmt_opt(per(&row.measured), 0),
-                fmt_opt(per(&row.baseline), 0),
-            );
-            continue;
+fn crowd_side(
+    subject: &Subject,
+    idle: usize,
+    options: &Options,
+) -> Result<(CrowdSide, MachineState, MachineState), ScenarioError> {
+    let fail = |source| ScenarioError::Measure { server: subject.name(), source };
+    let io = |source| fail(MeasureError::Io { what: "cannot read /proc/PID/status", source });
+    let threads_before = measure::process_size(None).map_err(io)?.threads;
+    let quiet = start(subject, 0)?;
+    let crowded = start(subject, idle)?;
+    let size_before = measure::process_size(crowded.pid).map_err(io)?;
+    // Connecting 10,000 clients takes about a second; a server that cannot take them all
+    // (its own limit) fails this bound instead of hanging the run.
+    let open_limit = Duration::from_secs(30) + Duration::from_millis(2) * idle as u32;
+    let crowd = measure::open_crowd(&crowded.path, idle, crowded.pid.is_none(), open_limit).map_err(fail)?;
+    let size_after = measure::process_size(crowded.pid).map_err(io)?;
+    let length = options.trial();
+    let servers: Vec<u32> = [quiet.pid, crowded.pid].into_iter().flatten().collect();
+    let before = MachineState::now(&servers);
+    let (q, c) = abba((&quiet, "quiet"), (&crowded, "crowded"), options.pairs, |running| {
+        trial(Scenario::Lockstep, running, 1, length)
+    })
+    .map_err(|e| match e {
+        ScenarioError::Measure { server, source } => {
+            ScenarioError::Measure { server: format!("{} ({server})", subject.name()), source }
         }
-        let p99 = Row::percentile_us(&row.measured, 0.99);
-        let p99_ratio = p99.zip(Row::percentile_us(&row.baseline, 0.99)).map(|(a, b)| a / b.max(1e-9));
-        let _ = writeln!(
-            out,
-            "{:<16} {:<12} {:>7} {:>12.0} {:>12.0} {:>6.2} {:>8} {:>8} {:>9} {:>8} {:>10.2}",
-            row.scenario.name(),
-            row.subject,
-            row.clients,
-            row.measured.ops_per_sec(),
-            row.baseline.ops_per_sec(),
-            row.ratio(),
-            fmt_opt(Row::percentile_us(&row.measured, 0.5), 1),
-            fmt_opt(p99, 1),
-            fmt_opt(Row::percentile_us(&row.measured, 0.999), 1),
-            fmt_opt(p99_ratio, 2),
-            row.cpu_s_per_million_ops(),
-        );
-        match row.scenario {
-            Scenario::Pipelined => {
-                let _ = writeln!(
-                    out,
-                    "{:<16} MB/s each way: {} (baseline {})",
-                    "",
-                    fmt_opt(row.extra("mb_per_sec_each_way"), 1),
-                    fmt_opt(row.baseline.extra.first().map(|e| e.1), 1)
-                );
-            }
-            Scenario::Clients if row.clients > 1 => {
-                let spread = |m: &Measurement| {
-                    let get = |name| m.extra.iter().find(|(n, _)| *n == name).map(|e| e.1);
-                    format!("min {} max {}", fmt_opt(get("min_client_rounds"), 0), fmt_opt(get("max_client_rounds"), 0))
-                };
-                let _ = writeln!(
-                    out,
-                    "{:<16} rounds per client: {} (baseline {})",
-                    "",
-                    spread(&row.measured),
-                    spread(&row.baseline)
-                );
-            }
-            _ => {}
+        other => other,
+    })?;
+    let after = MachineState::now(&servers);
+    // A server whose own limit is below the crowd makes room by closing idle connections
+    // (SRV-IDLE-2): then the figure is not of N idle connections.
+    crowd.check(idle).map_err(fail)?;
+    drop(crowd);
+    drop((quiet, crowded));
+    measure::settle(None, threads_before, Duration::from_secs(10));
+    let per = |a: u64, b: u64| b.saturating_sub(a) as f64 / idle.max(1) as f64;
+    let side = CrowdSide {
+        crowded_over_quiet: pair_ratios(&c, &q),
+        quiet: side(&q),
+        crowded: side(&c),
+        rss_bytes_before: size_before.rss_bytes,
+        rss_bytes_after: size_after.rss_bytes,
+        rss_bytes_per_idle: per(size_before.rss_bytes, size_after.rss_bytes),
+        vsz_bytes_per_idle: per(size_before.vsz_bytes, size_after.vsz_bytes),
+        threads_per_idle: per(size_before.threads, size_after.threads),
+    };
+    Ok((side, before, after))
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    report::quantile(&values, 0.5)
+}
+
+/// The ratio of `a`'s rate to `b`'s, pair by pair.
+fn pair_ratios(a: &[Sample], b: &[Sample]) -> Spread {
+    Spread::of(a.iter().zip(b).map(|(a, b)| a.ops_per_sec() / b.ops_per_sec().max(1e-9)).collect())
+}
+
+/// Median over trials of the busiest client's rounds over the least busy one's.
+fn starvation(samples: &[Sample]) -> Option<f64> {
+    let ratios: Vec<f64> = samples
+        .iter()
+        .filter_map(|s| s.client_rounds)
+        .map(|(fewest, most)| most as f64 / fewest.max(1) as f64)
+        .collect();
+    (!ratios.is_empty()).then(|| median(ratios))
+}
+
+/// One server's figures over its trials.
+fn side(samples: &[Sample]) -> Side {
+    let rates: Vec<f64> = samples.iter().map(Sample::ops_per_sec).collect();
+    let mut latency: Option<Histogram<u64>> = None;
+    for h in samples.iter().filter_map(|s| s.latency.as_ref()) {
+        match &mut latency {
+            None => latency = Some(h.clone()),
+            // Histograms of one shape always add.
+            Some(total) => total.add(h).unwrap_or_default(),
         }
     }
-    for note in &results.notes {
-        let _ = writeln!(out, "not measured: {note}");
+    let at = |q: f64| latency.as_ref().filter(|h| !h.is_empty()).map(|h| h.value_at_quantile(q) as f64 / 1000.0);
+    let ops: u64 = samples.iter().map(|s| s.ops).sum();
+    let cpu: Duration = samples.iter().map(|s| s.cpu).sum();
+    Side {
+        ops,
+        ops_per_sec: median(rates.clone()),
+        ops_per_sec_min: rates.iter().copied().fold(f64::INFINITY, f64::min),
+        ops_per_sec_max: rates.iter().copied().fold(0.0, f64::max),
+        p50_us: at(0.5),
+        p99_us: at(0.99),
+        p999_us: at(0.999),
+        cpu_s_per_million_ops: cpu.as_secs_f64() / (ops.max(1) as f64 / 1e6),
     }
-    out
 }
 
-/// The JSON report: `{"scenarios": [...]}` with one entry per row.
-pub fn json(results: &Results, options: &Options) -> String {
-    let rows = &results.rows;
-    let entries: Vec<Value> = rows
-        .iter()
-        .map(|row| {
-            if row.scenario == Scenario::IdleMemory {
-                let mut entry = json!({ "name": row.scenario.name(), "server": row.subject, "clients": row.clients });
-                for (name, value) in &row.measured.extra {
-                    entry[*name] = json!(value);
-                }
-                for (name, value) in &row.baseline.extra {
-                    entry[format!("baseline_{name}")] = json!(value);
-                }
-                return entry;
-            }
-            let mut entry = json!({
-                "name": row.scenario.name(),
-                "server": row.subject,
-                "clients": row.clients,
-                "ops_per_sec": row.measured.ops_per_sec(),
-                "baseline_ops_per_sec": row.baseline.ops_per_sec(),
-                "ratio": row.ratio(),
-                "cpu_s_per_million_ops": row.cpu_s_per_million_ops(),
-                "baseline_cpu_s_per_million_ops": row.baseline.cpu.as_secs_f64() / (row.baseline.ops.max(1) as f64 / 1e6),
-                "duration_s": row.measured.elapsed.as_secs_f64(),
-            });
-            for (name, q) in [("p50_us", 0.5), ("p99_us", 0.99), ("p999_us", 0.999)] {
-                if let Some(v) = Row::percentile_us(&row.measured, q) {
-                    entry[name] = json!(v);
-                    entry[format!("baseline_{name}")] = json!(Row::percentile_us(&row.baseline, q));
-                }
-            }
-            for (name, value) in &row.measured.extra {
-                entry[*name] = json!(value);
-            }
-            for (name, value) in &row.baseline.extra {
-                entry[format!("baseline_{name}")] = json!(value);
-            }
-            entry
-        })
-        .collect();
-    let value = json!({
-        "tool": "udsping bench",
-        "version": env!("CARGO_PKG_VERSION"),
-        "duration_s": options.duration.as_secs_f64(),
-        "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
-        "scenarios": entries,
-        "not_measured": results.notes,
-    });
-    serde_json::to_string_pretty(&value).expect("JSON serializes") + "\n"
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// An SVG with throughput against client count and the lock-step latency distributions.
-pub fn svg(results: &Results, path: &std::path::Path) -> Result<(), String> {
-    use plotters::prelude::*;
-    let rows = &results.rows;
-    let root = SVGBackend::new(path, (1100, 450)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let (left, right) = root.split_horizontally(550);
-
-    let clients: Vec<&Row> = rows.iter().filter(|r| r.scenario == Scenario::Clients).collect();
-    let max_ops = clients.iter().flat_map(|r| [r.measured.ops_per_sec(), r.baseline.ops_per_sec()]).fold(1.0, f64::max);
-    let max_clients = clients.iter().map(|r| r.clients).max().unwrap_or(1).max(2) as f64;
-    let mut chart = ChartBuilder::on(&left)
-        .caption("throughput against clients", ("sans-serif", 18))
-        .margin(10)
-        .x_label_area_size(35)
-        .y_label_area_size(70)
-        .build_cartesian_2d((1f64..max_clients).log_scale(), 0f64..max_ops * 1.1)
-        .map_err(|e| e.to_string())?;
-    chart.configure_mesh().x_desc("clients").y_desc("rounds/s").draw().map_err(|e| e.to_string())?;
-    let mut servers: Vec<&str> = clients.iter().map(|r| r.subject.as_str()).collect();
-    servers.dedup();
-    let palette = [RED, BLUE, GREEN, MAGENTA];
-    for (i, server) in servers.iter().enumerate() {
-        let points: Vec<(f64, f64)> = clients
-            .iter()
-            .filter(|r| r.subject == *server)
-            .map(|r| (r.clients as f64, r.measured.ops_per_sec()))
-            .collect();
-        let color = palette[i % palette.len()];
-        chart
-            .draw_series(LineSeries::new(points, color))
-            .map_err(|e| e.to_string())?
-            .label(*server)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 15, y)], color));
+    // The names on the command line (clap) and in the JSON (serde) are one vocabulary.
+    #[test]
+    fn scenario_names_agree() {
+        for scenario in Scenario::ALL {
+            assert_eq!(serde_json::to_value(scenario).unwrap(), serde_json::json!(scenario.name()));
+        }
     }
-    let baseline: Vec<(f64, f64)> = clients
-        .iter()
-        .filter(|r| r.subject == servers.first().copied().unwrap_or(""))
-        .map(|r| (r.clients as f64, r.baseline.ops_per_sec()))
-        .collect();
-    chart
-        .draw_series(LineSeries::new(baseline, BLACK))
-        .map_err(|e| e.to_string())?
-        .label("baseline")
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 15, y)], BLACK));
-    chart.configure_series_labels().background_style(WHITE).border_style(BLACK).draw().map_err(|e| e.to_string())?;
 
-    // Latency: the value at each percentile, on a log axis, for one client in lock-step.
-    let lockstep: Vec<(&str, &Histogram<u64>)> = rows
-        .iter()
-        .filter(|r| r.scenario == Scenario::Lockstep)
-        .flat_map(|r| [(r.subject.as_str(), r.measured.latency.as_ref()), ("baseline", r.baseline.latency.as_ref())])
-        .filter_map(|(name, h)| h.map(|h| (name, h)))
-        .collect();
-    let quantiles = [0.5, 0.75, 0.9, 0.99, 0.999, 0.9999];
-    let max_us = lockstep.iter().map(|(_, h)| h.value_at_quantile(0.9999) as f64 / 1000.0).fold(1.0, f64::max);
-    let mut chart = ChartBuilder::on(&right)
-        .caption("lock-step round trip (1 client)", ("sans-serif", 18))
-        .margin(10)
-        .x_label_area_size(35)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0f64..(quantiles.len() - 1) as f64, (0.1f64..max_us * 2.0).log_scale())
-        .map_err(|e| e.to_string())?;
-    chart
-        .configure_mesh()
-        .x_desc("percentile")
-        .y_desc("microseconds")
-        .x_labels(quantiles.len())
-        .x_label_formatter(&|x| quantiles.get(x.round() as usize).map_or(String::new(), |q| format!("p{}", q * 100.0)))
-        .draw()
-        .map_err(|e| e.to_string())?;
-    for (i, (name, histogram)) in lockstep.iter().enumerate() {
-        let points: Vec<(f64, f64)> = quantiles
-            .iter()
-            .enumerate()
-            .map(|(x, q)| (x as f64, histogram.value_at_quantile(*q) as f64 / 1000.0))
-            .collect();
-        let color = if *name == "baseline" { BLACK } else { palette[i % palette.len()] };
-        chart
-            .draw_series(LineSeries::new(points, color))
-            .map_err(|e| e.to_string())?
-            .label(*name)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 15, y)], color));
+    #[test]
+    fn quartiles_interpolate() {
+        let s = Spread::of(vec![4.0, 1.0, 3.0, 2.0, 5.0]);
+        assert_eq!((s.ratio, s.ratio_low, s.ratio_high, s.ratio_min, s.ratio_max), (3.0, 2.0, 4.0, 1.0, 5.0));
+        assert_eq!(s.pair_ratios, vec![4.0, 1.0, 3.0, 2.0, 5.0]);
+        assert_eq!(Spread::of(vec![1.0, 2.0]).ratio, 1.5);
     }
-    chart.configure_series_labels().background_style(WHITE).border_style(BLACK).draw().map_err(|e| e.to_string())?;
-    root.present().map_err(|e| e.to_string())
+
+    #[test]
+    fn a_wide_spread_or_a_busy_machine_is_unstable() {
+        let t = Thresholds::default();
+        let narrow = Spread::of(vec![1.0, 1.01, 0.99, 1.0]);
+        let quiet = Conditions { other_load: Some(0.01), steal: Some(0.0), ..Conditions::default() };
+        assert_eq!(judge(&narrow, &quiet, &t).0, Status::Ok);
+        let wide = Spread::of(vec![0.5, 1.0, 1.5, 1.0]);
+        assert_eq!(judge(&wide, &quiet, &t).0, Status::Unstable);
+        let busy = Conditions { other_load: Some(0.5), ..quiet.clone() };
+        let (status, reasons) = judge(&narrow, &busy, &t);
+        assert_eq!(status, Status::Unstable);
+        assert!(reasons[0].contains("other processes used 50%"), "{reasons:?}");
+        let stolen = Conditions { steal: Some(0.1), ..quiet };
+        assert!(judge(&narrow, &stolen, &t).1[0].contains("stole"));
+    }
 }

@@ -13,6 +13,29 @@ use std::time::Duration;
 
 use crate::conform::harness::{Ctx, Problem, Target};
 use crate::server::{Server, ServerConfig, ShutdownHandle};
+use crate::socket_path::BindError;
+
+/// Why a server to measure could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create a temporary directory: {0}")]
+    TempDir(#[source] io::Error),
+    #[error("cannot set up the server: {0}")]
+    Setup(#[source] io::Error),
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// The command did not start serving (the gate's own words say how).
+    #[error("{0}")]
+    Command(String),
+}
+
+impl From<Problem> for StartError {
+    fn from(problem: Problem) -> Self {
+        match problem {
+            Problem::Fail(message) | Problem::Harness(message) => StartError::Command(message),
+        }
+    }
+}
 
 /// A server to measure.
 #[derive(Clone, Debug)]
@@ -61,13 +84,21 @@ impl Drop for Running {
 const SEED_SERVER: &str = include_str!("../../tests/seed/server.py");
 
 /// Starts `subject` and returns once it accepts connections.
-pub fn start(subject: &Subject) -> Result<Running, String> {
+pub fn start(subject: &Subject) -> Result<Running, StartError> {
+    start_with(subject, 0)
+}
+
+/// Like [`start`], with room for `idle` connections besides the measuring clients (the
+/// reference's limit is raised to fit them; other servers have their own).
+pub fn start_with(subject: &Subject, idle: usize) -> Result<Running, StartError> {
     match subject {
         Subject::Reference => {
-            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let dir = tempfile::tempdir().map_err(StartError::TempDir)?;
             let path = dir.path().join("udsocket");
-            let shutdown = ShutdownHandle::new().map_err(|e| e.to_string())?;
-            let server = Server::bind_with(ServerConfig::new(&path), shutdown.clone()).map_err(|e| e.to_string())?;
+            let shutdown = ShutdownHandle::new().map_err(StartError::Setup)?;
+            let mut config = ServerConfig::new(&path);
+            config.max_connections = config.max_connections.max(idle + 64);
+            let server = Server::bind_with(config, shutdown.clone())?;
             let thread = thread::spawn(move || server.run());
             let stop = move || {
                 shutdown.shutdown();
@@ -76,9 +107,9 @@ pub fn start(subject: &Subject) -> Result<Running, String> {
             Ok(Running { path, pid: None, _dir: Some(dir), _ctx: None, stop: Some(Box::new(stop)) })
         }
         Subject::Baseline => {
-            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let dir = tempfile::tempdir().map_err(StartError::TempDir)?;
             let path = dir.path().join("udsocket");
-            let (stop, thread) = baseline_server(&path).map_err(|e| e.to_string())?;
+            let (stop, thread) = baseline_server(&path).map_err(StartError::Setup)?;
             let wake_path = path.clone();
             let stop = move || {
                 stop.store(true, Ordering::SeqCst);
@@ -88,9 +119,9 @@ pub fn start(subject: &Subject) -> Result<Running, String> {
             Ok(Running { path, pid: None, _dir: Some(dir), _ctx: None, stop: Some(Box::new(stop)) })
         }
         Subject::SeedPython => {
-            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let dir = tempfile::tempdir().map_err(StartError::TempDir)?;
             let script = dir.path().join("seed_server.py");
-            std::fs::write(&script, SEED_SERVER).map_err(|e| e.to_string())?;
+            std::fs::write(&script, SEED_SERVER).map_err(StartError::Setup)?;
             let target = Target { program: "python3".into(), args: vec![script.to_string_lossy().into_owned()] };
             let mut running = start_command(&target)?;
             running._dir = Some(dir);
@@ -100,13 +131,9 @@ pub fn start(subject: &Subject) -> Result<Running, String> {
     }
 }
 
-fn start_command(target: &Target) -> Result<Running, String> {
-    let describe = |p: Problem| match p {
-        Problem::Fail(m) | Problem::Harness(m) => m,
-    };
-    let mut ctx =
-        Ctx::new(target, Duration::from_secs(10), crate::conform::harness::Addressing::Path).map_err(describe)?;
-    ctx.start_server().map_err(describe)?;
+fn start_command(target: &Target) -> Result<Running, StartError> {
+    let mut ctx = Ctx::new(target, Duration::from_secs(10), crate::conform::harness::Addressing::Path)?;
+    ctx.start_server()?;
     Ok(Running { path: ctx.socket.clone(), pid: ctx.pid(), _dir: None, _ctx: Some(ctx), stop: None })
 }
 

@@ -109,6 +109,7 @@ pub const NOT_OBSERVABLE: &[(&str, &str)] = &[
     ("LIFE-PERM-2", "a MAY: the option's name is the implementation's own"),
     ("SRV-LIMIT-1", "the limit and how to set it are the implementation's own"),
     ("SRV-IDLE-1", "the timeout is the implementation's (the reference's default is 120 s), too long for a gate case"),
+    ("SRV-IDLE-2", "it needs the implementation's connection table full, and its limit and threshold are its own"),
     ("SRV-WRITE-1", "the timeout and how to set it are the implementation's own"),
     ("SRV-COUNT-1", "counters are internal; how they are shown is the implementation's own"),
     ("LIFE-CRED-1", "the allow lists and how to set them are the implementation's own, and testing needs root"),
