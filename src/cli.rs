@@ -104,11 +104,14 @@ pub enum FormatArg {
 #[derive(Debug, Args)]
 #[command(
     after_help = "CMD runs in a new empty directory per case; its socket is `udsocket` there. The absolute path \
-is also in $UDSPING_SOCKET, and every ARG equal to {socket} is replaced by it (with --abstract, both are a \
-Linux abstract address `@udsping-conform-…` instead). CMD and ARGs that name an existing \
-file relative to the current directory are passed as absolute paths, so `-- python3 server.py` works.\n\n\
+is also in $UDSPING_SOCKET, and {socket} in any ARG is replaced by it (`--socket={socket}` works; with --abstract, \
+both are a Linux abstract address `@udsping-conform-…` instead). CMD itself is made absolute when it names a file \
+in the current directory; ARGs are passed as written, so give scripts as absolute paths \
+(`-- python3 \"$PWD/server.py\"`). CMD must stay in the foreground: it is started in its own process group, and \
+it and everything it started are killed at the end of each case.\n\n\
 Exit status: 0 every MUST case passed; 1 a MUST case failed (or a SHOULD with --strict); 2 the harness could not \
-run (usage error, CMD not found)."
+run (usage error, CMD not found, a selection of no case, a CMD that daemonizes); 130, 143, 129 the gate was \
+interrupted by SIGINT, SIGTERM, SIGHUP (its targets killed, its temporary directories removed)."
 )]
 pub struct ConformArgs {
     /// Which side CMD implements.
@@ -132,6 +135,10 @@ pub struct ConformArgs {
     /// Deadline for each expected event within a case, in milliseconds.
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout_ms: u64,
+    /// How long a server may take to accept its first connection (a client, to connect), such
+    /// as 5s or 500ms.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub startup_timeout: std::time::Duration,
     /// SHOULD failures also fail the run.
     #[arg(long)]
     pub strict: bool,
@@ -307,13 +314,14 @@ fn demo(args: DemoArgs) -> Result<(), String> {
 }
 
 fn conform(args: ConformArgs) -> ExitCode {
-    use crate::conform::harness::{Addressing, Target};
+    use crate::conform::harness::Addressing;
     use crate::conform::{self, report, Options, Role};
+    use crate::process::Target;
     let role = match args.role {
         RoleArg::Server => Role::Server,
         RoleArg::Client => Role::Client,
     };
-    let usage = |message: String| {
+    let usage = |message: &dyn std::fmt::Display| {
         eprintln!("udsping: {message}");
         ExitCode::from(EXIT_USAGE)
     };
@@ -322,12 +330,16 @@ fn conform(args: ConformArgs) -> ExitCode {
     };
     let (only, skip) = match (patterns(&args.only), patterns(&args.skip)) {
         (Ok(only), Ok(skip)) => (only, skip),
-        (Err(e), _) | (_, Err(e)) => return usage(e),
+        (Err(e), _) | (_, Err(e)) => return usage(&e),
     };
+    if args.startup_timeout.is_zero() {
+        return usage(&"--startup-timeout must be more than 0");
+    }
     let mut options = Options {
         only,
         skip,
         timeout: std::time::Duration::from_millis(args.timeout_ms),
+        startup_timeout: args.startup_timeout,
         strict: args.strict,
         addressing: if args.abstract_address { Addressing::Abstract } else { Addressing::Path },
         ..Options::default()
@@ -341,30 +353,43 @@ fn conform(args: ConformArgs) -> ExitCode {
     }
     let Some((program, rest)) = args.command.split_first() else {
         return usage(
-            "conform needs the command to test after `--`, for example: udsping conform server -- ./my-server {socket}"
-                .into(),
+            &"conform needs the command to test after `--`, for example: udsping conform server -- ./my-server {socket}",
         );
     };
-    let target =
-        Target { program: absolute_if_file(program), args: rest.iter().map(|a| absolute_if_file(a)).collect() };
-    if let Err(message) = conform::check_target(&target) {
-        return usage(message);
+    // Only the program is made absolute (it runs in another directory); arguments are the
+    // implementation's business and are passed as written.
+    let target = Target { program: absolute_if_file(program), args: rest.to_vec() };
+    match conform::preflight(role, &target, &options) {
+        Ok(warnings) => warnings.iter().for_each(|w| eprintln!("udsping: warning: {w}")),
+        Err(e) => return usage(&e),
     }
-    let suite = conform::run(role, &target, &options);
+    if let Err(e) = stop_cleanly_on_signals() {
+        return usage(&format_args!("cannot install signal handlers: {e}"));
+    }
+    let strict = options.strict;
+    let suite = conform::run_with_progress(role, &target, &options, &|case, done, total| {
+        eprintln!(
+            "[{done}/{total}] {} ({})",
+            report::case_line(case, strict),
+            crate::conform::harness::human_duration(case.duration)
+        );
+    });
     let human = report::human(&suite, args.verbose);
     let formatted = match args.format {
         FormatArg::Human => human.clone(),
-        FormatArg::Json => report::json(&suite),
+        FormatArg::Json => match report::json(&suite) {
+            Ok(json) => json,
+            Err(e) => return usage(&format_args!("cannot write the JSON report: {e}")),
+        },
         FormatArg::Junit => match report::junit(&suite) {
             Ok(xml) => xml,
-            Err(e) => return usage(format!("cannot write the JUnit report: {e}")),
+            Err(e) => return usage(&format_args!("cannot write the JUnit report: {e}")),
         },
     };
     match &args.output {
         Some(path) => {
             if let Err(e) = std::fs::write(path, formatted) {
-                eprintln!("udsping: cannot write {}: {e}", path.display());
-                return ExitCode::from(EXIT_USAGE);
+                return usage(&format_args!("cannot write {}: {e}", path.display()));
             }
             print!("{human}");
         }
@@ -373,7 +398,32 @@ fn conform(args: ConformArgs) -> ExitCode {
     ExitCode::from(suite.exit_code())
 }
 
-/// An argument naming an existing file relative to the current directory, made absolute,
+/// A gate told to stop (a cancelled CI job: SIGINT, SIGTERM, SIGHUP; or SIGQUIT) kills the
+/// targets it runs, removes its temporary directories and exits 128 + the signal's number.
+/// Handling these signals also means none of them is ignored in CMD (handlers are reset at
+/// exec), even when the gate itself was started with them ignored, as a background job is.
+fn stop_cleanly_on_signals() -> std::io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT])?;
+    std::thread::Builder::new().name("udsping-signals".into()).spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            for (dir, e) in crate::conform::harness::abort_run() {
+                eprintln!("udsping: cannot remove {}: {e}", dir.display());
+            }
+            let name = match signal {
+                SIGINT => "SIGINT",
+                SIGTERM => "SIGTERM",
+                SIGHUP => "SIGHUP",
+                _ => "SIGQUIT",
+            };
+            eprintln!("udsping: stopped by {name}: the targets were killed and the temporary directories removed");
+            std::process::exit(128 + signal);
+        }
+    })?;
+    Ok(())
+}
+
+/// The program, made absolute when it names a file relative to the current directory,
 /// because the target runs in another directory.
 fn absolute_if_file(arg: &str) -> String {
     let path = std::path::Path::new(arg);
@@ -415,11 +465,13 @@ fn bench(args: BenchArgs) -> Result<(), String> {
     let subject = match args.command.split_first() {
         None => Subject::Reference,
         Some((program, rest)) => {
-            let target = crate::conform::harness::Target {
+            let target = crate::process::Target {
                 program: absolute_if_file(program),
                 args: rest.iter().map(|a| absolute_if_file(a)).collect(),
             };
-            crate::conform::check_target(&target)?;
+            if let Err(e) = target.check() {
+                return Err(format!("{e}"));
+            }
             Subject::Command(target)
         }
     };

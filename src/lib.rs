@@ -9,6 +9,8 @@
 //! - [`socket_path`]: the socket file's lifecycle: what may be at the path, stale sockets,
 //!   permissions, removal on shutdown.
 //! - [`server`] and [`client`]: small blocking drivers on `std::os::unix::net` around the core.
+//! - [`conform`] and [`bench`](mod@bench): the conformance gate and the benchmark, which start other
+//!   implementations through [`process`] and reach them through [`net`].
 //!
 //! ```
 //! use udsping::{client, server};
@@ -32,7 +34,10 @@ pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod conform;
+pub mod net;
+pub mod process;
 pub mod proto;
+pub mod seed;
 pub mod server;
 pub mod socket_path;
 pub mod spec;

@@ -34,7 +34,7 @@ impl Measurement {
 /// A server that stops accepting (a full listen backlog) fails the measurement instead of
 /// hanging it.
 fn connect_bounded(path: &Path) -> io::Result<UnixStream> {
-    let stream = crate::conform::harness::connect_bounded(path, Instant::now() + Duration::from_secs(5))?;
+    let stream = crate::net::connect_bounded(path, Instant::now() + Duration::from_secs(5))?;
     // Replies slower than this mean the server stalls this client (the seed serves one at a time).
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     Ok(stream)
@@ -53,7 +53,7 @@ pub fn cpu_time(child: Option<u32>) -> Duration {
                 + Duration::from_micros((system.tv_sec() * 1_000_000 + system.tv_usec()) as u64)
         })
         .unwrap_or_default();
-    own + child.and_then(crate::conform::harness::process_cpu_time).unwrap_or_default()
+    own + child.and_then(crate::process::cpu_time).unwrap_or_default()
 }
 
 /// Resident memory of a process (this one for `None`), from /proc/PID/status.
