@@ -1,6 +1,7 @@
 //! Deliberately defective implementations, one defect each, for the conformance gate's
 //! self-test (tests/conform.rs): each must be caught by the cases for the requirement it
-//! breaks and by no other case.
+//! breaks and by no other case. (tests/fixtures/ holds the fixtures written as a stranger
+//! would: a C server and its mutants, a Python client, a flooding target.)
 //!
 //!     defective <defect> <socket path>
 //!
@@ -104,7 +105,13 @@ fn serve(mut stream: UnixStream, defect: &str) {
 
 fn client(defect: &str, socket: &Path) -> ExitCode {
     let failure = if defect == "client-exit-zero" { ExitCode::SUCCESS } else { ExitCode::from(1) };
-    let Ok(mut stream) = UnixStream::connect(socket) else { return ExitCode::from(1) };
+    let mut stream = match UnixStream::connect(socket) {
+        Ok(stream) => stream,
+        Err(e) => {
+            eprintln!("defective: cannot connect to {}: {e}", socket.display());
+            return ExitCode::from(1);
+        }
+    };
     let rounds = if defect == "client-99-rounds" { 99 } else { 100 };
     if defect == "client-ignores-reply" {
         // Reassembles four bytes per round but never looks at them.

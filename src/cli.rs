@@ -139,11 +139,14 @@ pub struct DemoArgs {
 #[derive(Debug, Args)]
 #[command(
     after_help = "CMD runs in a new empty directory per case; its socket is `udsocket` there. The absolute path \
-is also in $UDSPING_SOCKET, and every ARG equal to {socket} is replaced by it (with --abstract, both are a \
-Linux abstract address `@udsping-conform-…` instead). CMD and ARGs that name an existing \
-file relative to the current directory are passed as absolute paths, so `-- python3 server.py` works.\n\n\
+is also in $UDSPING_SOCKET, and {socket} in any ARG is replaced by it (`--socket={socket}` works; with --abstract, \
+both are a Linux abstract address `@udsping-conform-…` instead). CMD itself is made absolute when it names a file \
+in the current directory; ARGs are passed as written, so give scripts as absolute paths \
+(`-- python3 \"$PWD/server.py\"`). CMD must stay in the foreground: it is started in its own process group, and \
+it and everything it started are killed at the end of each case.\n\n\
 Exit status: 0 every MUST case passed; 1 a MUST case failed (or a SHOULD with --strict); 2 the harness could not \
-run (usage error, CMD not found)."
+run (usage error, CMD not found, a selection of no case, a CMD that daemonizes); 130, 143, 129 the gate was \
+interrupted by SIGINT, SIGTERM, SIGHUP (its targets killed, its temporary directories removed)."
 )]
 pub struct ConformArgs {
     /// Which side CMD implements.
@@ -170,6 +173,9 @@ pub struct ConformArgs {
     /// The same in milliseconds (the former spelling, kept for scripts).
     #[arg(long, hide = true, conflicts_with = "timeout", value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout_ms: Option<u64>,
+    /// How long a server may take to accept its first connection (a client, to connect).
+    #[arg(long, default_value = "5s", value_parser = parse_positive_duration, value_name = "DURATION")]
+    pub startup_timeout: Duration,
     /// SHOULD failures also fail the run.
     #[arg(long)]
     pub strict: bool,
@@ -369,6 +375,12 @@ pub enum UsageError {
     /// `bench --compare FILE` names no readable report.
     #[error("{0}")]
     Compare(#[source] Box<bench::BenchError>),
+    /// The gate cannot run at all: nothing selected, a socket path too long for `sun_path`.
+    #[error(transparent)]
+    Gate(conform::GateError),
+    /// The JSON report could not be serialized (the gate's verdict is then unknown).
+    #[error("cannot write the JSON report: {0}")]
+    Json(#[source] serde_json::Error),
     /// The JUnit report could not be serialized (the gate's verdict is then unknown).
     #[error("cannot write the JUnit report: {0}")]
     Junit(#[source] quick_junit::SerializeError),
@@ -419,6 +431,8 @@ pub struct ConformConfig {
     pub target: Target,
     /// Selection, deadlines, parallelism.
     pub options: Options,
+    /// What the selection check found odd but not fatal (a pattern that matches nothing).
+    pub warnings: Vec<String>,
     /// The report's format.
     pub format: FormatArg,
     /// Where the report goes (checked writable), or stdout.
@@ -526,6 +540,7 @@ fn conform_config(args: ConformArgs) -> Result<Config, UsageError> {
         only: patterns(args.only)?,
         skip: patterns(args.skip)?,
         timeout: args.timeout_ms.map_or(args.timeout, Duration::from_millis),
+        startup_timeout: args.startup_timeout,
         strict: args.strict,
         addressing: if args.abstract_address { Addressing::Abstract } else { Addressing::Path },
         ..Options::default()
@@ -538,6 +553,7 @@ fn conform_config(args: ConformArgs) -> Result<Config, UsageError> {
     }
     let target = conform::target::from_command(&args.command)
         .map_err(|source| UsageError::Target { command: "conform", source })?;
+    let warnings = conform::preflight(role, &target, &options).map_err(UsageError::Gate)?;
     if let Some(path) = &args.output {
         check_writable("--output", path)?;
     }
@@ -545,6 +561,7 @@ fn conform_config(args: ConformArgs) -> Result<Config, UsageError> {
         role,
         target,
         options,
+        warnings,
         format: args.format,
         output: args.output,
         verbose: args.verbose,
@@ -652,11 +669,22 @@ fn run_demo(config: DemoConfig) -> anyhow::Result<ExitCode> {
 }
 
 fn run_conform(config: ConformConfig) -> anyhow::Result<ExitCode> {
-    let suite = conform::run(config.role, &config.target, &config.options);
+    for warning in &config.warnings {
+        eprintln!("udsping: warning: {warning}");
+    }
+    stop_cleanly_on_signals().context("cannot install signal handlers")?;
+    let strict = config.options.strict;
+    let suite = conform::run_with_progress(config.role, &config.target, &config.options, &|case, done, total| {
+        eprintln!(
+            "[{done}/{total}] {} ({})",
+            report::case_line(case, strict),
+            conform::harness::human_duration(case.duration)
+        );
+    });
     let human = report::human(&suite, config.verbose);
     let formatted = match config.format {
         FormatArg::Human => None,
-        FormatArg::Json => Some(report::json(&suite)),
+        FormatArg::Json => Some(report::json(&suite).map_err(UsageError::Json)?),
         FormatArg::Junit => Some(report::junit(&suite).map_err(UsageError::Junit)?),
     };
     let shown = match (&config.output, formatted) {
@@ -671,6 +699,31 @@ fn run_conform(config: ConformConfig) -> anyhow::Result<ExitCode> {
     let painted = config.format == FormatArg::Human || config.output.is_some();
     out(&if painted && term::colour_stdout() { term::paint(&shown) } else { shown })?;
     Ok(ExitCode::from(suite.exit_code()))
+}
+
+/// A gate told to stop (a cancelled CI job: SIGINT, SIGTERM, SIGHUP; or SIGQUIT) kills the
+/// targets it runs, removes its temporary directories and exits 128 + the signal's number.
+/// Handling these signals also means none of them is ignored in CMD (handlers are reset at
+/// exec), even when the gate itself was started with them ignored, as a background job is.
+fn stop_cleanly_on_signals() -> io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT])?;
+    std::thread::Builder::new().name("udsping-signals".into()).spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            for (dir, e) in conform::harness::abort_run() {
+                eprintln!("udsping: cannot remove {}: {e}", dir.display());
+            }
+            let name = match signal {
+                SIGINT => "SIGINT",
+                SIGTERM => "SIGTERM",
+                SIGHUP => "SIGHUP",
+                _ => "SIGQUIT",
+            };
+            eprintln!("udsping: stopped by {name}: the targets were killed and the temporary directories removed");
+            std::process::exit(128 + signal);
+        }
+    })?;
+    Ok(())
 }
 
 fn run_bench(config: BenchConfig) -> anyhow::Result<ExitCode> {

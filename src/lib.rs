@@ -10,11 +10,14 @@
 //!   permissions, removal on shutdown.
 //! - [`server`] and [`client`]: small blocking drivers on `std::os::unix::net` around the core.
 //! - [`spec`]: SPEC.md's requirements, parsed from the document itself.
+//! - [`net`]: the bounded connect shared by the gate, the bench and the drivers.
 //!
 //! That much is the library, with three small dependencies (`default-features = false`). The
 //! default feature `tool` adds what the `udsping` command needs, with its heavier dependencies:
 //! the conformance gate (`conform`), the benchmark (`bench`), the demo (`demo`), terminal
 //! output (`term`) and the command line (`cli`).
+//! The gate and the bench start other implementations through `process` and reach them
+//! through [`net`].
 //!
 //! ```
 //! use udsping::{client, server};
@@ -49,6 +52,11 @@ pub mod client;
 pub mod conform;
 #[cfg(feature = "tool")]
 pub mod demo;
+pub mod net;
+#[cfg(feature = "tool")]
+pub mod process;
+#[cfg(feature = "tool")]
+pub mod seed;
 pub mod server;
 pub mod socket_path;
 pub mod spec;

@@ -118,7 +118,7 @@ fn next_line_containing(lines: &mpsc::Receiver<String>, needle: &str) -> String 
 }
 
 fn cpu_seconds(pid: i32) -> f64 {
-    udsping::conform::harness::process_cpu_time(pid as u32).expect("the server's /proc/PID/stat").as_secs_f64()
+    udsping::process::cpu_time(pid as u32).expect("the server's /proc/PID/stat").as_secs_f64()
 }
 
 // SPEC: SRV-ACCEPT-1 — with its descriptor limit lowered, the server keeps its connections,
@@ -258,7 +258,7 @@ fn process_cpu_time_agrees_with_getrusage() {
     while start.elapsed() < Duration::from_millis(300) {
         x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(1));
     }
-    let from_proc = udsping::conform::harness::process_cpu_time(std::process::id()).unwrap();
+    let from_proc = udsping::process::cpu_time(std::process::id()).unwrap();
     let from_rusage = udsping::bench::measure::cpu_time(None);
     let difference = from_rusage.abs_diff(from_proc);
     // Clock ticks are 10 ms, and other tests' threads run between the two readings.

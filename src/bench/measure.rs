@@ -158,7 +158,7 @@ impl Drop for Watchdog {
 /// A server that stops accepting (a full listen backlog) fails the measurement instead of
 /// hanging it.
 fn connect_bounded(path: &Path, watchdog: &Watchdog) -> Result<UnixStream, MeasureError> {
-    let stream = crate::conform::harness::connect_bounded(path, Instant::now() + watchdog.limit)
+    let stream = crate::net::connect_bounded(path, Instant::now() + watchdog.limit)
         .map_err(MeasureError::io("cannot connect"))?;
     watchdog.watch(&stream)?;
     Ok(stream)
@@ -177,7 +177,7 @@ pub fn cpu_time(child: Option<u32>) -> Duration {
                 + Duration::from_micros((system.tv_sec() * 1_000_000 + system.tv_usec()) as u64)
         })
         .unwrap_or_default();
-    own + child.and_then(crate::conform::harness::process_cpu_time).unwrap_or_default()
+    own + child.and_then(crate::process::cpu_time).unwrap_or_default()
 }
 
 /// Resident and virtual memory and thread count of a process (this one for `None`), from
@@ -471,8 +471,8 @@ fn idle_connection(path: &Path, deadline: Instant, limit: Duration) -> Result<Un
     // A timeout per connection rather than a watched duplicate: a duplicate would double the
     // crowd's descriptors. One round takes microseconds; a server that takes seconds over it
     // stalls, and fails here as a trial would.
-    let mut stream = crate::conform::harness::connect_bounded(path, deadline)
-        .map_err(MeasureError::io("cannot connect an idle connection"))?;
+    let mut stream =
+        crate::net::connect_bounded(path, deadline).map_err(MeasureError::io("cannot connect an idle connection"))?;
     stream.set_read_timeout(Some(left.min(ROUND_LIMIT))).map_err(MeasureError::io("setsockopt"))?;
     let mut reply = [0u8; 4];
     stream.write_all(PING).map_err(MeasureError::io("write"))?;
@@ -574,8 +574,7 @@ impl MachineState {
             .ok()
             .and_then(|s| s.trim().parse::<f64>().ok())
             .map(|khz| khz / 1000.0);
-        let own_cpu =
-            cpu_time(None) + servers.iter().filter_map(|&pid| crate::conform::harness::process_cpu_time(pid)).sum();
+        let own_cpu = cpu_time(None) + servers.iter().filter_map(|&pid| crate::process::cpu_time(pid)).sum();
         MachineState { at: Instant::now(), load_1m, busy, steal, total, own_cpu, cpu_mhz }
     }
 

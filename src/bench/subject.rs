@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use crate::conform::harness::{Ctx, Problem, Target};
+use crate::process::Target;
 use crate::server::{Server, ServerConfig, ShutdownHandle};
 use crate::socket_path::BindError;
 
@@ -27,14 +27,6 @@ pub enum StartError {
     /// The command did not start serving (the gate's own words say how).
     #[error("{0}")]
     Command(String),
-}
-
-impl From<Problem> for StartError {
-    fn from(problem: Problem) -> Self {
-        match problem {
-            Problem::Fail(message) | Problem::Harness(message) => StartError::Command(message),
-        }
-    }
 }
 
 /// A server to measure.
@@ -68,8 +60,10 @@ pub struct Running {
     pub path: PathBuf,
     /// The process whose memory and CPU the server uses: `None` for this process.
     pub pid: Option<u32>,
+    // Fields drop in order: the process goes before its directory.
+    _child: Option<crate::process::Child>,
+    _workdir: Option<tempfile::TempDir>,
     _dir: Option<tempfile::TempDir>,
-    _ctx: Option<Ctx>,
     stop: Option<Box<dyn FnOnce() + Send>>,
 }
 
@@ -81,7 +75,7 @@ impl Drop for Running {
     }
 }
 
-const SEED_SERVER: &str = include_str!("../../tests/seed/server.py");
+const SEED_SERVER: &str = crate::seed::SERVER_PY;
 
 /// Starts `subject` and returns once it accepts connections.
 pub fn start(subject: &Subject) -> Result<Running, StartError> {
@@ -104,7 +98,7 @@ pub fn start_with(subject: &Subject, idle: usize) -> Result<Running, StartError>
                 shutdown.shutdown();
                 let _ = thread.join();
             };
-            Ok(Running { path, pid: None, _dir: Some(dir), _ctx: None, stop: Some(Box::new(stop)) })
+            Ok(Running { path, pid: None, _dir: Some(dir), _child: None, _workdir: None, stop: Some(Box::new(stop)) })
         }
         Subject::Baseline => {
             let dir = tempfile::tempdir().map_err(StartError::TempDir)?;
@@ -116,7 +110,7 @@ pub fn start_with(subject: &Subject, idle: usize) -> Result<Running, StartError>
                 let _ = UnixStream::connect(&wake_path); // wakes the blocking accept
                 let _ = thread.join();
             };
-            Ok(Running { path, pid: None, _dir: Some(dir), _ctx: None, stop: Some(Box::new(stop)) })
+            Ok(Running { path, pid: None, _dir: Some(dir), _child: None, _workdir: None, stop: Some(Box::new(stop)) })
         }
         Subject::SeedPython => {
             let dir = tempfile::tempdir().map_err(StartError::TempDir)?;
@@ -132,9 +126,30 @@ pub fn start_with(subject: &Subject, idle: usize) -> Result<Running, StartError>
 }
 
 fn start_command(target: &Target) -> Result<Running, StartError> {
-    let mut ctx = Ctx::new(target, Duration::from_secs(10), crate::conform::harness::Addressing::Path)?;
-    ctx.start_server()?;
-    Ok(Running { path: ctx.socket.clone(), pid: ctx.pid(), _dir: None, _ctx: Some(ctx), stop: None })
+    let dir = tempfile::Builder::new().prefix("udsping-bench-").tempdir().map_err(StartError::TempDir)?;
+    let path = dir.path().join("udsocket");
+    let socket = path.to_string_lossy().into_owned();
+    let marker = dir.path().to_string_lossy().into_owned();
+    let env = [("UDSPING_SOCKET", path.clone().into_os_string())];
+    let mut child = crate::process::Child::spawn(target, dir.path(), &socket, &env, &marker)
+        .map_err(|e| StartError::Command(e.to_string()))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while crate::net::connect_bounded(&path, deadline).is_err() {
+        if let Some(status) = child.try_status() {
+            let stderr = child.output().stderr.excerpt(3);
+            return Err(StartError::Command(format!(
+                "{} {} before accepting connections; stderr: {stderr}",
+                target.program,
+                crate::process::describe_status(status)
+            )));
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(StartError::Command(format!("nothing accepted connections at {} within 10 s", path.display())));
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    let pid = Some(child.id());
+    Ok(Running { path, pid, _child: Some(child), _workdir: Some(dir), _dir: None, stop: None })
 }
 
 /// The raw baseline: the least a server can do to move the same bytes.

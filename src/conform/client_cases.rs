@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use super::harness::{fail, CaseResult, Conn, Ctx};
+use super::harness::{fail, plural, CaseResult, Conn, Ctx, Problem, CONNECT_EXIT_DEADLINE};
 use super::{Case, Needs, Role};
+use crate::process::describe_status;
 use crate::proto::{quoted, quoted_prefix};
 
 /// How long the scripted server holds back a reply to see whether the client waits for it.
@@ -87,10 +88,16 @@ fn serve_rounds(conn: &mut Conn, rounds: u32, mut reply: impl FnMut(&mut Conn, u
     Ok(())
 }
 
+/// More rounds than any configuration the gate gives a client would ask for.
+const MAX_ROUNDS: u32 = 100_000;
+
 /// Counts the rounds a correct server sees until `end`, answering every ping.
-fn count_rounds(conn: &mut Conn) -> Result<u32, super::harness::Problem> {
+fn count_rounds(conn: &mut Conn) -> Result<u32, Problem> {
     let mut rounds = 0;
     loop {
+        if rounds > MAX_ROUNDS {
+            return fail(format!("expected \"end\" at some point; the client sent more than {MAX_ROUNDS} pings"));
+        }
         let (got, _) = conn.read_exactly_or_close(4);
         match got.as_slice() {
             b"ping" => {
@@ -98,9 +105,16 @@ fn count_rounds(conn: &mut Conn) -> Result<u32, super::harness::Problem> {
                 conn.send(b"pong");
             }
             b"end" => return Ok(rounds),
+            b"" => {
+                return fail(format!(
+                    "after {}; expected \"ping\" or \"end\"; the client sent nothing more",
+                    plural(rounds, "round")
+                ))
+            }
             other => {
                 return fail(format!(
-                    "after {rounds} rounds; expected \"ping\" or \"end\"; got {}",
+                    "after {}; expected \"ping\" or \"end\"; got {}",
+                    plural(rounds, "round"),
                     quoted_prefix(other, 48)
                 ))
             }
@@ -127,20 +141,42 @@ fn lockstep(ctx: &mut Ctx) -> CaseResult {
     let status = ctx.wait_exit("the client sent \"end\"")?;
     if !status.success() {
         return fail(format!(
-            "{rounds} rounds succeeded; expected exit status 0; got {status}; stderr: {}",
+            "{} succeeded; expected exit status 0; the client {}; stderr: {}",
+            plural(rounds, "round"),
+            describe_status(status),
             ctx.stderr_tail()
         ));
     }
     Ok(())
 }
 
+/// An option CMD is given, other than the one carrying the socket: it may set the rounds.
+fn rounds_option(args: &[String]) -> Option<&str> {
+    args.iter()
+        .enumerate()
+        .filter(|(_, a)| a.starts_with('-') && !a.contains("{socket}"))
+        .find(|(i, _)| !args.get(i + 1).is_some_and(|next| next.contains("{socket}")))
+        .map(|(_, a)| a.as_str())
+}
+
 fn default_rounds(ctx: &mut Ctx) -> CaseResult {
+    // SPEC: CLT-ROUNDS-1 — the default is observable only when nothing on the command line
+    // may have set the rounds.
+    if let Some(option) = rounds_option(&ctx.target().args) {
+        return Err(Problem::Skip(format!(
+            "CMD is given the option {option:?}, which may set the number of rounds: the default is not observable \
+             (run it with only the socket argument to check CLT-ROUNDS-1)"
+        )));
+    }
     let listener = ctx.listen()?;
     ctx.spawn()?;
     let mut conn = ctx.accept(&listener)?;
     let rounds = count_rounds(&mut conn)?;
     if rounds != 100 {
-        return fail(format!("expected 100 rounds by default; the client sent \"end\" after {rounds}"));
+        return fail(format!(
+            "expected 100 rounds by default; the client sent \"end\" after {}",
+            plural(rounds, "round")
+        ));
     }
     Ok(())
 }
@@ -179,8 +215,9 @@ fn split_reply(ctx: &mut Ctx) -> CaseResult {
     let status = ctx.wait_exit("the client sent \"end\"")?;
     if !status.success() {
         return fail(format!(
-            "{} rounds with split replies succeeded; expected exit status 0; got {status}; stderr: {}",
-            rounds + 3,
+            "{} with split replies succeeded; expected exit status 0; the client {}; stderr: {}",
+            plural(rounds + 3, "round"),
+            describe_status(status),
             ctx.stderr_tail()
         ));
     }
@@ -225,27 +262,42 @@ fn expect_protocol_error(ctx: &mut Ctx, conn: &mut Conn, situation: &str) -> Cas
     }
     let status = ctx.wait_exit(situation)?;
     if status.success() {
-        return fail(format!("{situation}; expected a non-zero exit status; got {status}"));
+        return fail(format!("{situation}; expected a non-zero exit status; the client {}", describe_status(status)));
     }
     Ok(())
 }
 
 fn no_listener(ctx: &mut Ctx) -> CaseResult {
     ctx.spawn()?;
-    let status = ctx.wait_exit("nothing at the socket path")?;
-    if status.success() {
-        return fail(format!("nothing at the socket path; expected a non-zero exit status; got {status}"));
-    }
-    Ok(())
+    expect_connect_error(ctx, "nothing at the socket path")
 }
 
 fn refused(ctx: &mut Ctx) -> CaseResult {
     drop(ctx.listen()?);
     ctx.note("left a stale socket file at the path");
     ctx.spawn()?;
-    let status = ctx.wait_exit("a stale socket at the path (connection refused)")?;
+    expect_connect_error(ctx, "a stale socket at the path (connection refused)")
+}
+
+/// SPEC: CLT-CONNECT-1 — a non-zero exit, within a generous deadline (the requirement sets
+/// none), with a message naming the path.
+fn expect_connect_error(ctx: &mut Ctx, situation: &str) -> CaseResult {
+    let status = ctx.wait_exit_within(situation, CONNECT_EXIT_DEADLINE)?;
     if status.success() {
-        return fail(format!("a stale socket at the path; expected a non-zero exit status; got {status}"));
+        return fail(format!("{situation}; expected a non-zero exit status; the client {}", describe_status(status)));
+    }
+    let name = crate::socket_path::abstract_name(&ctx.socket)
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .unwrap_or_else(|| ctx.socket.file_name().unwrap_or_default().to_string_lossy().into_owned());
+    let said = ctx.stderr_text() + &ctx.stdout_text();
+    if !said.contains(&name) {
+        let stderr = ctx.stderr_tail();
+        return fail(format!(
+            "{situation}; expected a message naming the path {} and the reason; the client {} and said: {}",
+            ctx.socket.display(),
+            describe_status(status),
+            if stderr.is_empty() { "nothing on stderr".to_string() } else { stderr }
+        ));
     }
     Ok(())
 }

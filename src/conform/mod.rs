@@ -1,7 +1,8 @@
 //! `udsping conform`: judges any implementation of SPEC.md, server or client, through its
 //! socket, its process and the filesystem, the way h2spec judges HTTP/2 servers.
 //!
-//! - [`harness`]: the process in a fresh directory, recorded connections, bounded waits.
+//! - [`harness`]: the process in a fresh directory, recorded connections, bounded waits
+//!   (processes themselves are [`crate::process`]'s, connecting is [`crate::net`]'s).
 //! - [`server_cases`], [`client_cases`]: the cases, named by the SPEC.md section they check
 //!   (`server/5.3/...`) and listing the requirement IDs they hold the implementation to.
 //! - [`report`]: human, JSON and JUnit reports, organised like SPEC.md.
@@ -96,7 +97,8 @@ pub fn cases(role: Role) -> Vec<Case> {
 }
 
 /// Requirements that no case can observe from outside, and why. Every other requirement of
-/// SPEC.md has at least one case (checked by `tests/conform.rs`).
+/// SPEC.md has at least one case (checked by `tests/conform.rs`). A report never claims these
+/// (SPEC.md section 8): it lists them as unobservable.
 pub const NOT_OBSERVABLE: &[(&str, &str)] = &[
     ("TRN-PATH-1", "the gate always runs the target in a directory whose socket is `udsocket`, so it cannot tell a default from an argument"),
     ("TRN-PATH-2", "the gate chooses the socket path; a too-long path would need the target to take its path as an argument"),
@@ -116,11 +118,16 @@ pub const NOT_OBSERVABLE: &[(&str, &str)] = &[
 ];
 
 /// What became of a case.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Pass,
     Fail,
+    /// The case did not apply, or was not selected.
     Skip,
+    /// The case ran but could not exercise what it tests (the reason says why); never a pass.
+    Inconclusive,
+    /// The harness could not run the case.
     Error,
 }
 
@@ -130,6 +137,7 @@ impl Outcome {
             Outcome::Pass => "pass",
             Outcome::Fail => "fail",
             Outcome::Skip => "skip",
+            Outcome::Inconclusive => "inconclusive",
             Outcome::Error => "error",
         }
     }
@@ -155,7 +163,10 @@ pub struct CaseReport {
 pub struct Options {
     pub only: Vec<glob::Pattern>,
     pub skip: Vec<glob::Pattern>,
+    /// Deadline for each expected event within a case.
     pub timeout: Duration,
+    /// How long a server may take to accept its first connection (a client, to connect).
+    pub startup_timeout: Duration,
     pub strict: bool,
     pub jobs: usize,
     pub addressing: Addressing,
@@ -167,6 +178,7 @@ impl Default for Options {
             only: Vec::new(),
             skip: Vec::new(),
             timeout: Duration::from_millis(2000),
+            startup_timeout: Duration::from_secs(5),
             strict: false,
             jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
             addressing: Addressing::Path,
@@ -174,14 +186,105 @@ impl Default for Options {
     }
 }
 
+fn pattern_matches(pattern: &glob::Pattern, case: &Case) -> bool {
+    pattern.matches(case.id) || case.requirements.iter().any(|r| pattern.matches(r))
+}
+
 impl Options {
     /// Whether `case` runs: it matches an `--only` pattern (if any) by ID or requirement, and
     /// no `--skip` pattern.
     pub fn selects(&self, case: &Case) -> bool {
-        let matches = |patterns: &[glob::Pattern]| {
-            patterns.iter().any(|p| p.matches(case.id) || case.requirements.iter().any(|r| p.matches(r)))
-        };
+        let matches = |patterns: &[glob::Pattern]| patterns.iter().any(|p| pattern_matches(p, case));
         (self.only.is_empty() || matches(&self.only)) && !matches(&self.skip)
+    }
+}
+
+/// Why the gate cannot run at all (exit status 2, before any case).
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    #[error(transparent)]
+    Target(#[from] crate::process::SpawnError),
+    #[error("{option} {patterns} selects no {role} case (`udsping conform {role} --list` lists them)")]
+    NothingSelected { option: &'static str, patterns: String, role: &'static str },
+    #[error(
+        "the socket path {path} would be {length} bytes, more than sun_path holds (107): set TMPDIR to a shorter directory"
+    )]
+    PathTooLong { path: String, length: usize },
+}
+
+/// Checks, before any case runs, what would make every case fail for the gate's own reasons:
+/// a program that cannot be started, a selection of no case, a temporary directory whose
+/// socket path does not fit in `sun_path` (SPEC: TRN-PATH-2). Returns warnings (a pattern
+/// that matches nothing while others match).
+pub fn preflight(role: Role, target: &Target, options: &Options) -> Result<Vec<String>, GateError> {
+    target.check()?;
+    let all = cases(role);
+    let mut warnings = Vec::new();
+    for (option, patterns) in [("--only", &options.only), ("--skip", &options.skip)] {
+        for pattern in patterns.iter() {
+            if !all.iter().any(|c| pattern_matches(pattern, c)) {
+                warnings.push(format!("{option} {:?} matches no {} case", pattern.as_str(), role.as_str()));
+            }
+        }
+    }
+    if !all.iter().any(|c| options.selects(c)) {
+        let only_matches_nothing = options.only.iter().all(|p| !all.iter().any(|c| pattern_matches(p, c)));
+        let (option, patterns) = if !options.only.is_empty() && only_matches_nothing {
+            ("--only", &options.only)
+        } else {
+            ("--skip", &options.skip)
+        };
+        let patterns = patterns.iter().map(|p| format!("{:?}", p.as_str())).collect::<Vec<_>>().join(", ");
+        return Err(GateError::NothingSelected { option, patterns, role: role.as_str() });
+    }
+    if options.addressing == Addressing::Path {
+        // What the cases will use: a directory `udsping-conform-XXXXXX` in the temporary
+        // directory, and `udsocket` in it.
+        let path = std::env::temp_dir().join("udsping-conform-XXXXXX").join("udsocket");
+        let length = path.as_os_str().len();
+        if length > 107 {
+            return Err(GateError::PathTooLong { path: path.display().to_string(), length });
+        }
+    }
+    Ok(warnings)
+}
+
+/// How a profile of SPEC.md section 8 fared in a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProfileStatus {
+    /// Every MUST of the profile the gate can observe was checked and passed.
+    Met,
+    /// A MUST case of the profile failed.
+    NotMet,
+    /// Nothing failed, but some observable MUST was not checked (skipped, inconclusive, not
+    /// selected, or the harness could not run its case).
+    Incomplete,
+}
+
+/// One profile's verdict, with what it rests on.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ProfileVerdict {
+    pub name: &'static str,
+    pub status: ProfileStatus,
+    /// Observable MUSTs of the profile, for this role, that were checked (every case citing
+    /// them ran).
+    pub checked: usize,
+    /// MUSTs of the profile, for this role, that some case can observe.
+    pub observable: usize,
+    /// MUSTs of the profile, for this role, that no case can observe: a report claims nothing
+    /// about them.
+    pub unobservable: Vec<&'static str>,
+    /// MUSTs with a failed case.
+    pub failed: Vec<&'static str>,
+}
+
+/// Whether a requirement binds `role`: SRV-* and LIFE-* bind servers, CLT-* clients, TRN-*
+/// and WIRE-* both (SPEC.md section 8).
+pub fn applies_to(id: &str, role: Role) -> bool {
+    match role {
+        Role::Server => !id.starts_with("CLT-"),
+        Role::Client => !id.starts_with("SRV-") && !id.starts_with("LIFE-"),
     }
 }
 
@@ -219,23 +322,49 @@ impl SuiteReport {
         }
     }
 
-    /// Per profile of SPEC.md section 8: `Some(true)` met, `Some(false)` a MUST case of it
-    /// failed, `None` none of its cases ran.
-    pub fn profiles(&self) -> Vec<(&'static str, Option<bool>)> {
+    /// Per profile of SPEC.md section 8: met only when every observable MUST of the profile
+    /// (for this role) was checked and passed.
+    pub fn profiles(&self) -> Vec<ProfileVerdict> {
         let requirements = spec::requirements();
-        let profile_of = |id: &str| requirements.iter().find(|r| r.id == id).map(|r| r.profile);
+        let all_cases = cases(self.role);
         spec::PROFILES
             .iter()
             .map(|&profile| {
-                let relevant: Vec<&CaseReport> = self
-                    .cases
+                let musts: Vec<&'static str> = requirements
                     .iter()
-                    .filter(|c| {
-                        c.outcome != Outcome::Skip && c.requirements.iter().any(|r| profile_of(r) == Some(profile))
-                    })
+                    .filter(|r| r.profile == profile && r.level == Level::Must && applies_to(r.id, self.role))
+                    .map(|r| r.id)
                     .collect();
-                let met = relevant.iter().all(|c| c.outcome == Outcome::Pass || c.level != Level::Must);
-                (profile, (!relevant.is_empty()).then_some(met))
+                // A MUST that only cases for the other kind of address cite binds only servers
+                // that use abstract addresses (a MAY): it does not count in a path run.
+                let optional_here = |id: &&str| {
+                    let citing: Vec<&Case> = all_cases.iter().filter(|c| c.requirements.contains(id)).collect();
+                    !citing.is_empty()
+                        && self.options.addressing == Addressing::Path
+                        && citing.iter().all(|c| c.needs == Needs::AbstractAddress)
+                };
+                let musts: Vec<&'static str> = musts.into_iter().filter(|id| !optional_here(id)).collect();
+                let (observable, unobservable): (Vec<&str>, Vec<&str>) =
+                    musts.iter().partition(|id| all_cases.iter().any(|c| c.requirements.contains(id)));
+                let cases = &self.cases;
+                let citing = |id: &'static str| cases.iter().filter(move |c| c.requirements.contains(&id));
+                let failed: Vec<&'static str> = observable
+                    .iter()
+                    .copied()
+                    .filter(|id| citing(id).any(|c| c.outcome == Outcome::Fail && c.level == Level::Must))
+                    .collect();
+                let checked = observable
+                    .iter()
+                    .filter(|id| citing(id).all(|c| matches!(c.outcome, Outcome::Pass | Outcome::Fail)))
+                    .count();
+                let status = if !failed.is_empty() {
+                    ProfileStatus::NotMet
+                } else if checked == observable.len() {
+                    ProfileStatus::Met
+                } else {
+                    ProfileStatus::Incomplete
+                };
+                ProfileVerdict { name: profile, status, checked, observable: observable.len(), unobservable, failed }
             })
             .collect()
     }
@@ -252,18 +381,62 @@ fn describe(requirements: &[Requirement<'_>], ids: &[&str], section_number: &str
     (level.unwrap_or(Level::Must), section.to_string())
 }
 
+/// Plain starts that must fail, with none succeeding, before the run stops starting the target.
+const FAILED_STARTS_BEFORE_STOPPING: usize = 2;
+
+/// What the cases so far say about the target as a whole: once it has failed to start in
+/// the first cases (or daemonized), every remaining case would wait out the same deadlines
+/// for the same reason, so they are reported as errors with that cause instead.
+#[derive(Default)]
+struct EarlyStop {
+    started: bool,
+    failed_starts: Vec<String>,
+    fatal: Option<String>,
+}
+
+impl EarlyStop {
+    fn cause(&self) -> Option<String> {
+        if let Some(fatal) = &self.fatal {
+            return Some(fatal.clone());
+        }
+        (!self.started && self.failed_starts.len() >= FAILED_STARTS_BEFORE_STOPPING).then(|| {
+            format!(
+                "not run: the target failed to start in the first {} cases ({})",
+                self.failed_starts.len(),
+                self.failed_starts[0]
+            )
+        })
+    }
+}
+
 /// Runs the selected cases of `role` against `target`, `options.jobs` at a time.
 pub fn run(role: Role, target: &Target, options: &Options) -> SuiteReport {
+    run_with_progress(role, target, options, &|_, _, _| {})
+}
+
+/// [`run`], calling `progress(report, done, total)` as each selected case finishes.
+pub fn run_with_progress(
+    role: Role,
+    target: &Target,
+    options: &Options,
+    progress: &(dyn Fn(&CaseReport, usize, usize) + Sync),
+) -> SuiteReport {
     let requirements = spec::requirements();
     let all = cases(role);
+    let total = all.iter().filter(|c| options.selects(c) && c.needs.excluded_by(options.addressing).is_none()).count();
     let slots: Vec<Mutex<Option<CaseReport>>> = all.iter().map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let early_stop = Mutex::new(EarlyStop::default());
     std::thread::scope(|scope| {
         for _ in 0..options.jobs.max(1) {
             scope.spawn(|| loop {
                 let index = next.fetch_add(1, Ordering::SeqCst);
                 let Some(case) = all.get(index) else { break };
-                let report = run_case(case, &requirements, target, options);
+                let report = run_case(case, &requirements, target, options, &early_stop);
+                if !matches!(report.outcome, Outcome::Skip) || report.duration > Duration::ZERO {
+                    progress(&report, done.fetch_add(1, Ordering::SeqCst) + 1, total);
+                }
                 *slots[index].lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
             });
         }
@@ -275,7 +448,13 @@ pub fn run(role: Role, target: &Target, options: &Options) -> SuiteReport {
     SuiteReport { role, target: target.clone(), options: options.clone(), cases }
 }
 
-fn run_case(case: &Case, requirements: &[Requirement<'_>], target: &Target, options: &Options) -> CaseReport {
+fn run_case(
+    case: &Case,
+    requirements: &[Requirement<'_>],
+    target: &Target,
+    options: &Options,
+    early_stop: &Mutex<EarlyStop>,
+) -> CaseReport {
     let (level, section) = describe(requirements, case.requirements, case.section_number());
     let mut report = CaseReport {
         id: case.id,
@@ -296,11 +475,43 @@ fn run_case(case: &Case, requirements: &[Requirement<'_>], target: &Target, opti
         report.message = Some(reason.into());
         return report;
     }
+    if let Some(cause) = early_stop.lock().unwrap_or_else(|p| p.into_inner()).cause() {
+        (report.outcome, report.message) = (Outcome::Error, Some(cause));
+        report.duration = Duration::from_nanos(1);
+        return report;
+    }
     let started = Instant::now();
-    let (result, transcript) = match Ctx::new(target, options.timeout, options.addressing) {
+    let side = match case.role {
+        Role::Server => harness::Side::Server,
+        Role::Client => harness::Side::Client,
+    };
+    let (result, transcript) = match Ctx::for_side(target, options.timeout, options.addressing, side) {
         Ok(mut ctx) => {
-            let result = (case.run)(&mut ctx);
-            (result, Some(ctx.transcript()))
+            ctx.startup_timeout = options.startup_timeout;
+            let mut result = (case.run)(&mut ctx);
+            // SPEC: SRV-INVALID-2, SRV-ISOLATE-1 — a server that died inside a case is
+            // reported as such, whatever the case itself concluded.
+            if let Some(death) = ctx.death_during_case(matches!(result, Err(Problem::Fail(_)))) {
+                result = Err(match result {
+                    Err(Problem::Inconclusive(message)) => Problem::Inconclusive(format!("{message}; and {death}")),
+                    Ok(()) => Problem::Fail(format!(
+                        "{death}; nothing asked it to stop (a server that crashes on what a client sends breaks \
+                         SRV-INVALID-2 and SRV-ISOLATE-1)"
+                    )),
+                    Err(Problem::Fail(message)) => Problem::Fail(format!("{death}; {message}")),
+                    Err(other) => other,
+                });
+            }
+            let mut stop = early_stop.lock().unwrap_or_else(|p| p.into_inner());
+            stop.started |= ctx.started;
+            stop.failed_starts.extend(ctx.start_failure.take());
+            if stop.fatal.is_none() {
+                stop.fatal = ctx.fatal.take();
+            }
+            drop(stop);
+            let transcript = ctx.transcript();
+            drop(ctx); // kills and reaps the target before the case is reported
+            (result, Some(transcript))
         }
         Err(problem) => (Err(problem), None),
     };
@@ -309,6 +520,8 @@ fn run_case(case: &Case, requirements: &[Requirement<'_>], target: &Target, opti
     (report.outcome, report.message) = match result {
         Ok(()) => (Outcome::Pass, None),
         Err(Problem::Fail(message)) => (Outcome::Fail, Some(format!("{}: {message}", case.requirements.join(", ")))),
+        Err(Problem::Inconclusive(message)) => (Outcome::Inconclusive, Some(format!("inconclusive: {message}"))),
+        Err(Problem::Skip(message)) => (Outcome::Skip, Some(message)),
         Err(Problem::Harness(message)) => (Outcome::Error, Some(format!("harness error: {message}"))),
     };
     report

@@ -2,10 +2,10 @@
 
 use std::fmt::Write as _;
 
-use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
-use super::harness::{Addressing, Direction, Transcript};
-use super::{CaseReport, Outcome, SuiteReport};
+use super::harness::{Addressing, Direction, Target, Transcript};
+use super::{applies_to, CaseReport, Outcome, ProfileStatus, ProfileVerdict, Role, SuiteReport, NOT_OBSERVABLE};
 use crate::proto::quoted;
 use crate::spec::Level;
 
@@ -30,7 +30,25 @@ fn label(case: &CaseReport, strict: bool) -> &'static str {
         Outcome::Fail if case.level == Level::Must || strict => "FAIL",
         Outcome::Fail => "WARN",
         Outcome::Skip => "SKIP",
+        Outcome::Inconclusive => "INCONCLUSIVE",
         Outcome::Error => "ERROR",
+    }
+}
+
+/// One case's line, as the human report and the progress lines show it.
+pub fn case_line(case: &CaseReport, strict: bool) -> String {
+    format!("{:<5} {:<40} {} [{}]", label(case, strict), case.id, case.title, case.level.as_str())
+}
+
+/// One profile's verdict in words: `core met: 14 of 14 observable MUSTs checked, all passed`.
+pub fn profile_line(profile: &ProfileVerdict) -> String {
+    let counts = format!("{} of {} observable MUSTs checked", profile.checked, profile.observable);
+    match profile.status {
+        ProfileStatus::Met => format!("{} met: {counts}, all passed", profile.name),
+        ProfileStatus::NotMet => format!("{} NOT met: {counts}; failed: {}", profile.name, profile.failed.join(", ")),
+        ProfileStatus::Incomplete => {
+            format!("{} incomplete: {counts}, all passed (the rest were not run)", profile.name)
+        }
     }
 }
 
@@ -38,30 +56,22 @@ fn label(case: &CaseReport, strict: bool) -> &'static str {
 /// message (and transcript) under a failing case, then a summary and the profiles met.
 pub fn human(report: &SuiteReport, verbose: bool) -> String {
     let mut out = String::new();
-    let target = std::iter::once(report.target.program.as_str())
-        .chain(report.target.args.iter().map(String::as_str))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let target = report.target.display();
     let abstract_flag = if report.options.addressing == Addressing::Abstract { " --abstract" } else { "" };
     let _ = writeln!(out, "udsping conform {}{abstract_flag} -- {target}", report.role.as_str());
     let mut section = "";
-    for case in report.cases.iter().filter(|c| c.outcome != Outcome::Skip || verbose) {
+    for case in
+        report.cases.iter().filter(|c| c.outcome != Outcome::Skip || c.duration > std::time::Duration::ZERO || verbose)
+    {
         if case.section != section {
             section = &case.section;
             let _ = writeln!(out, "\n{section}");
         }
-        let _ = writeln!(
-            out,
-            "  {:<5} {:<40} {} [{}]",
-            label(case, report.options.strict),
-            case.id,
-            case.title,
-            case.level.as_str()
-        );
+        let _ = writeln!(out, "  {}", case_line(case, report.options.strict));
         if let Some(message) = case.message.as_ref().filter(|_| case.outcome != Outcome::Pass) {
             let _ = writeln!(out, "        {message}");
         }
-        if verbose || matches!(case.outcome, Outcome::Fail | Outcome::Error) {
+        if verbose || matches!(case.outcome, Outcome::Fail | Outcome::Error | Outcome::Inconclusive) {
             if let Some(transcript) = &case.transcript {
                 for line in transcript_text(transcript).lines() {
                     let _ = writeln!(out, "        {line}");
@@ -71,107 +81,182 @@ pub fn human(report: &SuiteReport, verbose: bool) -> String {
     }
     let warnings = report.cases.iter().filter(|c| c.outcome == Outcome::Fail && c.level != Level::Must).count();
     let _ = writeln!(out);
-    let profiles: Vec<String> = report
-        .profiles()
-        .into_iter()
-        .map(|(name, met)| match met {
-            Some(true) => format!("{name} met"),
-            Some(false) => format!("{name} NOT met"),
-            None => format!("{name} not checked"),
-        })
-        .collect();
-    let _ = writeln!(out, "profiles: {}", profiles.join(", "));
+    let _ = writeln!(out, "profiles ({}):", report.role.as_str());
+    for profile in report.profiles() {
+        let _ = writeln!(out, "  {}", profile_line(&profile));
+    }
+    let unobservable: Vec<&str> =
+        unobservable(report.role).iter().filter(|u| u.level == "MUST").map(|u| u.id).collect();
+    let _ = writeln!(
+        out,
+        "not observable from outside, so not claimed by this report: {} (see src/conform/mod.rs, NOT_OBSERVABLE)",
+        unobservable.join(", ")
+    );
     if warnings > 0 && !report.options.strict {
         let _ = writeln!(out, "warnings: {warnings} SHOULD case(s) failed (use --strict to fail on them)");
     }
     let _ = writeln!(
         out,
-        "conform: {} passed, {} failed, {} errors, {} skipped",
+        "conform: {} passed, {} failed, {} errors, {} skipped, {} inconclusive",
         report.count(Outcome::Pass),
         report.count(Outcome::Fail),
         report.count(Outcome::Error),
-        report.count(Outcome::Skip)
+        report.count(Outcome::Skip),
+        report.count(Outcome::Inconclusive)
     );
     out
 }
 
-fn transcript_json(transcript: &Transcript) -> Value {
-    Value::Array(
-        transcript
-            .entries
-            .iter()
-            .map(|e| {
-                let direction = match e.direction {
-                    Direction::Sent => "sent",
-                    Direction::Received => "received",
-                    Direction::Event => "event",
-                };
-                let mut entry = json!({
-                    "t_ms": (e.at.as_secs_f64() * 1e4).round() / 10.0,
-                    "conn": e.conn,
-                    "direction": direction,
-                    "text": if e.direction == Direction::Event { String::from_utf8_lossy(&e.bytes).into_owned() } else { e.bytes.escape_ascii().to_string() },
-                });
-                if e.direction != Direction::Event && !e.bytes.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
-                    entry["hex"] = Value::String(e.bytes.iter().map(|b| format!("{b:02x}")).collect());
-                }
-                entry
-            })
-            .collect(),
-    )
+/// One transcript line in the JSON report.
+#[derive(Debug, serde::Serialize)]
+pub struct JsonEntry {
+    pub t_ms: f64,
+    pub conn: usize,
+    pub direction: Direction,
+    /// The bytes with everything but printable ASCII escaped, or the event's text.
+    pub text: String,
+    /// The bytes in hex, where some are not printable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hex: Option<String>,
+}
+
+/// One case in the JSON report.
+#[derive(Debug, serde::Serialize)]
+pub struct JsonCase<'a> {
+    pub id: &'a str,
+    pub title: &'a str,
+    pub section: &'a str,
+    pub requirements: &'a [&'static str],
+    pub level: &'static str,
+    pub outcome: Outcome,
+    pub duration_ms: u64,
+    pub message: Option<&'a str>,
+    pub transcript: Option<Vec<JsonEntry>>,
+}
+
+/// The run's options in the JSON report.
+#[derive(Debug, serde::Serialize)]
+pub struct JsonOptions {
+    pub only: Vec<String>,
+    pub skip: Vec<String>,
+    pub timeout_ms: u64,
+    pub startup_timeout_ms: u64,
+    pub strict: bool,
+    pub jobs: usize,
+    pub addressing: Addressing,
+}
+
+/// A requirement no case can observe, and why.
+#[derive(Debug, serde::Serialize)]
+pub struct JsonUnobservable {
+    pub id: &'static str,
+    pub level: &'static str,
+    pub why: &'static str,
+}
+
+/// The counts and verdicts in the JSON report.
+#[derive(Debug, serde::Serialize)]
+pub struct JsonSummary {
+    pub pass: usize,
+    pub fail: usize,
+    pub skip: usize,
+    pub inconclusive: usize,
+    pub error: usize,
+    pub exit_code: u8,
+    pub profiles: BTreeMap<&'static str, ProfileVerdict>,
+    /// Requirements binding this role that no case observes: the report claims nothing
+    /// about them (SPEC.md section 8).
+    pub unobservable: Vec<JsonUnobservable>,
+}
+
+/// The JSON report (`--format json`).
+#[derive(Debug, serde::Serialize)]
+pub struct JsonReport<'a> {
+    pub suite: &'static str,
+    pub version: &'static str,
+    pub role: &'static str,
+    pub target: &'a Target,
+    pub options: JsonOptions,
+    pub cases: Vec<JsonCase<'a>>,
+    pub summary: JsonSummary,
+}
+
+fn transcript_json(transcript: &Transcript) -> Vec<JsonEntry> {
+    transcript
+        .entries
+        .iter()
+        .map(|e| JsonEntry {
+            t_ms: (e.at.as_secs_f64() * 1e4).round() / 10.0,
+            conn: e.conn,
+            direction: e.direction,
+            text: e.bytes.escape_ascii().to_string(),
+            hex: (e.direction != Direction::Event && !e.bytes.iter().all(|b| b.is_ascii_graphic() || *b == b' '))
+                .then(|| e.bytes.iter().map(|b| format!("{b:02x}")).collect()),
+        })
+        .collect()
+}
+
+/// Requirements binding `role` that no case observes, with why.
+pub fn unobservable(role: Role) -> Vec<JsonUnobservable> {
+    let requirements = crate::spec::requirements();
+    NOT_OBSERVABLE
+        .iter()
+        .filter(|(id, _)| applies_to(id, role))
+        .filter_map(|(id, why)| {
+            let level = requirements.iter().find(|r| r.id == *id)?.level.as_str();
+            Some(JsonUnobservable { id, level, why })
+        })
+        .collect()
+}
+
+/// The JSON report's value.
+pub fn json_report(report: &SuiteReport) -> JsonReport<'_> {
+    let cases = report
+        .cases
+        .iter()
+        .map(|c| JsonCase {
+            id: c.id,
+            title: c.title,
+            section: &c.section,
+            requirements: &c.requirements,
+            level: c.level.as_str(),
+            outcome: c.outcome,
+            duration_ms: c.duration.as_millis() as u64,
+            message: c.message.as_deref(),
+            transcript: c.transcript.as_ref().map(transcript_json),
+        })
+        .collect();
+    JsonReport {
+        suite: "udsping conform",
+        version: env!("CARGO_PKG_VERSION"),
+        role: report.role.as_str(),
+        target: &report.target,
+        options: JsonOptions {
+            only: report.options.only.iter().map(|p| p.as_str().to_string()).collect(),
+            skip: report.options.skip.iter().map(|p| p.as_str().to_string()).collect(),
+            timeout_ms: report.options.timeout.as_millis() as u64,
+            startup_timeout_ms: report.options.startup_timeout.as_millis() as u64,
+            strict: report.options.strict,
+            jobs: report.options.jobs,
+            addressing: report.options.addressing,
+        },
+        cases,
+        summary: JsonSummary {
+            pass: report.count(Outcome::Pass),
+            fail: report.count(Outcome::Fail),
+            skip: report.count(Outcome::Skip),
+            inconclusive: report.count(Outcome::Inconclusive),
+            error: report.count(Outcome::Error),
+            exit_code: report.exit_code(),
+            profiles: report.profiles().into_iter().map(|p| (p.name, p)).collect(),
+            unobservable: unobservable(report.role),
+        },
+    }
 }
 
 /// One JSON object: suite, version, target, options, cases, summary.
-pub fn json(report: &SuiteReport) -> String {
-    let cases: Vec<Value> = report
-        .cases
-        .iter()
-        .map(|c| {
-            json!({
-                "id": c.id,
-                "title": c.title,
-                "section": c.section,
-                "requirements": c.requirements,
-                "level": c.level.as_str(),
-                "outcome": c.outcome.as_str(),
-                "duration_ms": c.duration.as_millis() as u64,
-                "message": c.message,
-                "transcript": c.transcript.as_ref().map(transcript_json),
-            })
-        })
-        .collect();
-    let profiles: serde_json::Map<String, Value> = report
-        .profiles()
-        .into_iter()
-        .map(|(name, met)| (name.to_string(), met.map_or(Value::Null, Value::Bool)))
-        .collect();
-    let value = json!({
-        "suite": "udsping conform",
-        "version": env!("CARGO_PKG_VERSION"),
-        "role": report.role.as_str(),
-        "target": { "program": report.target.program, "args": report.target.args },
-        "options": {
-            "only": report.options.only.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
-            "skip": report.options.skip.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
-            "timeout_ms": report.options.timeout.as_millis() as u64,
-            "strict": report.options.strict,
-            "jobs": report.options.jobs,
-            "addressing": match report.options.addressing {
-                Addressing::Path => "path",
-                Addressing::Abstract => "abstract",
-            },
-        },
-        "cases": cases,
-        "summary": {
-            "pass": report.count(Outcome::Pass),
-            "fail": report.count(Outcome::Fail),
-            "skip": report.count(Outcome::Skip),
-            "error": report.count(Outcome::Error),
-            "exit_code": report.exit_code(),
-            "profiles": profiles,
-        },
-    });
-    serde_json::to_string_pretty(&value).expect("a JSON value serializes") + "\n"
+pub fn json(report: &SuiteReport) -> Result<String, serde_json::Error> {
+    Ok(serde_json::to_string_pretty(&json_report(report))? + "\n")
 }
 
 /// JUnit XML: one test suite per SPEC.md section, one test case per conformance case.
@@ -189,7 +274,7 @@ pub fn junit(report: &SuiteReport) -> Result<String, quick_junit::SerializeError
             Outcome::Fail if case.level == Level::Must || report.options.strict => {
                 TestCaseStatus::non_success(NonSuccessKind::Failure)
             }
-            Outcome::Fail | Outcome::Skip => TestCaseStatus::skipped(),
+            Outcome::Fail | Outcome::Skip | Outcome::Inconclusive => TestCaseStatus::skipped(),
             Outcome::Error => TestCaseStatus::non_success(NonSuccessKind::Error),
         };
         if let Some(message) = &case.message {

@@ -7,11 +7,16 @@ use std::time::Duration;
 
 use rustix::process::Signal;
 
-use super::harness::{fail, CaseResult, Conn, Ctx};
+use super::harness::{connect_bounded, fail, human_duration, plural, CaseResult, Conn, Ctx, Problem};
 use super::{Case, Needs, Role};
 use crate::proto::quoted;
 
 const SPLIT_PAUSE: Duration = Duration::from_millis(30);
+
+/// How much slower than alone a round may be while idle connections are open (SRV-CONC-2):
+/// this margin plus four times the slowest round alone. Generous against a loaded machine,
+/// far below a server that makes connections wait on each other.
+const DELAY_MARGIN: Duration = Duration::from_millis(500);
 
 macro_rules! case {
     ($id:literal, [$($req:literal),+], $title:literal, $run:expr) => {
@@ -142,7 +147,18 @@ pub fn cases() -> Vec<Case> {
             "a client that never reads its pongs does not delay another",
             non_reading_client
         ),
-        case!("server/5.5/many-clients", ["SRV-CONC-1"], "64 clients at once, 20 lock-step rounds each", many_clients),
+        case!("server/5.5/concurrent-clients", ["SRV-CONC-1"], "8 clients at once, 20 interleaved rounds each", |c| {
+            many_clients(c, 8)
+        }),
+        case!("server/5.5/many-clients", ["SRV-CONC-3"], "64 clients at once, 20 interleaved rounds each", |c| {
+            many_clients(c, 64)
+        }),
+        case!(
+            "server/5.6/peer-gone",
+            ["SRV-ERRNO-1"],
+            "20 clients that stop reading, or close while the server writes: it lives on",
+            peer_gone
+        ),
         case!(
             "server/5.6/descriptor-exhaustion",
             ["SRV-ACCEPT-1"],
@@ -199,7 +215,13 @@ pub fn cases() -> Vec<Case> {
             "a datagram socket (connect fails, not refused): refuse",
             unprovable_socket
         ),
-        case!(SocketFile, "server/7.3/mode", ["LIFE-PERM-1"], "the socket file is owner-only (0600)", mode),
+        case!(
+            SocketFile,
+            "server/7.3/mode",
+            ["LIFE-PERM-1"],
+            "the socket file is owner-only (0600) from the moment it appears",
+            mode
+        ),
         case!(
             SocketFile,
             "server/7.4/sigterm",
@@ -218,8 +240,15 @@ pub fn cases() -> Vec<Case> {
             SocketFile,
             "server/7.4/replaced-file",
             ["LIFE-SHUT-2"],
-            "a file that replaced the socket survives shutdown",
-            replaced_file
+            "a file that replaced the socket survives SIGTERM",
+            |c| replaced_file(c, Signal::TERM, "SIGTERM")
+        ),
+        case!(
+            SocketFile,
+            "server/7.4/replaced-file-sigint",
+            ["LIFE-SHUT-2"],
+            "a file that replaced the socket survives SIGINT",
+            |c| replaced_file(c, Signal::INT, "SIGINT")
         ),
         case!(
             AbstractAddress,
@@ -377,34 +406,91 @@ fn bytes_after_end_later(ctx: &mut Ctx) -> CaseResult {
 
 fn keeps_accepting(ctx: &mut Ctx) -> CaseResult {
     ctx.start_server()?;
+    // The last ending closes with two pongs queued unread once the server owes nothing more:
+    // its next read sees a reset, and it never has to write to the gone peer (that is
+    // server/5.6/peer-gone's business), whatever the scheduling.
     let endings: [(&[u8], bool, &str); 5] = [
         (b"end", false, "\"end\""),
         (b"PING", false, "invalid input"),
         (b"pi", true, "EOF mid-token"),
         (b"", true, "EOF at once"),
-        (&b"ping".repeat(2000), false, "a reset with unread pongs"),
+        (b"pingping", false, "a reset with pongs unread"),
     ];
+    // Only the lifecycle of connections is judged here: any reply proves the server is live
+    // (the exact bytes are the wire cases' business).
     for (sent, eof, name) in endings {
         let mut conn = ctx.connect()?;
-        rounds(&mut conn, 1, &format!("before ending by {name}"))?;
+        conn.live_round(&format!("before ending by {name}"))?;
         conn.send(sent);
         if eof {
             conn.half_close();
+        } else if sent == b"pingping" {
+            conn.wait_queued(8, ctx.timeout);
         }
-        drop(conn);
+        conn.close();
         let mut next = ctx.connect()?;
-        session(&mut next, 2, &format!("a new connection after one that ended by {name}"))?;
+        next.live_session(2, &format!("a new connection after one that ended by {name}"))?;
     }
     Ok(())
 }
 
+/// Lock-step rounds on `conn` until at least `rounds` were done and `at_least` has passed,
+/// each reply awaited no longer than `bound`; returns the slowest round.
+fn timed_rounds(
+    conn: &mut Conn,
+    rounds: u32,
+    at_least: Duration,
+    bound: Duration,
+    situation: &str,
+) -> Result<Duration, Problem> {
+    let started = std::time::Instant::now();
+    let mut slowest = Duration::ZERO;
+    let mut round = 0;
+    while round < rounds || started.elapsed() < at_least {
+        round += 1;
+        conn.send(b"ping");
+        match conn.first_byte_within(bound) {
+            Ok(took) => slowest = slowest.max(took),
+            Err(what) => {
+                return fail(format!(
+                    "{situation}, round {round}: sent \"ping\"; expected a reply within {}; got {what}",
+                    human_duration(bound)
+                ))
+            }
+        }
+    }
+    Ok(slowest)
+}
+
 fn idle_clients(ctx: &mut Ctx) -> CaseResult {
     ctx.start_server()?;
+    let timeout = ctx.timeout;
+    let mut first = ctx.connect()?;
+    let alone = timed_rounds(&mut first, 20, Duration::ZERO, timeout, "alone")?;
+    ctx.note(&format!("slowest of 20 rounds alone: {:.2} ms", alone.as_secs_f64() * 1e3));
+    // `first` now stays idle; so does a second connection, and a third holds half a token.
     let _idle = ctx.connect()?;
     let mut half = ctx.connect()?;
     half.send(b"pi");
-    let mut conn = ctx.connect()?;
-    session(&mut conn, 20, "while an idle and a half-token connection are open")
+    // A full backlog with three connections open already shows they hold the server up.
+    let mut conn = ctx.connect_within(BACKLOG_WAIT.min(ctx.timeout))?;
+    // The bound is relative to the same server alone; rounds go on long enough that a stall
+    // the half token causes a moment later is seen too.
+    let bound = DELAY_MARGIN + alone * 4;
+    let with_peers = timed_rounds(
+        &mut conn,
+        20,
+        Duration::from_millis(300),
+        bound,
+        &format!(
+            "a new client while two idle connections and a half-token (\"pi\") one are open (alone, the slowest \
+             round took {:.2} ms)",
+            alone.as_secs_f64() * 1e3
+        ),
+    )?;
+    ctx.note(&format!("slowest round with the idle peers: {:.2} ms", with_peers.as_secs_f64() * 1e3));
+    conn.send(b"end");
+    conn.expect_close_loosely("sent \"end\" while idle and half-token connections are open")
 }
 
 fn non_reading_client(ctx: &mut Ctx) -> CaseResult {
@@ -412,51 +498,97 @@ fn non_reading_client(ctx: &mut Ctx) -> CaseResult {
     let mut flooder = ctx.connect()?;
     flooder.flood(&b"ping".repeat(4096));
     let mut conn = ctx.connect()?;
-    session(&mut conn, 20, "while another client never reads its pongs")
+    conn.live_session(20, "while another client never reads its pongs")
 }
 
-fn many_clients(ctx: &mut Ctx) -> CaseResult {
+/// How long a connect may wait for room in a full listen backlog where a full backlog already
+/// decides the case.
+const BACKLOG_WAIT: Duration = Duration::from_millis(500);
+
+fn many_clients(ctx: &mut Ctx, count: usize) -> CaseResult {
     ctx.start_server()?;
     let mut conns = Vec::new();
-    for _ in 0..64 {
-        conns.push(ctx.connect()?);
+    for i in 0..count {
+        match ctx.connect_within(BACKLOG_WAIT.min(ctx.timeout)) {
+            Ok(conn) => conns.push(conn),
+            Err(Problem::Fail(message)) => {
+                return fail(format!(
+                    "connecting client {} of {count}: {message} (with {} connected, none of them served yet)",
+                    i + 1,
+                    plural(i as u64, "client")
+                ))
+            }
+            Err(other) => return Err(other),
+        }
     }
-    // All 64 are connected before any round starts, then they proceed in interleaved rounds.
+    let timeout = ctx.timeout;
+    // All are connected before any round starts, then they proceed in interleaved rounds;
+    // any reply counts (the exact bytes are the wire cases' business).
     for round in 1..=20 {
         for conn in conns.iter_mut() {
             conn.send(b"ping");
         }
         for (i, conn) in conns.iter_mut().enumerate() {
-            conn.expect(b"pong", &format!("round {round} of client {} of 64 connected at once", i + 1))?;
+            if let Err(what) = conn.first_byte_within(timeout) {
+                return fail(format!(
+                    "round {round} of client {} of {count} connected at once: sent \"ping\"; expected a reply within {}; got {what}",
+                    i + 1,
+                    human_duration(timeout)
+                ));
+            }
         }
     }
     for conn in conns.iter_mut() {
         conn.send(b"end");
-        conn.expect_close("sent \"end\" with 64 clients connected")?;
+        conn.expect_close_loosely(&format!("sent \"end\" with {count} clients connected"))?;
     }
     Ok(())
+}
+
+fn peer_gone(ctx: &mut Ctx) -> CaseResult {
+    ctx.start_server()?;
+    // Half the clients shut down their reading side before sending a ping, so the server's
+    // `pong` is a write to a peer that is gone (EPIPE, and SIGPIPE unless the server ignores
+    // it) whatever the scheduling; the other half flood pings without reading until the
+    // kernel refuses more and then close, so the server is certainly still writing.
+    for i in 1..=20 {
+        let mut conn = ctx.connect()?;
+        if i % 2 == 1 {
+            conn.shutdown_read();
+            conn.send(b"ping");
+            // The server has read the ping once a later connection is served; give it the
+            // chance to write its pong before this one goes.
+            let mut probe = ctx.connect()?;
+            probe.live_round(&format!("while client {i} stopped reading and sent \"ping\""))?;
+            probe.close();
+        } else {
+            conn.flood(&b"ping".repeat(4096));
+        }
+        conn.close();
+    }
+    let mut conn = ctx.connect()?;
+    conn.live_session(2, "a new client after 20 that stopped reading or closed with replies unread")
 }
 
 fn descriptor_exhaustion(ctx: &mut Ctx) -> CaseResult {
     use rustix::process::{prlimit, Pid, Resource, Rlimit};
     ctx.start_server()?;
-    let harness = |m: String| super::harness::Problem::Harness(m);
-    let pid = ctx.pid().ok_or_else(|| harness("no server process".into()))?;
-    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map_err(|e| harness(format!("cannot count descriptors: {e}")))?
-        .count();
+    let harness = |what: &str, e: &dyn std::fmt::Display| Problem::Harness(format!("{what}: {e}"));
+    let pid = ctx.pid().ok_or_else(|| Problem::Harness("no server process".into()))?;
+    let descriptors = move || std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count());
+    let open = descriptors().map_err(|e| harness("cannot count descriptors", &e))?;
     // Room for a few connections more than it has now, then far more clients than that.
     let limit = (open + 6) as u64;
-    let process = Pid::from_raw(pid as i32).ok_or_else(|| harness("bad pid".into()))?;
+    let process = Pid::from_raw(pid as i32).ok_or_else(|| Problem::Harness("bad pid".into()))?;
     // The hard limit stays as inherited from the gate (only the soft one is lowered).
     let maximum = rustix::process::getrlimit(Resource::Nofile).maximum;
     let original = prlimit(Some(process), Resource::Nofile, Rlimit { current: Some(limit), maximum })
-        .map_err(|e| harness(format!("cannot lower the server's descriptor limit: {e}")))?;
+        .map_err(|e| harness("cannot lower the server's descriptor limit", &e))?;
     ctx.note(&format!("lowered the server's descriptor limit to {limit} ({open} open)"));
     let mut clients = Vec::new();
     for _ in 0..40 {
         // A server with a short backlog stops taking connections sooner: that is not this case.
-        match ctx.connect() {
+        match ctx.connect_within(BACKLOG_WAIT.min(ctx.timeout)) {
             Ok(mut conn) => {
                 conn.send(b"ping");
                 clients.push(conn);
@@ -464,38 +596,53 @@ fn descriptor_exhaustion(ctx: &mut Ctx) -> CaseResult {
             Err(_) => break,
         }
     }
-    ctx.note(&format!("{} clients connected and sent \"ping\"", clients.len()));
+    ctx.note(&format!("{} connected and sent \"ping\"", plural(clients.len() as u64, "client")));
+    // The case means something only if the server's accept hit the limit.
+    let reached =
+        super::harness::poll_until(Duration::from_millis(500), || descriptors().is_ok_and(|n| n as u64 >= limit));
+    if !reached {
+        let now = descriptors().unwrap_or(0);
+        return Err(Problem::Inconclusive(format!(
+            "the process CMD started (pid {pid}) holds {now} descriptors, below the limit of {limit} the gate set: \
+             its accept never ran out (is the server another process, started by a wrapper?)"
+        )));
+    }
     // A server that retries accept at once burns a whole CPU; over this window it may use
     // half of one at most. The window measures; it decides nothing by itself.
-    let window = Duration::from_millis(1000);
-    let cpu_seconds = |pid| super::harness::process_cpu_time(pid).map(|t| t.as_secs_f64());
+    let window = Duration::from_millis(500);
+    let cpu_seconds = |pid| crate::process::cpu_time(pid).map(|t| t.as_secs_f64());
     let before = cpu_seconds(pid);
     std::thread::sleep(window);
     if let (Some(before), Some(after)) = (before, cpu_seconds(pid)) {
         if after - before > 0.5 * window.as_secs_f64() {
             return fail(format!(
-                "with its descriptors exhausted by {} clients the server used {:.2} s of CPU in {} ms; expected it to back off, not spin",
-                clients.len(),
+                "with its descriptors exhausted by {} the server used {:.2} s of CPU in {}; expected it to back off, not spin",
+                plural(clients.len() as u64, "client"),
                 after - before,
-                window.as_millis()
+                human_duration(window)
             ));
         }
     }
     // Free descriptors by restoring the limit: every waiting client must now be served, in
     // turn (so a server that serves one client at a time passes too), and finish with `end`.
-    prlimit(Some(process), Resource::Nofile, original)
-        .map_err(|e| harness(format!("cannot restore the limit: {e}")))?;
+    prlimit(Some(process), Resource::Nofile, original).map_err(|e| harness("cannot restore the limit", &e))?;
     ctx.note("restored the server's descriptor limit");
     let count = clients.len();
+    let timeout = ctx.timeout;
     for (i, conn) in clients.iter_mut().enumerate() {
         let situation =
             format!("client {} of {count}, waiting since descriptors ran out, after the limit was restored", i + 1);
-        conn.expect(b"pong", &situation)?;
+        if let Err(what) = conn.first_byte_within(timeout) {
+            return fail(format!(
+                "{situation}: expected a reply to its \"ping\" within {}; got {what}",
+                human_duration(timeout)
+            ));
+        }
         conn.send(b"end");
-        conn.expect_close(&situation)?;
+        conn.expect_close_loosely(&situation)?;
     }
     let mut conn = ctx.connect()?;
-    session(&mut conn, 3, "a new client after descriptors were exhausted and freed again")
+    conn.live_session(3, "a new client after descriptors were exhausted and freed again")
 }
 
 fn vacant(ctx: &mut Ctx) -> CaseResult {
@@ -506,39 +653,74 @@ fn vacant(ctx: &mut Ctx) -> CaseResult {
         return fail("the file at the socket path is not a socket");
     }
     let mut conn = ctx.connect()?;
-    session(&mut conn, 2, "a server that bound a vacant path")
+    conn.live_session(2, "a server that bound a vacant path")
 }
 
 fn stale_socket(ctx: &mut Ctx) -> CaseResult {
-    drop(UnixListener::bind(&ctx.socket).map_err(|e| super::harness::Problem::Harness(e.to_string()))?);
+    drop(UnixListener::bind(&ctx.socket).map_err(|e| harness_io("cannot create a stale socket", e))?);
     ctx.note("created a stale socket file at the path");
+    ctx.mark_prepared();
     ctx.start_server().map_err(|p| p.prefixed("with a stale socket file at the path (connect is refused)"))?;
     let mut conn = ctx.connect()?;
-    session(&mut conn, 2, "after the stale socket was replaced")
+    conn.live_session(2, "after the stale socket was replaced")
 }
 
-/// Expects the server to refuse to start: exit non-zero by itself.
-fn expect_refusal(ctx: &mut Ctx, situation: &str) -> CaseResult {
+fn harness_io(what: &str, error: std::io::Error) -> Problem {
+    Problem::Harness(format!("{what}: {error}"))
+}
+
+/// Expects the server to refuse to start: exit non-zero by itself, with a message that names
+/// the path when `names_path` (on stderr or stdout). `intact` says whether what the case put
+/// at the path is still there: once it is not, the outcome is decided without waiting for
+/// the exit.
+fn expect_refusal(
+    ctx: &mut Ctx,
+    situation: &str,
+    names_path: bool,
+    intact: &dyn Fn() -> bool,
+    damage: &str,
+) -> CaseResult {
+    ctx.mark_prepared();
     ctx.spawn()?;
-    let status = ctx.wait_exit(situation)?;
+    let status =
+        ctx.wait_exit_or(situation, |_| (!intact()).then(|| Problem::Fail(format!("{situation}; {damage}"))))?;
+    if !intact() {
+        return fail(format!("{situation}; {damage}"));
+    }
     if status.success() {
-        return fail(format!("{situation}; expected a non-zero exit status; got {status}"));
+        return fail(format!(
+            "{situation}; expected a non-zero exit status; got {}",
+            crate::process::describe_status(status)
+        ));
+    }
+    if names_path {
+        let name = ctx.socket.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let said = ctx.stderr_text() + &ctx.stdout_text();
+        if !said.contains(&name) {
+            return fail(format!(
+                "{situation}; expected a message naming the path {}; the server said: {}",
+                ctx.socket.display(),
+                if ctx.stderr_tail().is_empty() { "nothing on stderr".to_string() } else { ctx.stderr_tail() }
+            ));
+        }
     }
     Ok(())
 }
 
 fn live_socket(ctx: &mut Ctx) -> CaseResult {
-    let listener = UnixListener::bind(&ctx.socket).map_err(|e| super::harness::Problem::Harness(e.to_string()))?;
+    let listener = UnixListener::bind(&ctx.socket).map_err(|e| harness_io("cannot listen at the path", e))?;
     let inode = std::fs::symlink_metadata(&ctx.socket).map(|m| m.ino()).unwrap_or(0);
     ctx.note("the harness listens at the path");
-    expect_refusal(ctx, "another server listens at the path")?;
-    match std::fs::symlink_metadata(&ctx.socket) {
-        Ok(m) if m.ino() == inode => {}
-        _ => return fail(
-            "another server listened at the path; expected its socket file left in place; it was removed or replaced",
-        ),
-    }
-    if super::harness::connect_bounded(&ctx.socket, std::time::Instant::now() + ctx.timeout).is_err() {
+    let path = ctx.socket.clone();
+    let intact = move || std::fs::symlink_metadata(&path).is_ok_and(|m| m.ino() == inode);
+    expect_refusal(
+        ctx,
+        "another server listens at the path",
+        true,
+        &intact,
+        "expected its socket file left in place; it was removed or replaced",
+    )?;
+    if connect_bounded(&ctx.socket, std::time::Instant::now() + ctx.timeout).is_err() {
         return fail("another server listened at the path; it no longer accepts connections after the refusal");
     }
     drop(listener);
@@ -554,7 +736,7 @@ enum Occupant {
 }
 
 fn foreign(ctx: &mut Ctx, occupant: Occupant) -> CaseResult {
-    let harness = |e: std::io::Error| super::harness::Problem::Harness(e.to_string());
+    let harness = |e: std::io::Error| harness_io("cannot prepare the path", e);
     let dir = ctx.dir().to_owned();
     let (what, check): (&str, Box<dyn Fn() -> bool>) = match occupant {
         Occupant::File => {
@@ -591,33 +773,48 @@ fn foreign(ctx: &mut Ctx, occupant: Occupant) -> CaseResult {
     };
     ctx.note(&format!("put {what} at the path"));
     let situation = format!("{what} was at the socket path");
-    let refused = expect_refusal(ctx, &situation);
-    if !check() {
-        return fail(format!("{situation}; expected it left untouched; it was removed or changed"));
-    }
-    refused
+    expect_refusal(ctx, &situation, true, &*check, "expected it left untouched; it was removed or changed")
 }
 
 fn unprovable_socket(ctx: &mut Ctx) -> CaseResult {
-    let datagram = UnixDatagram::bind(&ctx.socket).map_err(|e| super::harness::Problem::Harness(e.to_string()))?;
+    let datagram = UnixDatagram::bind(&ctx.socket).map_err(|e| harness_io("cannot bind a datagram socket", e))?;
     let inode = std::fs::symlink_metadata(&ctx.socket).map(|m| m.ino()).unwrap_or(0);
     ctx.note("bound a datagram socket at the path");
-    let refused = expect_refusal(
+    let path = ctx.socket.clone();
+    let intact = move || std::fs::symlink_metadata(&path).is_ok_and(|m| m.ino() == inode);
+    expect_refusal(
         ctx,
         "a datagram socket was at the path (stream connect fails with EPROTOTYPE, not ECONNREFUSED)",
-    );
-    if std::fs::symlink_metadata(&ctx.socket).map(|m| m.ino()).ok() != Some(inode) {
-        return fail("a datagram socket was at the path; expected it left alone; it was removed or replaced");
-    }
+        false,
+        &intact,
+        "expected it left alone; it was removed or replaced",
+    )?;
     drop(datagram);
-    refused
+    Ok(())
 }
 
 fn mode(ctx: &mut Ctx) -> CaseResult {
+    // SPEC: LIFE-PERM-1 — the directory is watched from before the server starts, so the
+    // file's mode is seen the moment it appears, and so is any later change to it.
+    ctx.watch_socket_file()?;
     ctx.start_server()?;
     let metadata =
         std::fs::symlink_metadata(&ctx.socket).or_else(|e| fail(format!("no file at the socket path: {e}")))?;
-    let mode = metadata.permissions().mode() & 0o777;
+    let mode = metadata.permissions().mode() & 0o7777;
+    let seen = ctx.permissions_seen();
+    if let Some(first) = seen.first_mode.filter(|m| m & !mode != 0) {
+        return fail(format!(
+            "the socket file appeared with mode {first:04o}, wider than its final mode {mode:04o}: it was open to \
+             others until it was narrowed"
+        ));
+    }
+    if !seen.changed_to.is_empty() {
+        return fail(format!(
+            "the socket file's attributes changed after it was created (to {}): a chmod after bind leaves a \
+             window with the mode the umask gave it; expected the mode set at creation",
+            seen.changed_to.iter().map(|m| format!("{m:04o}")).collect::<Vec<_>>().join(", then ")
+        ));
+    }
     if mode != 0o600 {
         return fail(format!("expected the socket file's mode to be 0600; got {mode:04o}"));
     }
@@ -630,7 +827,10 @@ fn shutdown(ctx: &mut Ctx, signal: Signal, name: &str) -> CaseResult {
     ctx.signal(signal, name)?;
     let status = ctx.wait_exit(&format!("sent {name}"))?;
     if !status.success() {
-        return fail(format!("sent {name}; expected exit status 0; got {status}"));
+        return fail(format!(
+            "sent {name}; expected exit status 0; the server {}",
+            crate::process::describe_status(status)
+        ));
     }
     if crate::socket_path::abstract_name(&ctx.socket).is_none() {
         if std::fs::symlink_metadata(&ctx.socket).is_ok() {
@@ -638,7 +838,7 @@ fn shutdown(ctx: &mut Ctx, signal: Signal, name: &str) -> CaseResult {
         }
     } else {
         // SPEC: TRN-ABSTRACT-2 — nothing to remove, but the name must be free again.
-        match super::harness::connect_bounded(&ctx.socket, std::time::Instant::now() + ctx.timeout) {
+        match connect_bounded(&ctx.socket, std::time::Instant::now() + ctx.timeout) {
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
             Err(e) => return fail(format!("sent {name}; expected a connection to the abstract name refused; got {e}")),
             Ok(_) => {
@@ -648,40 +848,35 @@ fn shutdown(ctx: &mut Ctx, signal: Signal, name: &str) -> CaseResult {
             }
         }
     }
-    idle.expect_close(&format!("an idle connection was open when {name} arrived"))
+    idle.expect_close_loosely(&format!("an idle connection was open when {name} arrived"))
 }
 
-fn replaced_file(ctx: &mut Ctx) -> CaseResult {
+fn replaced_file(ctx: &mut Ctx, signal: Signal, name: &str) -> CaseResult {
     ctx.start_server()?;
-    let harness = |e: std::io::Error| super::harness::Problem::Harness(e.to_string());
-    std::fs::remove_file(&ctx.socket).map_err(harness)?;
-    std::fs::write(&ctx.socket, b"not the server's").map_err(harness)?;
+    std::fs::remove_file(&ctx.socket).map_err(|e| harness_io("cannot remove the socket file", e))?;
+    std::fs::write(&ctx.socket, b"not the server's").map_err(|e| harness_io("cannot write a replacement", e))?;
     ctx.note("replaced the socket file with a regular file");
-    ctx.signal(Signal::TERM, "SIGTERM")?;
-    ctx.wait_exit("sent SIGTERM")?;
+    ctx.signal(signal, name)?;
+    ctx.wait_exit(&format!("sent {name}"))?;
     if std::fs::read(&ctx.socket).ok().as_deref() != Some(b"not the server's") {
-        return fail("the socket file was replaced by a regular file, then SIGTERM; expected that file left alone; it was removed");
+        return fail(format!(
+            "the socket file was replaced by a regular file, then {name}; expected that file left alone; it was removed"
+        ));
     }
     Ok(())
 }
 
-/// Files in the case's directory other than the harness's own stderr capture.
+/// Files in the case's directory.
 fn files_in(dir: &std::path::Path) -> Vec<String> {
     std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|name| name != super::harness::STDERR_FILE)
-                .collect()
-        })
+        .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default()
 }
 
 fn abstract_serves(ctx: &mut Ctx) -> CaseResult {
     ctx.start_server()?;
     let mut conn = ctx.connect()?;
-    session(&mut conn, 2, &format!("a server on the abstract address {}", ctx.socket.display()))?;
+    conn.live_session(2, &format!("a server on the abstract address {}", ctx.socket.display()))?;
     let files = files_in(ctx.dir());
     if !files.is_empty() {
         return fail(format!(
@@ -695,13 +890,16 @@ fn abstract_serves(ctx: &mut Ctx) -> CaseResult {
 fn abstract_name_taken(ctx: &mut Ctx) -> CaseResult {
     let holder = ctx.listen()?;
     ctx.note("the harness listens on the abstract name");
-    expect_refusal(ctx, "another server listens on the abstract name")?;
-    if super::harness::connect_bounded(&ctx.socket, std::time::Instant::now() + ctx.timeout).is_err() {
-        return fail(
-            "another server listened on the abstract name; it no longer accepts connections after the refusal",
-        );
-    }
-    // The connection waits in the holder's backlog: the name still belongs to the holder.
+    let socket = ctx.socket.clone();
+    // The holder's backlog keeps a probe waiting, so "still listening" is a connect that works.
+    let intact = move || connect_bounded(&socket, std::time::Instant::now()).is_ok();
+    expect_refusal(
+        ctx,
+        "another server listens on the abstract name",
+        false,
+        &intact,
+        "it no longer accepts connections after the refusal",
+    )?;
     drop(holder);
     Ok(())
 }

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::harness::Target;
+use crate::process::Target;
 
 /// Why `-- CMD [ARG...]` does not name something the gate can run.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -19,34 +19,20 @@ pub enum TargetError {
     },
 }
 
-/// The target for `command` (CMD and its ARGs), with every ARG that names an existing file
-/// relative to the current directory made absolute, because the target runs in another
-/// directory; `{socket}` is left for the harness to replace.
+/// The target for `command` (CMD and its ARGs). CMD is made absolute when it names an
+/// existing file relative to the current directory, because the target runs in another
+/// directory; ARGs are the implementation's business and are passed as written (`{socket}`
+/// in them is left for the harness to replace).
 pub fn from_command(command: &[String]) -> Result<Target, TargetError> {
     let (program, args) = command.split_first().ok_or(TargetError::Missing)?;
-    let target =
-        Target { program: absolute_if_file(program), args: args.iter().map(|a| absolute_if_file(a)).collect() };
+    let target = Target { program: absolute_if_file(program), args: args.to_vec() };
     check(&target)?;
     Ok(target)
 }
 
 /// Checks that the target's program can be started.
 pub fn check(target: &Target) -> Result<(), TargetError> {
-    let runnable = |path: &Path| {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    let found = if target.program.contains('/') {
-        runnable(Path::new(&target.program))
-    } else {
-        std::env::var_os("PATH")
-            .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| runnable(&dir.join(&target.program))))
-    };
-    if found {
-        Ok(())
-    } else {
-        Err(TargetError::NotExecutable { program: target.program.clone() })
-    }
+    target.check().map_err(|_| TargetError::NotExecutable { program: target.program.clone() })
 }
 
 fn absolute_if_file(arg: &str) -> String {
@@ -75,10 +61,18 @@ mod tests {
     }
 
     #[test]
-    fn programs_on_path_and_existing_files_resolve() {
+    fn only_the_program_is_made_absolute() {
         let target = from_command(&["sh".into(), "Cargo.toml".into(), "{socket}".into()]).unwrap();
         assert_eq!(target.program, "sh");
-        assert!(Path::new(&target.args[0]).is_absolute(), "{target:?}");
-        assert_eq!(target.args[1], "{socket}");
+        assert_eq!(target.args, ["Cargo.toml", "{socket}"], "arguments are passed as written");
+        // A script named relative to the current directory (the package root here).
+        let dir = tempfile::Builder::new().prefix(".target-test-").tempdir_in(".").unwrap();
+        let script = dir.path().join("server.sh");
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let relative = Path::new(dir.path().file_name().unwrap()).join("server.sh");
+        let target = from_command(&[relative.to_string_lossy().into_owned()]).unwrap();
+        assert!(Path::new(&target.program).is_absolute(), "{target:?}");
+        assert_eq!(Path::new(&target.program), std::path::absolute(&relative).unwrap());
     }
 }

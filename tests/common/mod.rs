@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use udsping::server::{Server, ServerConfig, ShutdownHandle, Stats, StatsHandle};
 
 /// The seed's Python programs, from the blog post.
-pub const SEED_CLIENT: &str = include_str!("../seed/client.py");
-pub const SEED_SERVER: &str = include_str!("../seed/server.py");
+pub const SEED_CLIENT: &str = udsping::seed::CLIENT_PY;
+pub const SEED_SERVER: &str = udsping::seed::SERVER_PY;
 
 /// Generous bound for anything a test waits for; only a broken implementation reaches it.
 pub const DEADLINE: Duration = Duration::from_secs(10);
