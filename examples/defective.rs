@@ -116,9 +116,19 @@ fn client(defect: &str, socket: &Path) -> ExitCode {
     if defect == "client-ignores-reply" {
         // Reassembles four bytes per round but never looks at them.
         for _ in 0..rounds {
-            let mut reply = [0u8; 4];
-            if stream.write_all(PING).is_err() || stream.read_exact(&mut reply).is_err() {
+            if stream.write_all(PING).is_err() {
                 return ExitCode::from(1);
+            }
+            let mut reply = [0u8; 4];
+            let mut got = 0;
+            while got < reply.len() {
+                match stream.read(&mut reply[got..]) {
+                    Ok(0) | Err(_) => {
+                        eprintln!("defective: the server closed after {got} of 4 reply bytes");
+                        return ExitCode::from(1);
+                    }
+                    Ok(n) => got += n,
+                }
             }
         }
         let _ = stream.write_all(b"end");
@@ -139,7 +149,8 @@ fn client(defect: &str, socket: &Path) -> ExitCode {
             Ok(0) | Err(_) => session.on_eof(),
             Ok(n) => session.on_bytes(&buffer[..n]),
         };
-        if result.is_err() {
+        if let Err(error) = result {
+            eprintln!("defective: {error}");
             return failure;
         }
     }

@@ -156,11 +156,18 @@ fn become_subreaper() {
 
 /// Every started process group that is still alive, for [`kill_everything`].
 static LIVE: Mutex<Vec<(u32, String)>> = Mutex::new(Vec::new());
+/// Set by [`kill_everything`]: no command starts any more.
+static STOPPING: AtomicBool = AtomicBool::new(false);
 
 /// Kills every process started here that is still alive, with everything it started, and
 /// reaps them; for a gate that was itself told to stop (SIGINT, SIGTERM, SIGHUP).
 pub fn kill_everything() {
-    let live: Vec<(u32, String)> = LIVE.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let live: Vec<(u32, String)> = {
+        let live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+        // Under the lock that every start takes: nothing starts after this.
+        STOPPING.store(true, Ordering::SeqCst);
+        live.clone()
+    };
     for (pid, marker) in &live {
         let victims = kill_tree(*pid, marker);
         reap(*pid);
@@ -209,9 +216,21 @@ impl Child {
         for (name, value) in env {
             command.env(name, value);
         }
-        let mut child =
-            command.spawn().map_err(|source| SpawnError::Start { program: target.program.clone(), source })?;
-        LIVE.lock().unwrap_or_else(|p| p.into_inner()).push((child.id(), marker.to_string()));
+        // Started and registered under one lock, so that a gate being stopped (which takes
+        // the same lock) either kills this command or never lets it start.
+        let mut child = {
+            let mut live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+            if STOPPING.load(Ordering::SeqCst) {
+                return Err(SpawnError::Start {
+                    program: target.program.clone(),
+                    source: io::Error::other("the gate is stopping"),
+                });
+            }
+            let child =
+                command.spawn().map_err(|source| SpawnError::Start { program: target.program.clone(), source })?;
+            live.push((child.id(), marker.to_string()));
+            child
+        };
         let output = Arc::new(Mutex::new(Output::default()));
         let stop_reading = Arc::new(AtomicBool::new(false));
         let (stdout, stderr) = (child.stdout.take(), child.stderr.take());

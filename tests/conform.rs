@@ -179,6 +179,8 @@ fn seed_client_verdict() {
     let expected: BTreeSet<&str> = [
         "client/6/split-reply",
         "client/6/wrong-reply",
+        // The same deviation as wrong-reply (SPEC 9: it never checks a reply): "pongx" is taken.
+        "client/6/extra-reply-byte",
         "client/6/early-close",
         "client/6/close-mid-reply",
         "client/6/no-listener",
@@ -351,8 +353,14 @@ fn defective_fixture() -> String {
 #[case::keeps_socket(Role::Server, "server-keeps-socket", &["server/7.4/sigterm", "server/7.4/sigint"])]
 #[case::unlinks_files(Role::Server, "server-unlinks-files", &["server/7.1/regular-file"])]
 #[case::serial(Role::Server, "server-serial", &["server/5.5/idle-client", "server/5.5/non-reading-client", "server/5.5/concurrent-clients", "server/5.5/many-clients"])]
-#[case::ignores_reply(Role::Client, "client-ignores-reply", &["client/6/wrong-reply"])]
-#[case::exit_zero(Role::Client, "client-exit-zero", &["client/6/wrong-reply", "client/6/early-close", "client/6/close-mid-reply"])]
+// Ignoring the reply's content and exiting 0 after an error are each caught by both cases
+// that send a wrong reply: a wrong byte, and a byte beyond the reply.
+#[case::ignores_reply(Role::Client, "client-ignores-reply", &["client/6/wrong-reply", "client/6/extra-reply-byte"])]
+#[case::exit_zero(
+    Role::Client,
+    "client-exit-zero",
+    &["client/6/wrong-reply", "client/6/extra-reply-byte", "client/6/early-close", "client/6/close-mid-reply"]
+)]
 #[case::rounds_99(Role::Client, "client-99-rounds", &["client/6/default-rounds"])]
 fn each_defect_is_caught_by_its_cases_only(#[case] role: Role, #[case] defect: &str, #[case] expected: &[&str]) {
     let target = Target { program: defective_fixture(), args: vec![defect.into(), "{socket}".into()] };

@@ -51,8 +51,14 @@ pub fn cases() -> Vec<Case> {
         case!(
             "client/6/wrong-reply",
             ["CLT-REPLY-2", "CLT-EXIT-1"],
-            "\"pang\" in round 3: the client stops, sends no end, exits non-zero",
+            "\"pXng\" in round 3: the client stops, sends no end, exits non-zero, shows the byte",
             wrong_reply
+        ),
+        case!(
+            "client/6/extra-reply-byte",
+            ["CLT-REPLY-2", "CLT-EXIT-1"],
+            "\"pongx\" in round 1: the byte beyond the reply is an error, the client sends no end",
+            extra_reply_byte
         ),
         case!(
             "client/6/early-close",
@@ -60,9 +66,12 @@ pub fn cases() -> Vec<Case> {
             "the server closes instead of replying in round 2",
             |c| early_close(c, b"")
         ),
-        case!("client/6/close-mid-reply", ["CLT-EOF-1", "CLT-EXIT-1"], "the server sends \"po\" and closes", |c| {
-            early_close(c, b"po")
-        }),
+        case!(
+            "client/6/close-mid-reply",
+            ["CLT-EOF-1", "CLT-EXIT-1"],
+            "the server sends \"pon\" and closes: the message says 3 bytes had arrived",
+            |c| early_close(c, b"pon")
+        ),
         case!("client/6/no-listener", ["CLT-CONNECT-1"], "nothing at the path: the client exits non-zero", no_listener),
         case!(
             SocketFile,
@@ -98,13 +107,28 @@ fn count_rounds(conn: &mut Conn) -> Result<u32, Problem> {
         if rounds > MAX_ROUNDS {
             return fail(format!("expected \"end\" at some point; the client sent more than {MAX_ROUNDS} pings"));
         }
-        let (got, _) = conn.read_exactly_or_close(4);
+        // A token at a time, by its first byte: `end` is one byte shorter than `ping`, and a
+        // client may send it and then wait for the server to close (as SRV-END-1 obliges).
+        let (mut got, _) = conn.read_exactly_or_close(1);
+        let rest = match got.first() {
+            Some(b'p') => 3,
+            Some(b'e') => 2,
+            _ => 0,
+        };
+        if rest > 0 {
+            got.extend(conn.read_exactly_or_close(rest).0);
+        }
         match got.as_slice() {
             b"ping" => {
                 rounds += 1;
                 conn.send(b"pong");
             }
-            b"end" => return Ok(rounds),
+            b"end" => {
+                // SPEC: SRV-END-1 — the server the gate plays closes after `end`, so a client
+                // that half-closes and waits for that close is not kept waiting.
+                conn.half_close();
+                return Ok(rounds);
+            }
             b"" => {
                 return fail(format!(
                     "after {}; expected \"ping\" or \"end\"; the client sent nothing more",
@@ -233,8 +257,36 @@ fn wrong_reply(ctx: &mut Ctx) -> CaseResult {
         Ok(())
     })?;
     read_ping(&mut conn, 3)?;
-    conn.send(b"pang");
-    expect_protocol_error(ctx, &mut conn, "round 3: replied \"pang\"")
+    conn.send(b"pXng");
+    let situation = "round 3: replied \"pXng\"";
+    expect_protocol_error(ctx, &mut conn, situation)?;
+    // SPEC: CLT-REPLY-2 — "a message that says what it received": the wrong byte, as text,
+    // hex or decimal.
+    expect_message(ctx, situation, &["X", "58", "88"], "showing what arrived (the byte \"X\")")
+}
+
+fn extra_reply_byte(ctx: &mut Ctx) -> CaseResult {
+    let listener = ctx.listen()?;
+    ctx.spawn()?;
+    let mut conn = ctx.accept(&listener)?;
+    read_ping(&mut conn, 1)?;
+    conn.send(b"pongx");
+    let situation = "round 1: replied \"pongx\", one byte more than the reply";
+    // SPEC: CLT-REPLY-2 — a client may see the stray byte at once, or, reading exactly four
+    // bytes, as the first byte of round 2's reply ("xpon"); either way it stops before `end`.
+    let (next, closed) = conn.read_exactly_or_close(4);
+    match next.as_slice() {
+        b"ping" => {
+            conn.send(b"pong");
+            expect_protocol_error(ctx, &mut conn, &format!("{situation}, then \"pong\" to round 2"))
+        }
+        b"" if closed => expect_protocol_error(ctx, &mut conn, situation),
+        other => fail(format!(
+            "{situation}; expected the client to stop (a protocol error); got {}{}",
+            quoted_prefix(other, 48),
+            if other.starts_with(b"end") { ": it took the stray byte for nothing and finished" } else { "" }
+        )),
+    }
 }
 
 fn early_close(ctx: &mut Ctx, partial: &[u8]) -> CaseResult {
@@ -248,7 +300,28 @@ fn early_close(ctx: &mut Ctx, partial: &[u8]) -> CaseResult {
     read_ping(&mut conn, 2)?;
     conn.send(partial);
     conn.half_close();
-    expect_protocol_error(ctx, &mut conn, &format!("round 2: replied {} and closed", quoted(partial)))
+    let situation = format!("round 2: replied {} and closed", quoted(partial));
+    expect_protocol_error(ctx, &mut conn, &situation)?;
+    if partial.is_empty() {
+        return Ok(());
+    }
+    // SPEC: CLT-EOF-1 — "the message says how many bytes of the reply had arrived": the count,
+    // or the bytes themselves.
+    let count = partial.len().to_string();
+    let bytes = String::from_utf8_lossy(partial).into_owned();
+    expect_message(ctx, &situation, &[&count, &bytes], &format!("saying how much of the reply arrived ({count} bytes)"))
+}
+
+/// The client's stderr and stdout must contain one of `any_of` (a message saying `what`).
+fn expect_message(ctx: &Ctx, situation: &str, any_of: &[&str], what: &str) -> CaseResult {
+    let said = ctx.stderr_text() + &ctx.stdout_text();
+    if any_of.iter().any(|needle| said.contains(needle)) {
+        return Ok(());
+    }
+    fail(format!(
+        "{situation}; expected a message {what}; the client said: {}",
+        if said.trim().is_empty() { "nothing".to_string() } else { ctx.stderr_tail() }
+    ))
 }
 
 /// After a bad reply: nothing more from the client (no `end`), a close, a non-zero exit.
