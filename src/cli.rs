@@ -33,7 +33,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the protocol on a socket file until SIGINT or SIGTERM.
+    /// Serve the protocol on a socket file until SIGINT, SIGTERM, SIGHUP or SIGQUIT.
     Serve(ServeArgs),
     /// Connect, run lock-step ping/pong rounds, send "end".
     Ping(PingArgs),
@@ -184,12 +184,20 @@ pub struct ServeArgs {
     pub log_messages: bool,
 }
 
-/// Durations such as `10s`, `500ms`, `2m` (humantime's syntax), or `0`.
+/// The longest duration any option takes: far beyond any use, and far from overflowing a
+/// clock (`500000000000years` is a usage error, not a panic).
+const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// Durations such as `10s`, `500ms`, `2m` (humantime's syntax), or `0`, up to 100 years.
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     if text == "0" {
         return Ok(std::time::Duration::ZERO);
     }
-    humantime::parse_duration(text).map_err(|e| format!("expected a duration such as 10s or 500ms: {e}"))
+    match humantime::parse_duration(text) {
+        Ok(duration) if duration <= MAX_DURATION => Ok(duration),
+        Ok(_) => Err(format!("{text:?} is longer than 100 years")),
+        Err(e) => Err(format!("expected a duration such as 10s or 500ms: {e}")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -203,6 +211,10 @@ pub struct PingArgs {
     /// Print the seed's per-message lines ("Client: Sent ping", ...).
     #[arg(long)]
     pub log_messages: bool,
+    /// Give up when the connection, or any one reply, takes longer than this ("0" waits for
+    /// ever); a server whose listen backlog is full counts as not answering.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]
@@ -236,13 +248,41 @@ pub fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),
         Err(message) => {
-            eprintln!("udsping: {message}");
+            // A closed or full stderr must not turn the error into a panic.
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("udsping: {message}\n").as_bytes());
             ExitCode::from(EXIT_FAILURE)
         }
     }
 }
 
+/// Installs the log writer for a command (once per process): lossy for the server, so that
+/// no reader of its output can stop or kill it (SPEC: SRV-LOG-1); blocking for the client.
+fn install_writer(mode: crate::logger::Mode) -> Result<(), String> {
+    let writer = crate::logger::Writer::new(mode).map_err(|e| format!("cannot start the log writer: {e}"))?;
+    // Already installed (a program running several commands in one process): keep that one.
+    let _ = writer.install();
+    Ok(())
+}
+
+/// Writes a command's result line to stdout: a reader that went away (`| head -1`) ends the
+/// command quietly; any other failure (`> /dev/full`) is an error.
+fn print_result(line: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("cannot write to stdout: {e}")),
+        _ => Ok(()),
+    }
+}
+
 fn serve(args: ServeArgs) -> Result<(), String> {
+    install_writer(crate::logger::Mode::Lossy)?;
+    let served = serve_with(args);
+    log::logger().flush();
+    served
+}
+
+fn serve_with(args: ServeArgs) -> Result<(), String> {
     if args.write_timeout.is_zero() {
         return Err("--write-timeout must be more than 0 (a write that may block forever is what it bounds)".into());
     }
@@ -261,30 +301,44 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     shutdown.stop_on_signals().map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let server = Server::bind_with(config, shutdown).map_err(|e| e.to_string())?;
     let path = server.path().to_owned();
-    let stats = server.run().map_err(|e| format!("{}: {e}", path.display()))?;
-    if stats.socket_file == Some(Removal::Replaced) {
-        eprintln!("udsping: {}: another file replaced the socket; left it alone", path.display());
-    }
+    // The server logged where its socket file stood (replaced, or not removed and why).
+    server.run().map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(())
 }
 
 fn ping(args: PingArgs) -> Result<(), String> {
-    let config = ClientConfig { socket: args.socket, rounds: args.rounds, log_messages: args.log_messages };
+    install_writer(crate::logger::Mode::Blocking)?;
+    let config = ClientConfig {
+        socket: args.socket,
+        rounds: args.rounds,
+        log_messages: args.log_messages,
+        timeout: args.timeout,
+    };
     let summary = client::run(&config).map_err(|e| e.to_string())?;
-    println!("ok: {} rounds over {}, then \"end\"", summary.rounds, config.socket.display());
-    Ok(())
+    print_result(&format!("ok: {} rounds over {}, then \"end\"\n", summary.rounds, config.socket.display()))?;
+    logged_failure()
+}
+
+/// A write of the blocking log writer that failed (other than a closed pipe), as the error.
+fn logged_failure() -> Result<(), String> {
+    let failure = crate::logger::take_failure();
+    failure.map_or(Ok(()), |e| Err(format!("cannot write the log: {e}")))
 }
 
 fn demo(args: DemoArgs) -> Result<(), String> {
+    install_writer(crate::logger::Mode::Blocking)?;
     let dir = tempfile::tempdir().map_err(|e| format!("cannot create a temporary directory: {e}"))?;
     let socket = dir.path().join("udsocket");
     let server = Server::bind(ServerConfig { log_messages: args.log_messages, ..ServerConfig::new(&socket) })
         .map_err(|e| e.to_string())?;
-    println!("server: listening on {} (mode 0600)", socket.display());
+    print_result(&format!("server: listening on {} (mode 0600)\n", socket.display()))?;
     let (stop, live) = (server.shutdown_handle(), server.stats());
     let running = std::thread::spawn(move || server.run());
-    let client_result =
-        client::run(&ClientConfig { socket: socket.clone(), rounds: args.rounds, log_messages: args.log_messages });
+    let client_result = client::run(&ClientConfig {
+        rounds: args.rounds,
+        log_messages: args.log_messages,
+        ..ClientConfig::new(&socket)
+    });
     // The client is done when it has sent "end"; give the server a bounded moment to account
     // for the connection before stopping it, so the verdict does not depend on scheduling.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
@@ -294,16 +348,20 @@ fn demo(args: DemoArgs) -> Result<(), String> {
     stop.shutdown();
     let stats = running.join().map_err(|_| "the server thread failed".to_string())?.map_err(|e| e.to_string())?;
     let summary = client_result.map_err(|e| e.to_string())?;
-    println!("client -> server: \"ping\" x {}, then \"end\"", summary.rounds);
-    println!("server -> client: \"pong\" x {}", summary.rounds);
-    println!("server: {} connection accepted, {} ended by \"end\"", stats.accepted, stats.ended_by_end);
     let removed = stats.socket_file == Some(Removal::Removed);
-    println!("server: socket file {} on shutdown", if removed { "removed" } else { "NOT removed" });
+    print_result(&format!(
+        "client -> server: \"ping\" x {rounds}, then \"end\"\nserver -> client: \"pong\" x {rounds}\n\
+         server: {} connection accepted, {} ended by \"end\"\nserver: socket file {} on shutdown\n",
+        stats.accepted,
+        stats.ended_by_end,
+        if removed { "removed" } else { "NOT removed" },
+        rounds = summary.rounds,
+    ))?;
     if stats.ended_by_end != 1 || !removed {
         return Err("verdict: FAIL".into());
     }
-    println!("verdict: PASS");
-    Ok(())
+    print_result("verdict: PASS\n")?;
+    logged_failure()
 }
 
 fn conform(args: ConformArgs) -> ExitCode {

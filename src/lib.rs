@@ -9,6 +9,8 @@
 //! - [`socket_path`]: the socket file's lifecycle: what may be at the path, stale sockets,
 //!   permissions, removal on shutdown.
 //! - [`server`] and [`client`]: small blocking drivers on `std::os::unix::net` around the core.
+//!   They log through the [`log`](https://docs.rs/log) facade; [`logger`] is where the command line
+//!   sends those lines.
 //!
 //! ```
 //! use udsping::{client, server};
@@ -28,10 +30,14 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+// Unsafe code only where the platform leaves no safe way, each block with its SAFETY reason.
+#![deny(unsafe_code, clippy::undocumented_unsafe_blocks)]
+
 pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod conform;
+pub mod logger;
 pub mod proto;
 pub mod server;
 pub mod socket_path;
