@@ -25,8 +25,8 @@ use crate::conform::harness::{Addressing, Target};
 use crate::conform::target::TargetError;
 use crate::conform::{self, list, report, Options, Role};
 use crate::demo::{self, DemoConfig};
+use crate::logger;
 use crate::server::{Server, ServerConfig, ShutdownHandle};
-use crate::socket_path::Removal;
 use crate::term;
 
 /// Success.
@@ -57,7 +57,7 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the protocol on a socket file until SIGINT or SIGTERM.
+    /// Serve the protocol on a socket file until SIGINT, SIGTERM, SIGHUP or SIGQUIT.
     Serve(ServeArgs),
     /// Connect, run lock-step ping/pong rounds, send "end".
     Ping(PingArgs),
@@ -122,6 +122,10 @@ pub struct PingArgs {
     /// Print the seed's per-message lines ("Client: Sent ping", ...).
     #[arg(long)]
     pub log_messages: bool,
+    /// Give up when the connection, or any one reply, takes longer than this ("0s" waits for
+    /// ever); a server whose listen backlog is full counts as not answering.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
 }
 
 /// `udsping demo`.
@@ -321,8 +325,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, ValueError> {
     if text.trim().parse::<f64>().is_ok() {
         return Err(ValueError::BareNumber(text.to_string()));
     }
-    humantime::parse_duration(text).map_err(|reason| ValueError::Duration { text: text.to_string(), reason })
+    match humantime::parse_duration(text) {
+        // Far beyond any use, and far from overflowing a clock: `500000000000years` is a
+        // usage error, not a panic.
+        Ok(duration) if duration > MAX_DURATION => {
+            Err(ValueError::TooLong { text: text.to_string(), max: MAX_DURATION })
+        }
+        Ok(duration) => Ok(duration),
+        Err(reason) => Err(ValueError::Duration { text: text.to_string(), reason }),
+    }
 }
+
+/// The longest duration any option takes: 100 years.
+const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Like [`parse_duration`], and more than zero.
 pub fn parse_positive_duration(text: &str) -> Result<Duration, ValueError> {
@@ -478,6 +493,7 @@ pub fn config(cli: Cli) -> Result<Config, UsageError> {
         Command::Ping(args) => Config::Ping(ClientConfig {
             rounds: args.rounds,
             log_messages: args.log_messages,
+            timeout: args.timeout,
             ..ClientConfig::new(args.socket)
         }),
         Command::Demo(args) => Config::Demo(DemoConfig { rounds: args.rounds, log_messages: args.log_messages }),
@@ -599,8 +615,10 @@ pub fn run(config: Config) -> anyhow::Result<ExitCode> {
     match config {
         Config::Serve(config) => serve(config)?,
         Config::Ping(config) => {
+            install_writer(logger::Mode::Blocking)?;
             let summary = client::run(&config)?;
             out(&format!("ok: {} rounds over {}, then \"end\"\n", summary.rounds, config.socket.display()))?;
+            logged_failure()?;
         }
         Config::Demo(config) => return run_demo(config),
         Config::ConformList { role, options, json } => {
@@ -633,23 +651,49 @@ fn out(text: &str) -> io::Result<()> {
 
 fn out_bytes(bytes: &[u8]) -> io::Result<()> {
     let mut stdout = io::stdout().lock();
-    stdout.write_all(bytes)?;
-    stdout.flush()
+    // The kind is kept, so that `main` still tells a closed pipe from a full disk.
+    stdout
+        .write_all(bytes)
+        .and_then(|()| stdout.flush())
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot write to stdout: {e}")))
+}
+
+/// Installs the log writer for a command (once per process): lossy for the server, so that
+/// no reader of its output can stop or kill it (SPEC: SRV-LOG-1); blocking for the client.
+fn install_writer(mode: logger::Mode) -> anyhow::Result<()> {
+    let writer = logger::Writer::new(mode).context("cannot start the log writer")?;
+    // Already installed (a program running several commands in one process): keep that one.
+    let _ = writer.install();
+    Ok(())
+}
+
+/// A write of the blocking log writer that failed (other than a closed pipe), as the error.
+fn logged_failure() -> anyhow::Result<()> {
+    match logger::take_failure() {
+        Some(e) => Err(anyhow::Error::new(e).context("cannot write the log")),
+        None => Ok(()),
+    }
 }
 
 fn serve(config: ServerConfig) -> anyhow::Result<()> {
+    install_writer(logger::Mode::Lossy)?;
+    let served = serve_until_signalled(config);
+    log::logger().flush();
+    served
+}
+
+fn serve_until_signalled(config: ServerConfig) -> anyhow::Result<()> {
     let shutdown = ShutdownHandle::new().context("cannot set up shutdown")?;
     shutdown.stop_on_signals().context("cannot install signal handlers")?;
     let server = Server::bind_with(config, shutdown)?;
     let path = server.path().to_owned();
-    let stats = server.run().with_context(|| path.display().to_string())?;
-    if stats.socket_file == Some(Removal::Replaced) {
-        eprintln!("udsping: {}: another file replaced the socket; left it alone", path.display());
-    }
+    // The server logs where its socket file stood (replaced, or not removed and why).
+    server.run().with_context(|| path.display().to_string())?;
     Ok(())
 }
 
 fn run_demo(config: DemoConfig) -> anyhow::Result<ExitCode> {
+    install_writer(logger::Mode::Blocking)?;
     let report = demo::run(config, |socket| {
         // A closed stdout shows up again, as an error, when the report is written below.
         let _ = out(&format!("server: listening on {} (mode 0600)\n", socket.display()));
@@ -665,6 +709,7 @@ fn run_demo(config: DemoConfig) -> anyhow::Result<ExitCode> {
     }
     out(&if term::colour_stdout() { term::paint(&text) } else { text })?;
     anyhow::ensure!(report.passed(), "verdict: FAIL");
+    logged_failure()?;
     Ok(ExitCode::from(EXIT_OK))
 }
 

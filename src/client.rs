@@ -1,7 +1,16 @@
 //! The blocking reference client (SPEC.md section 6): the driver around [`ClientSession`].
+//!
+//! Every wait is bounded by [`ClientConfig::timeout`]: the connect (a full listen backlog is a
+//! timeout, not a hang) and each reply (SPEC: CLT-TIMEOUT-1). The seed's per-message lines go
+//! through the [`log`] facade (target [`crate::logger::MESSAGES`]); the client itself never
+//! writes to stdout or stderr.
+#![forbid(unsafe_code)]
 
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::logger::MESSAGES;
 
 use crate::proto::{ClientSession, ProtocolError};
 use crate::socket_path::{check_path, PathError};
@@ -13,14 +22,20 @@ pub struct ClientConfig {
     pub socket: PathBuf,
     /// Lock-step rounds before `end` (SPEC: CLT-ROUNDS-1: 100 by default).
     pub rounds: u64,
-    /// Print the seed's lines (`Client: Sent ping`, `Client: Received pong`) on stdout.
+    /// Log the seed's lines (`Client: Sent ping`, `Client: Received pong`), target
+    /// [`MESSAGES`].
     pub log_messages: bool,
+    /// How long the connect, and then each reply, may take (SPEC: CLT-TIMEOUT-1).
+    pub timeout: Duration,
 }
+
+/// The client's default [`ClientConfig::timeout`] (`udsping ping --timeout`).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl ClientConfig {
     /// The defaults of `udsping ping`, for `socket`.
     pub fn new(socket: impl Into<PathBuf>) -> Self {
-        ClientConfig { socket: socket.into(), rounds: 100, log_messages: false }
+        ClientConfig { socket: socket.into(), rounds: 100, log_messages: false, timeout: DEFAULT_TIMEOUT }
     }
 }
 
@@ -63,20 +78,52 @@ pub enum ClientError {
         /// The underlying error.
         source: io::Error,
     },
+    /// SPEC: CLT-TIMEOUT-1
+    #[error("{path}: gave up after {timeout:?}: {waited_for}")]
+    Timeout {
+        /// The socket path.
+        path: PathBuf,
+        /// How long it waited.
+        timeout: Duration,
+        /// What it waited for.
+        waited_for: String,
+    },
 }
 
 /// Connects and runs the configured rounds.
 pub fn run(config: &ClientConfig) -> Result<Summary, ClientError> {
     check_path(&config.socket)?;
-    let stream = crate::socket_path::connect(&config.socket)
-        .map_err(|source| ClientError::Connect { path: config.socket.clone(), source })?;
+    let timeout =
+        |waited_for: String| ClientError::Timeout { path: config.socket.clone(), timeout: config.timeout, waited_for };
+    // SPEC: CLT-TIMEOUT-1 — a backlog that stays full is a timeout, not a hang.
+    // A zero timeout waits for ever; so, in effect, does one too long for the clock.
+    let far = Instant::now() + Duration::from_secs(3600 * 24 * 365);
+    let deadline = Some(config.timeout).filter(|t| !t.is_zero()).and_then(|t| Instant::now().checked_add(t));
+    let stream = match crate::net::connect_bounded(&config.socket, deadline.unwrap_or(far)) {
+        Ok(stream) => stream,
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+            return Err(timeout("the connection was not accepted (the server's listen backlog stayed full)".into()))
+        }
+        Err(source) => return Err(ClientError::Connect { path: config.socket.clone(), source }),
+    };
+    let bound = Some(config.timeout).filter(|t| !t.is_zero());
+    let set = stream.set_read_timeout(bound).and(stream.set_write_timeout(bound));
+    set.map_err(|source| ClientError::Connect { path: config.socket.clone(), source })?;
     if config.log_messages {
-        println!("Connecting to {}", config.socket.display());
+        log::info!(target: MESSAGES, "Connecting to {}", config.socket.display());
     }
     let mut session = ClientSession::new(config.rounds);
     let result = exchange(&mut session, stream, config.log_messages);
     result.map_err(|failure| match failure {
         Failure::Protocol(error) => ClientError::Protocol { path: config.socket.clone(), error },
+        Failure::Io(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            let round = session.completed_rounds() + 1;
+            if session.wants_read() {
+                timeout(format!("no reply to round {round}'s ping"))
+            } else {
+                timeout(format!("the server did not take round {round}'s bytes"))
+            }
+        }
         Failure::Io(source) => {
             ClientError::Io { path: config.socket.clone(), rounds: session.completed_rounds(), source }
         }
@@ -105,7 +152,7 @@ fn exchange<S: Read + Write>(session: &mut ClientSession, mut stream: S, log: bo
                 Err(e) => return Err(Failure::Io(e)),
             }
             if log && session.wants_read() {
-                println!("Client: Sent ping");
+                log::info!(target: MESSAGES, "Client: Sent ping");
             }
         }
         // SPEC: CLT-END-1 — `end` is sent; dropping the stream closes the connection.
@@ -123,7 +170,7 @@ fn exchange<S: Read + Write>(session: &mut ClientSession, mut stream: S, log: bo
         };
         received.map_err(Failure::Protocol)?;
         if log && session.completed_rounds() > before {
-            println!("Client: Received pong");
+            log::info!(target: MESSAGES, "Client: Received pong");
         }
     }
 }

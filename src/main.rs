@@ -2,6 +2,8 @@
 //! into its one line on stderr and its exit status (README.md, SPEC.md section 11): 0
 //! success, 1 a failure at run time, 2 a usage error (clap's own included).
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -9,8 +11,10 @@ use udsping::cli::{self, Cli, UsageError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
 
 fn main() -> ExitCode {
     // A bug must still end as one line on stderr, not a backtrace.
+    // It must not panic itself: a failed write to stderr is ignored, not unwrapped.
     std::panic::set_hook(Box::new(|info| {
-        eprintln!("udsping: internal error: {}", info.to_string().replace('\n', " "));
+        let line = format!("udsping: internal error: {}\n", info.to_string().replace('\n', " "));
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
     }));
     let parsed = match Cli::try_parse() {
         Ok(parsed) => parsed,

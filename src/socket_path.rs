@@ -2,19 +2,24 @@
 //! (SPEC.md sections 3 and 7).
 //!
 //! The seed removes whatever is at its path before binding. Here a path is inspected without
-//! following links, only a socket that refuses connections counts as stale, its identity is
-//! checked again right before removal, and the file is created with its final mode from the
-//! start by setting the umask around `bind`.
+//! following links and only a socket that refuses connections counts as stale. Nothing is ever
+//! removed by name at the path itself: the server's socket is created in a fresh private
+//! directory next to the path, checked, given its final mode and moved into place with
+//! `renameat2(RENAME_NOREPLACE)` (which fails if anything is there); a file is removed from the
+//! path by first renaming whatever is there into a private directory and comparing it with the
+//! file the server holds; anything else is renamed back (SPEC: LIFE-RACE-1, LIFE-RACE-2,
+//! LIFE-RACE-3, LIFE-SHUT-2).
+#![forbid(unsafe_code)]
 
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io;
-use std::os::fd::OwnedFd;
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use rustix::fs::FileType;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
@@ -48,14 +53,11 @@ pub fn abstract_name(path: &Path) -> Option<&[u8]> {
     path.as_os_str().as_encoded_bytes().strip_prefix(b"@")
 }
 
-/// The address of a socket path, or of an abstract `@name` (Linux only: elsewhere an
-/// `@name` is an `Unsupported` error that says so).
+/// The address of a socket path, or of an abstract `@name`.
 pub fn unix_address(path: &Path) -> io::Result<std::os::unix::net::SocketAddr> {
+    use std::os::linux::net::SocketAddrExt;
     match abstract_name(path) {
-        #[cfg(target_os = "linux")]
-        Some(name) => <std::os::unix::net::SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(name),
-        #[cfg(not(target_os = "linux"))]
-        Some(_) => Err(io::Error::new(io::ErrorKind::Unsupported, "abstract addresses (@name) exist only on Linux")),
+        Some(name) => std::os::unix::net::SocketAddr::from_abstract_name(name),
         None => std::os::unix::net::SocketAddr::from_pathname(path),
     }
 }
@@ -82,15 +84,11 @@ pub fn check_path(path: &Path) -> Result<(), PathError> {
 }
 
 /// A file held by an `O_PATH` descriptor, with its device and inode number. Holding it keeps the
-/// number from being given to a new file, so "the file at the path has these numbers" really
-/// means "the file at the path is this one" (SPEC: LIFE-RACE-1, LIFE-SHUT-2).
-///
-/// `O_PATH` is Linux's. Elsewhere a socket file cannot be opened at all, so nothing is held
-/// and the pin is the device and inode number alone, which a new file could reuse once the
-/// old one is gone.
+/// number from being given to a new file, so "the file there has these numbers" really means
+/// "the file there is this one" (SPEC: LIFE-RACE-1, LIFE-SHUT-2).
 #[derive(Debug)]
 pub struct PinnedFile {
-    _held: Option<OwnedFd>,
+    held: OwnedFd,
     dev: u64,
     ino: u64,
     file_type: FileType,
@@ -98,42 +96,35 @@ pub struct PinnedFile {
 
 impl PinnedFile {
     /// Pins whatever is at `path` itself (a symbolic link is pinned, not followed).
-    #[cfg(target_os = "linux")]
     fn at(path: &Path) -> io::Result<PinnedFile> {
-        use rustix::fs::{Mode, OFlags};
-        let held = rustix::fs::open(path, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+        Self::at_in(rustix::fs::CWD, path)
+    }
+
+    /// Pins the entry `name` of the directory `dir`, without following a link.
+    fn at_in(dir: impl AsFd, name: impl rustix::path::Arg) -> io::Result<PinnedFile> {
+        let held = rustix::fs::openat(dir, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
         let stat = rustix::fs::fstat(&held)?;
-        Ok(PinnedFile {
-            dev: stat.st_dev,
-            ino: stat.st_ino,
-            file_type: FileType::from_raw_mode(stat.st_mode),
-            _held: Some(held),
-        })
+        Ok(PinnedFile { dev: stat.st_dev, ino: stat.st_ino, file_type: FileType::from_raw_mode(stat.st_mode), held })
     }
 
-    #[cfg(not(target_os = "linux"))]
-    fn at(path: &Path) -> io::Result<PinnedFile> {
-        use std::os::unix::fs::FileTypeExt;
-        let metadata = std::fs::symlink_metadata(path)?;
-        let kind = metadata.file_type();
-        let file_type = match () {
-            _ if kind.is_socket() => FileType::Socket,
-            _ if kind.is_file() => FileType::RegularFile,
-            _ if kind.is_dir() => FileType::Directory,
-            _ if kind.is_symlink() => FileType::Symlink,
-            _ if kind.is_fifo() => FileType::Fifo,
-            _ if kind.is_char_device() => FileType::CharacterDevice,
-            _ if kind.is_block_device() => FileType::BlockDevice,
-            _ => FileType::Unknown,
-        };
-        Ok(PinnedFile { dev: metadata.dev(), ino: metadata.ino(), file_type, _held: None })
+    /// Whether the entry `name` of `dir` is this file; `NotFound` if there is none.
+    fn is_in(&self, dir: impl AsFd, name: impl rustix::path::Arg) -> io::Result<bool> {
+        let stat = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+        Ok(stat.st_dev == self.dev && stat.st_ino == self.ino)
     }
 
-    /// Whether `path` names this file now; `NotFound` if nothing is there.
-    fn is_at(&self, path: &Path) -> io::Result<bool> {
-        let metadata = std::fs::symlink_metadata(path)?;
-        Ok(metadata.dev() == self.dev && metadata.ino() == self.ino)
+    /// A path that reaches this very file, whatever has been renamed since: the descriptor's
+    /// `/proc/self/fd` entry where `/proc` is mounted, else `fallback`.
+    fn reach(&self, fallback: &Path) -> PathBuf {
+        proc_fd_path(&self.held).unwrap_or_else(|| fallback.to_owned())
     }
+}
+
+/// `/proc/self/fd/N` for a descriptor, if `/proc` is mounted. It is short whatever the file's
+/// real path, so a socket in a private directory next to a 107-byte path can still be bound.
+fn proc_fd_path(fd: &impl AsRawFd) -> Option<PathBuf> {
+    let path = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    path.exists().then_some(path)
 }
 
 /// A kind of file that is not a socket.
@@ -199,7 +190,7 @@ pub enum BindError {
     Foreign {
         /// The socket path.
         path: PathBuf,
-        /// What is there.
+        /// What was found there.
         kind: ForeignKind,
     },
     /// SPEC: LIFE-PROBE-1
@@ -210,7 +201,7 @@ pub enum BindError {
         /// The underlying error.
         source: io::Error,
     },
-    /// The path could not be examined.
+    /// `lstat` of the path failed for a reason other than "nothing there".
     #[error("{path}: cannot inspect the path ({source})")]
     Inspect {
         /// The socket path.
@@ -224,7 +215,7 @@ pub enum BindError {
         /// The socket path.
         path: PathBuf,
     },
-    /// The stale socket could not be removed.
+    /// Moving the stale socket aside, or unlinking it there, failed.
     #[error("{path}: cannot remove the stale socket ({source})")]
     RemoveStale {
         /// The socket path.
@@ -233,14 +224,22 @@ pub enum BindError {
         source: io::Error,
     },
     /// SPEC: LIFE-RACE-2
-    #[error("{path}: something else took the path while starting (address in use); leaving it alone")]
+    #[error("{path}: something else took the path while starting; leaving it alone")]
     Raced {
         /// The socket path.
         path: PathBuf,
     },
-    /// `bind(2)` failed for another reason.
+    /// Binding, pinning or placing the new socket failed.
     #[error("{path}: cannot bind ({source})")]
     Bind {
+        /// The socket path.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// SPEC: LIFE-RACE-3 — a foreign file was moved aside and could not be put back.
+    #[error("{path}: {source}")]
+    Stranded {
         /// The socket path.
         path: PathBuf,
         /// The underlying error.
@@ -268,15 +267,15 @@ pub fn inspect(path: &Path) -> Result<Occupant, BindError> {
     Ok(Occupant::Foreign(kind))
 }
 
-/// Connects to a socket file to learn whether anyone listens. The connect is non-blocking so
-/// that a live server with a full backlog (`EAGAIN`) cannot hang the probe: it counts as live.
+/// Connects to the pinned socket file (through its descriptor, so the answer is about that
+/// file even if the path changed meanwhile) to learn whether anyone listens. The connect is
+/// non-blocking so that a live server with a full backlog (`EAGAIN`) cannot hang the probe: it
+/// counts as live.
 fn probe(path: &Path, pinned: PinnedFile) -> Result<Occupant, BindError> {
     let probe_error = |errno: Errno| BindError::Probe { path: path.to_owned(), source: errno.into() };
-    let address = SocketAddrUnix::new(path).map_err(probe_error)?;
-    let socket = nonblocking_socket().map_err(probe_error)?;
-    match rustix::net::connect(&socket, &address) {
-        // SPEC: LIFE-LIVE-1 — closed at once (dropping `socket`), without sending a byte.
-        Ok(()) | Err(Errno::AGAIN) => Ok(Occupant::LiveSocket),
+    match connect_nonblocking(&pinned.reach(path)).map_err(probe_error)? {
+        // SPEC: LIFE-LIVE-1 — closed at once (dropped), without sending a byte.
+        Ok(_) | Err(Errno::AGAIN) => Ok(Occupant::LiveSocket),
         // SPEC: LIFE-STALE-1 — only "refused" proves nobody listens.
         Err(Errno::CONNREFUSED) => Ok(Occupant::StaleSocket(pinned)),
         // SPEC: LIFE-PROBE-1
@@ -284,24 +283,167 @@ fn probe(path: &Path, pinned: PinnedFile) -> Result<Occupant, BindError> {
     }
 }
 
-/// A non-blocking, close-on-exec stream socket. macOS cannot create one with both flags set, so
-/// there they are set right after; everywhere else in one call, with no window.
-fn nonblocking_socket() -> Result<OwnedFd, Errno> {
-    #[cfg(not(target_vendor = "apple"))]
+/// A non-blocking connect: the outer error is about making the socket, the inner one is the
+/// connect's own answer.
+fn connect_nonblocking(path: &Path) -> Result<Result<OwnedFd, Errno>, Errno> {
+    let address = SocketAddrUnix::new(path)?;
     let socket = rustix::net::socket_with(
         AddressFamily::UNIX,
         SocketType::STREAM,
         SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
         None,
     )?;
-    #[cfg(target_vendor = "apple")]
-    let socket = {
-        let socket = rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::empty(), None)?;
-        rustix::io::fcntl_setfd(&socket, rustix::io::FdFlags::CLOEXEC)?;
-        rustix::io::ioctl_fionbio(&socket, true)?;
-        socket
-    };
-    Ok(socket)
+    Ok(rustix::net::connect(&socket, &address).map(|()| socket))
+}
+
+/// A path split into the directory that holds it (pinned by a descriptor) and its name there,
+/// so that every rename and comparison is about one directory even if its name changes.
+#[derive(Debug)]
+struct Place {
+    path: PathBuf,
+    parent: OwnedFd,
+    name: OsString,
+}
+
+impl Place {
+    fn of(path: &Path) -> io::Result<Place> {
+        let name = path
+            .file_name()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the path does not end in a file name"))?;
+        let parent = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        let parent = rustix::fs::open(parent, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+        Ok(Place { path: path.to_owned(), parent, name: name.to_owned() })
+    }
+}
+
+/// A directory the server creates next to its path (so renames between them stay on one
+/// filesystem), mode 0700, under a fresh name: nobody else can reach what is inside it.
+#[derive(Debug)]
+struct PrivateDir {
+    fd: OwnedFd,
+    name: OsString,
+    /// Its path, for messages and for systems without `/proc`.
+    path: PathBuf,
+}
+
+/// The name of the server's socket inside its private directory, and of a file moved aside.
+const BOUND: &str = "socket";
+const ASIDE: &str = "aside";
+
+impl PrivateDir {
+    fn create(place: &Place) -> io::Result<PrivateDir> {
+        static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+        loop {
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            let mut name = OsString::from(".");
+            name.push(&place.name);
+            name.push(format!(
+                ".udsping-{}-{}-{}",
+                std::process::id(),
+                SEQUENCE.fetch_add(1, Ordering::Relaxed),
+                nanos.subsec_nanos()
+            ));
+            match rustix::fs::mkdirat(&place.parent, &*name, Mode::from_raw_mode(0o700)) {
+                Ok(()) => {}
+                Err(Errno::EXIST) => continue,
+                Err(errno) => return Err(errno.into()),
+            }
+            let path = place.path.with_file_name(&name);
+            let opened = rustix::fs::openat(
+                &place.parent,
+                &*name,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            );
+            let fd = match opened {
+                Ok(fd) => fd,
+                Err(errno) => {
+                    let _ = rustix::fs::unlinkat(&place.parent, &*name, AtFlags::REMOVEDIR);
+                    return Err(errno.into());
+                }
+            };
+            // Between `mkdirat` and `openat` another user who may write the parent could have
+            // put a directory of their own under this name: only one owned by this user and
+            // closed to everyone else is private. (Not removed: it is not ours.)
+            let stat = rustix::fs::fstat(&fd)?;
+            if stat.st_uid != rustix::process::geteuid().as_raw() || stat.st_mode & 0o077 != 0 {
+                return Err(io::Error::other(format!("{} was replaced by another directory", path.display())));
+            }
+            return Ok(PrivateDir { fd, name, path });
+        }
+    }
+
+    /// A path to the entry `name` inside: through `/proc/self/fd` (short, and immune to the
+    /// directory being renamed) where it is mounted.
+    fn entry(&self, name: &str) -> PathBuf {
+        proc_fd_path(&self.fd).unwrap_or_else(|| self.path.clone()).join(name)
+    }
+
+    /// Removes the directory if it is empty and still the one created; a directory holding a
+    /// file that could not be put back stays, and its path is in the error that said so.
+    fn remove(self, place: &Place) {
+        let ours = rustix::fs::fstat(&self.fd)
+            .and_then(|mine| {
+                rustix::fs::statat(&place.parent, &*self.name, AtFlags::SYMLINK_NOFOLLOW)
+                    .map(|there| (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino))
+            })
+            .unwrap_or(false);
+        if ours {
+            let _ = rustix::fs::unlinkat(&place.parent, &*self.name, AtFlags::REMOVEDIR);
+        }
+    }
+}
+
+/// Renames `from` in `from_dir` to `to` in `to_dir` only if nothing is at `to`. Filesystems
+/// without `RENAME_NOREPLACE` (`EINVAL`) get the same guarantee from `link`, which never
+/// replaces, followed by removing the old name (only ever a name in a private directory).
+fn rename_noreplace(from_dir: &OwnedFd, from: &OsStr, to_dir: &OwnedFd, to: &OsStr) -> Result<(), Errno> {
+    match rustix::fs::renameat_with(from_dir, from, to_dir, to, RenameFlags::NOREPLACE) {
+        Err(Errno::INVAL) => {
+            rustix::fs::linkat(from_dir, from, to_dir, to, AtFlags::empty())?;
+            rustix::fs::unlinkat(from_dir, from, AtFlags::empty())
+        }
+        other => other,
+    }
+}
+
+/// Why [`remove_if`] did not finish.
+#[derive(Debug, thiserror::Error)]
+enum RemoveError {
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// SPEC: LIFE-RACE-3 — left where it is, and said where.
+    #[error("another file had taken the socket's place and could not be put back ({source}); it is now at {at}")]
+    Stranded { at: PathBuf, source: io::Error },
+}
+
+/// Removes the file at `place` if it is `expected`, without ever removing anything else, under
+/// any interleaving of other processes' renames (SPEC: LIFE-RACE-1, LIFE-RACE-3, LIFE-SHUT-2):
+/// whatever is at the path is first renamed into `private`, where nobody else can reach it,
+/// then compared with the held file. Ours is unlinked; anything else is renamed back unless the
+/// path was taken meanwhile, in which case it stays in `private` and the error names it.
+fn remove_if(place: &Place, expected: &PinnedFile, private: &PrivateDir) -> Result<Removal, RemoveError> {
+    match rename_noreplace(&place.parent, &place.name, &private.fd, OsStr::new(ASIDE)) {
+        Ok(()) => settle(place, expected, private),
+        Err(Errno::NOENT) => Ok(Removal::AlreadyGone),
+        Err(errno) => Err(io::Error::from(errno).into()),
+    }
+}
+
+/// The second half of [`remove_if`]: the file taken from the path is in `private`.
+fn settle(place: &Place, expected: &PinnedFile, private: &PrivateDir) -> Result<Removal, RemoveError> {
+    // A file whose identity cannot be read is not known to be ours: it goes back.
+    if expected.is_in(&private.fd, ASIDE).unwrap_or(false) {
+        rustix::fs::unlinkat(&private.fd, ASIDE, AtFlags::empty()).map_err(io::Error::from)?;
+        return Ok(Removal::Removed);
+    }
+    match rename_noreplace(&private.fd, OsStr::new(ASIDE), &place.parent, &place.name) {
+        Ok(()) => Ok(Removal::Replaced),
+        Err(errno) => Err(RemoveError::Stranded { at: private.path.join(ASIDE), source: errno.into() }),
+    }
 }
 
 /// The socket file a server created, pinned so that it removes only its own file. Dropping it
@@ -311,7 +453,7 @@ fn nonblocking_socket() -> Result<OwnedFd, Errno> {
 pub struct SocketFile {
     path: PathBuf,
     /// `None` for an abstract address, which has no file.
-    pinned: Option<PinnedFile>,
+    placed: Option<(Place, PinnedFile)>,
     removed: bool,
 }
 
@@ -334,20 +476,19 @@ impl SocketFile {
         &self.path
     }
 
-    /// Removes the file at the path if it is still the socket created by `bind`.
+    /// Removes the file at the path if it is still the socket created by `bind`; anything else
+    /// there is left (or put back) where it was (SPEC: LIFE-SHUT-2).
     pub fn remove_if_ours(&mut self) -> io::Result<Removal> {
         self.removed = true;
-        let Some(pinned) = &self.pinned else { return Ok(Removal::NoFile) };
+        let Some((place, pinned)) = &self.placed else { return Ok(Removal::NoFile) };
         // SPEC: LIFE-SHUT-2
-        match pinned.is_at(&self.path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Removal::AlreadyGone),
-            Err(e) => Err(e),
-            Ok(false) => Ok(Removal::Replaced),
-            Ok(true) => match std::fs::remove_file(&self.path) {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Removal::AlreadyGone),
-                other => other.map(|()| Removal::Removed),
-            },
-        }
+        let private = PrivateDir::create(place)?;
+        let removal = remove_if(place, pinned, &private);
+        private.remove(place);
+        removal.map_err(|e| match e {
+            RemoveError::Io(e) => e,
+            stranded => io::Error::other(stranded.to_string()),
+        })
     }
 }
 
@@ -359,48 +500,100 @@ impl Drop for SocketFile {
     }
 }
 
-/// The umask is per process; this keeps two binds in one process from interleaving their
-/// umask changes.
-static UMASK_LOCK: Mutex<()> = Mutex::new(());
-
 /// Makes `path` ready and binds a listener there whose file has exactly `mode` from the moment
-/// it exists (SPEC: LIFE-BIND-1, LIFE-STALE-1, LIFE-PERM-1, LIFE-PERM-2).
-///
-/// Other threads of this process that create files while the umask is narrowed get narrower
-/// modes for those microseconds; the server binds before it starts any thread of its own.
+/// it appears at the path (SPEC: LIFE-BIND-1, LIFE-STALE-1, LIFE-PERM-1, LIFE-PERM-2). The
+/// listener is returned non-blocking.
 pub fn bind(path: &Path, mode: u32) -> Result<(UnixListener, SocketFile), BindError> {
     check_path(path)?;
     if abstract_name(path).is_some() {
         return bind_abstract(path);
     }
-    match inspect(path)? {
-        Occupant::Vacant => {}
-        Occupant::StaleSocket(probed) => remove_stale(path, &probed)?,
+    let stale = match inspect(path)? {
+        Occupant::Vacant => None,
+        Occupant::StaleSocket(probed) => Some(probed),
         Occupant::LiveSocket => return Err(BindError::Live { path: path.to_owned() }),
         Occupant::Foreign(kind) => return Err(BindError::Foreign { path: path.to_owned(), kind }),
-    }
-    create(path, mode)
+    };
+    create(path, mode, stale.as_ref())
 }
 
-/// Binds at a path believed vacant; whatever appeared there meanwhile is left alone.
-fn create(path: &Path, mode: u32) -> Result<(UnixListener, SocketFile), BindError> {
-    // SPEC: TRN-SOCK-1 — `UnixListener` is AF_UNIX, SOCK_STREAM, bound to a filesystem path.
-    let listener = {
-        let _guard = UMASK_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        // A mode is u32 here and u16 on the BSDs; 0o777 fits either.
-        #[allow(clippy::unnecessary_cast)]
-        let restrict = rustix::fs::Mode::from_bits_truncate((!mode & 0o777) as rustix::fs::RawMode);
-        let previous = rustix::process::umask(restrict);
-        let bound = UnixListener::bind(path);
-        rustix::process::umask(previous);
-        bound
+/// Creates the socket file at `path`, removing `stale` first if it is given.
+fn create(path: &Path, mode: u32, stale: Option<&PinnedFile>) -> Result<(UnixListener, SocketFile), BindError> {
+    let bind_error = |source: io::Error| BindError::Bind { path: path.to_owned(), source };
+    let place = Place::of(path).map_err(bind_error)?;
+    let private = PrivateDir::create(&place).map_err(bind_error)?;
+    let placed = place_socket(&place, &private, mode, stale);
+    if placed.is_err() {
+        // SPEC: LIFE-BIND-2 — a start that fails removes what it created. Only this process
+        // has ever reached the private directory; a bound socket still in it is ours.
+        let _ = rustix::fs::unlinkat(&private.fd, BOUND, AtFlags::empty());
     }
-    .map_err(|source| match source.kind() {
-        io::ErrorKind::AddrInUse => BindError::Raced { path: path.to_owned() },
-        _ => BindError::Bind { path: path.to_owned(), source },
-    })?;
-    let pinned = PinnedFile::at(path).map_err(|source| BindError::Inspect { path: path.to_owned(), source })?;
-    Ok((listener, SocketFile { path: path.to_owned(), pinned: Some(pinned), removed: false }))
+    private.remove(&place);
+    let (listener, pinned) = placed?;
+    Ok((listener, SocketFile { path: path.to_owned(), placed: Some((place, pinned)), removed: false }))
+}
+
+/// Binds in `private`, checks and pins the new socket file, gives it its mode, removes the stale
+/// socket if there is one, and moves the new file to the path unless something is there.
+fn place_socket(
+    place: &Place,
+    private: &PrivateDir,
+    mode: u32,
+    stale: Option<&PinnedFile>,
+) -> Result<(UnixListener, PinnedFile), BindError> {
+    let path = &place.path;
+    let bind_error = |source: io::Error| BindError::Bind { path: path.to_owned(), source };
+    // SPEC: TRN-SOCK-1 — `UnixListener` is AF_UNIX, SOCK_STREAM, bound to a filesystem path.
+    let listener = UnixListener::bind(private.entry(BOUND)).map_err(bind_error)?;
+    listener.set_nonblocking(true).map_err(bind_error)?;
+    let pinned = PinnedFile::at_in(&private.fd, BOUND).map_err(bind_error)?;
+    let reach = pinned.reach(&private.path.join(BOUND));
+    // Owner read and write while the file is reachable by nobody else, so that the check
+    // below can connect whatever the final mode is.
+    rustix::fs::chmod(&reach, Mode::from_raw_mode(0o600)).map_err(|e| bind_error(e.into()))?;
+    if !is_listener_of(&listener, &reach).map_err(bind_error)? {
+        return Err(bind_error(io::Error::other("the socket bound in the private directory is not the one pinned")));
+    }
+    // SPEC: LIFE-PERM-1, LIFE-PERM-2 — the final mode is set before the file can be reached at
+    // the path, so it is never wider there.
+    rustix::fs::chmod(&reach, Mode::from_raw_mode(mode)).map_err(|e| bind_error(e.into()))?;
+    if let Some(probed) = stale {
+        // SPEC: LIFE-RACE-1, LIFE-STALE-1
+        match remove_if(place, probed, private) {
+            Ok(Removal::Removed | Removal::AlreadyGone | Removal::NoFile) => {}
+            Ok(Removal::Replaced) => return Err(BindError::Replaced { path: path.to_owned() }),
+            Err(RemoveError::Io(source)) => return Err(BindError::RemoveStale { path: path.to_owned(), source }),
+            Err(stranded) => {
+                return Err(BindError::Stranded {
+                    path: path.to_owned(),
+                    source: io::Error::other(stranded.to_string()),
+                })
+            }
+        }
+    }
+    // SPEC: LIFE-RACE-2 — the file appears at the path only if nothing is there.
+    match rename_noreplace(&private.fd, OsStr::new(BOUND), &place.parent, &place.name) {
+        Ok(()) => Ok((listener, pinned)),
+        Err(Errno::EXIST) => Err(BindError::Raced { path: path.to_owned() }),
+        Err(errno) => Err(bind_error(errno.into())),
+    }
+}
+
+/// Whether connecting to `reach` arrives at `listener` (from this very process): the pinned
+/// file is the socket that was bound, not something put in its place before it was pinned.
+/// An error says the check itself could not be made (out of descriptors, say).
+fn is_listener_of(listener: &UnixListener, reach: &Path) -> io::Result<bool> {
+    match connect_nonblocking(reach)? {
+        Ok(_connection) => {}
+        // Not a socket that listens, or not one this process may reach: not ours.
+        Err(Errno::CONNREFUSED | Errno::NOTSOCK | Errno::PROTOTYPE | Errno::AGAIN) => return Ok(false),
+        Err(errno) => return Err(errno.into()),
+    }
+    match listener.accept() {
+        Ok((accepted, _)) => Ok(rustix::net::sockopt::socket_peercred(&accepted)?.pid == rustix::process::getpid()),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// SPEC: TRN-ABSTRACT-1, TRN-ABSTRACT-2 — no file to inspect, protect or remove; a taken name
@@ -411,23 +604,8 @@ fn bind_abstract(path: &Path) -> Result<(UnixListener, SocketFile), BindError> {
         io::ErrorKind::AddrInUse => BindError::Live { path: path.to_owned() },
         _ => BindError::Bind { path: path.to_owned(), source },
     })?;
-    Ok((listener, SocketFile { path: path.to_owned(), pinned: None, removed: true }))
-}
-
-fn remove_stale(path: &Path, probed: &PinnedFile) -> Result<(), BindError> {
-    // SPEC: LIFE-RACE-1 — the file must still be the socket that refused the probe.
-    match probed.is_at(path) {
-        Ok(true) => {}
-        Ok(false) => return Err(BindError::Replaced { path: path.to_owned() }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => return Err(BindError::Inspect { path: path.to_owned(), source }),
-    }
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => {
-            Err(BindError::RemoveStale { path: path.to_owned(), source: e })
-        }
-        _ => Ok(()),
-    }
+    listener.set_nonblocking(true).map_err(|source| BindError::Bind { path: path.to_owned(), source })?;
+    Ok((listener, SocketFile { path: path.to_owned(), placed: None, removed: true }))
 }
 
 #[cfg(test)]
@@ -436,6 +614,22 @@ mod tests {
 
     fn stale_socket_at(path: &Path) {
         drop(UnixListener::bind(path).unwrap()); // std leaves the file behind: a stale socket
+    }
+
+    /// Entries of `dir`, sorted: shows no private directory was left behind.
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<_> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names
+    }
+
+    fn remove_at(path: &Path, expected: &PinnedFile) -> Result<Removal, RemoveError> {
+        let place = Place::of(path).unwrap();
+        let private = PrivateDir::create(&place).unwrap();
+        let removal = remove_if(&place, expected, &private);
+        private.remove(&place);
+        removal
     }
 
     // SPEC: LIFE-RACE-1 — a stale socket replaced by another one between probe and removal is
@@ -450,11 +644,12 @@ mod tests {
         // its number and passing for the old one.
         std::fs::remove_file(&path).unwrap();
         stale_socket_at(&path);
-        assert!(matches!(remove_stale(&path, &probed), Err(BindError::Replaced { .. })));
+        assert!(matches!(remove_at(&path, &probed), Ok(Removal::Replaced)));
         assert!(std::os::unix::fs::FileTypeExt::is_socket(&std::fs::symlink_metadata(&path).unwrap().file_type()));
+        assert_eq!(names(dir.path()), ["udsocket"]);
     }
 
-    // SPEC: LIFE-RACE-1 — a regular file put where the stale socket was is not removed.
+    // SPEC: LIFE-RACE-1 — a regular file put where the stale socket was is put back, not removed.
     #[test]
     fn stale_socket_replaced_by_a_file_is_left_alone() {
         let dir = tempfile::tempdir().unwrap();
@@ -463,36 +658,72 @@ mod tests {
         let Occupant::StaleSocket(probed) = inspect(&path).unwrap() else { panic!("must be stale") };
         std::fs::remove_file(&path).unwrap();
         std::fs::write(&path, b"user data").unwrap();
-        assert!(matches!(remove_stale(&path, &probed), Err(BindError::Replaced { .. })));
+        assert!(matches!(remove_at(&path, &probed), Ok(Removal::Replaced)));
         assert_eq!(std::fs::read(&path).unwrap(), b"user data");
+        assert_eq!(names(dir.path()), ["udsocket"]);
     }
 
-    /// The process umask now, read under the lock so no concurrent bind is in its window.
-    fn current_umask() -> rustix::fs::Mode {
-        let _guard = UMASK_LOCK.lock().unwrap();
-        let umask = rustix::process::umask(rustix::fs::Mode::from_bits_truncate(0o022));
-        rustix::process::umask(umask);
-        umask
-    }
-
-    // SPEC: LIFE-PERM-1 — binding narrows the umask only for the bind itself.
+    // SPEC: LIFE-RACE-1 — the probed socket itself is removed, and so is the private directory.
     #[test]
-    fn umask_is_restored_after_bind() {
+    fn the_probed_stale_socket_is_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let before = current_umask();
-        let (_listener, _file) = bind(&dir.path().join("udsocket"), 0o600).unwrap();
-        assert_eq!(current_umask(), before);
+        let path = dir.path().join("udsocket");
+        stale_socket_at(&path);
+        let Occupant::StaleSocket(probed) = inspect(&path).unwrap() else { panic!("must be stale") };
+        assert!(matches!(remove_at(&path, &probed), Ok(Removal::Removed)));
+        assert!(matches!(remove_at(&path, &probed), Ok(Removal::AlreadyGone)));
+        assert!(names(dir.path()).is_empty());
     }
 
-    // SPEC: LIFE-RACE-2 — a path taken after the stale socket was removed makes bind refuse,
-    // and nothing is removed.
+    // SPEC: LIFE-RACE-3 — a foreign file that was moved aside while the path was taken again is
+    // left in the private directory, never removed, and the error says where it is.
+    #[test]
+    fn a_file_that_cannot_be_put_back_is_kept_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("udsocket");
+        stale_socket_at(&path);
+        let Occupant::StaleSocket(probed) = inspect(&path).unwrap() else { panic!("must be stale") };
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, b"user data").unwrap();
+        let place = Place::of(&path).unwrap();
+        let private = PrivateDir::create(&place).unwrap();
+        // The first half of `remove_if`; then the path is taken before the file can go back.
+        rename_noreplace(&place.parent, &place.name, &private.fd, OsStr::new(ASIDE)).unwrap();
+        std::fs::write(&path, b"newer file").unwrap();
+        let error = settle(&place, &probed, &private).unwrap_err();
+        let aside = private.path.join(ASIDE);
+        assert!(matches!(&error, RemoveError::Stranded { at, .. } if *at == aside), "{error}");
+        assert!(error.to_string().contains(&aside.display().to_string()), "{error}");
+        assert_eq!(std::fs::read(&aside).unwrap(), b"user data");
+        assert_eq!(std::fs::read(&path).unwrap(), b"newer file");
+        private.remove(&place);
+        assert!(aside.exists(), "a directory holding a foreign file stays");
+    }
+
+    // SPEC: LIFE-RACE-2, LIFE-BIND-2 — a path taken after the stale socket was removed makes
+    // bind refuse; nothing is removed, and the refused bind leaves nothing of its own behind.
     #[test]
     fn path_taken_before_bind_is_refused_not_removed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("udsocket");
         let other = UnixListener::bind(&path).unwrap();
-        assert!(matches!(create(&path, 0o600), Err(BindError::Raced { .. })));
+        assert!(matches!(create(&path, 0o600, None), Err(BindError::Raced { .. })));
         assert!(std::os::unix::net::UnixStream::connect(&path).is_ok(), "the other listener still answers");
+        assert_eq!(names(dir.path()), ["udsocket"]);
         drop(other);
+    }
+
+    // SPEC: LIFE-PERM-1 — the file has its final mode when it appears, and the private
+    // directory is gone.
+    #[test]
+    fn bound_file_has_its_mode_and_no_private_directory_remains() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("udsocket");
+        let (_listener, mut file) = bind(&path, 0o640).unwrap();
+        assert_eq!(std::fs::symlink_metadata(&path).unwrap().permissions().mode() & 0o777, 0o640);
+        assert_eq!(names(dir.path()), ["udsocket"]);
+        assert_eq!(file.remove_if_ours().unwrap(), Removal::Removed);
+        assert!(names(dir.path()).is_empty());
     }
 }

@@ -134,9 +134,16 @@ fn ping_defaults_to_100_rounds_and_logs_like_the_seed() {
 }
 
 // SPEC: LIFE-SHUT-1 — SIGTERM and SIGINT: exit 0, file removed, open connections closed.
+// SPEC: LIFE-SHUT-3 — and likewise every other catchable signal whose default action ends the
+// process, SIGHUP and SIGQUIT first.
 #[rstest]
 #[case(signal_hook::consts::SIGTERM)]
 #[case(signal_hook::consts::SIGINT)]
+#[case(signal_hook::consts::SIGHUP)]
+#[case(signal_hook::consts::SIGQUIT)]
+#[case(signal_hook::consts::SIGUSR2)]
+#[case(signal_hook::consts::SIGALRM)]
+#[case(libc::SIGPWR)]
 fn signal_stops_the_server_and_removes_its_file(#[case] signal: i32) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("udsocket");
@@ -249,4 +256,125 @@ fn ping_reports_a_bad_server(#[case] reply: &'static [u8], #[case] message: &str
 #[test]
 fn demo_passes() {
     udsping().arg("demo").assert().success().stdout(predicate::str::contains("verdict: PASS"));
+}
+
+// No panics: an absurd duration is a usage error (exit 2), not an overflow.
+#[rstest]
+#[case(&["serve", "--stats-interval", "500000000000years"])]
+#[case(&["serve", "--idle-timeout", "500000000000years"])]
+#[case(&["ping", "--timeout", "500000000000years"])]
+#[case(&["ping", "--timeout", "soon"])]
+fn absurd_durations_are_usage_errors(#[case] args: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let output = udsping().current_dir(dir.path()).args(args).output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("panicked"));
+}
+
+// No panics: a full stdout is a one-line error and exit 1.
+#[test]
+fn ping_to_a_full_stdout_fails_with_one_line() {
+    let server = TestServer::start();
+    for extra in [&[][..], &["--log-messages"][..]] {
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let output = Command::cargo_bin("udsping")
+            .unwrap()
+            .args(["ping", "--rounds", "3", "--socket"])
+            .arg(&server.path)
+            .args(extra)
+            .stdout(full)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{extra:?}: {stderr}");
+        assert!(stderr.starts_with("udsping: cannot write") && stderr.lines().count() == 1, "{extra:?}: {stderr}");
+    }
+}
+
+// No panics: a reader that goes away (`| head -1`) ends the command quietly; the rounds still
+// complete, so the status is 0.
+#[test]
+fn ping_into_a_closed_pipe_ends_quietly() {
+    let server = TestServer::start();
+    let mut child = Command::cargo_bin("udsping")
+        .unwrap()
+        .args(["ping", "--log-messages", "--rounds", "2000", "--socket"])
+        .arg(&server.path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 1];
+    child.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+    drop(child.stdout.take()); // like `head -c 1`
+    let mut guard = ChildGuard::new(child);
+    let status = guard.wait_exit(DEADLINE);
+    let mut stderr = String::new();
+    guard.0.as_mut().unwrap().stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+}
+
+// SPEC: CLT-TIMEOUT-1 — a server that accepts and never replies: the client gives up, exits 1
+// and says what it waited for.
+#[test]
+fn ping_gives_up_on_a_silent_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("udsocket");
+    let listener = UnixListener::bind(&path).unwrap();
+    let holder = thread::spawn(move || listener.accept().map(|(stream, _)| stream));
+    udsping()
+        .args(["ping", "--timeout", "300ms", "--socket"])
+        .arg(&path)
+        .timeout(DEADLINE)
+        .assert()
+        .code(1)
+        .stderr(one_error_line("gave up after 300ms: no reply to round 1's ping"));
+    drop(holder.join().unwrap());
+}
+
+// SPEC: CLT-TIMEOUT-1 — a full listen backlog is a timeout, not a hang.
+#[test]
+fn ping_gives_up_on_a_full_backlog() {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("udsocket");
+    let listener = rustix::net::socket(AddressFamily::UNIX, SocketType::STREAM, None).unwrap();
+    let address = SocketAddrUnix::new(&path).unwrap();
+    rustix::net::bind(&listener, &address).unwrap();
+    rustix::net::listen(&listener, 0).unwrap();
+    // Never accepted: fill the backlog until the kernel says EAGAIN.
+    let mut queued = Vec::new();
+    loop {
+        let client =
+            rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::NONBLOCK, None).unwrap();
+        match rustix::net::connect(&client, &address) {
+            Ok(()) => queued.push(client),
+            Err(rustix::io::Errno::AGAIN) => break,
+            Err(e) => panic!("connect: {e}"),
+        }
+        assert!(queued.len() < 10_000, "the backlog never filled");
+    }
+    udsping()
+        .args(["ping", "--timeout", "300ms", "--socket"])
+        .arg(&path)
+        .timeout(DEADLINE)
+        .assert()
+        .code(1)
+        .stderr(one_error_line("gave up after 300ms: the connection was not accepted"));
+    drop((queued, listener));
+}
+
+// SPEC: LIFE-SHUT-3, SRV-LOG-1 — SIGXFSZ (a log file over the size limit) neither kills nor stops
+// the server.
+#[test]
+fn sigxfsz_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("udsocket");
+    let mut server = spawn_server(&path, &[]);
+    server.signal(signal_hook::consts::SIGXFSZ);
+    udsping().args(["ping", "--rounds", "5", "--socket"]).arg(&path).assert().success();
+    assert!(server.0.as_mut().unwrap().try_wait().unwrap().is_none(), "SIGXFSZ ended the server");
+    server.signal(signal_hook::consts::SIGTERM);
+    assert!(server.wait_exit(DEADLINE).success());
 }

@@ -117,6 +117,21 @@ fn next_line_containing(lines: &mpsc::Receiver<String>, needle: &str) -> String 
     }
 }
 
+/// How many descriptors `pid` has open, once it is quiet (its readiness probe's closed).
+fn open_descriptors(pid: i32) -> u64 {
+    let count = || std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count() as u64).unwrap_or(0);
+    let mut last = count();
+    // Settled when two readings 50 ms apart agree (the probe's connection thread has ended).
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = count();
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
 fn cpu_seconds(pid: i32) -> f64 {
     udsping::process::cpu_time(pid as u32).expect("the server's /proc/PID/stat").as_secs_f64()
 }
@@ -130,9 +145,9 @@ fn descriptor_exhaustion_backs_off_and_recovers() {
     let (server, _stderr) = serve_child(&path, &[]);
     let pid = rustix::process::Pid::from_raw(server.pid()).unwrap();
     let maximum = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum;
-    let limit = rustix::process::Rlimit { current: Some(24), maximum };
+    let limit = rustix::process::Rlimit { current: Some(open_descriptors(server.pid()) + 3), maximum };
     let original = rustix::process::prlimit(Some(pid), rustix::process::Resource::Nofile, limit).unwrap();
-    // Each connection costs the server a descriptor: far more clients than fit.
+    // Each connection costs the server a descriptor: room for three, and far more clients.
     let mut clients: Vec<_> = (0..30).map(|_| connect(&path)).collect();
     for client in &mut clients {
         client.write_all(b"ping").unwrap();
@@ -263,4 +278,302 @@ fn process_cpu_time_agrees_with_getrusage() {
     let difference = from_rusage.abs_diff(from_proc);
     // Clock ticks are 10 ms, and other tests' threads run between the two readings.
     assert!(difference < Duration::from_millis(150), "/proc says {from_proc:?}, getrusage {from_rusage:?}");
+}
+
+/// `udsping serve` as a child with the given stdout and stderr, waited for until it listens.
+fn serve_child_with(path: &std::path::Path, extra: &[&str], stdout: Stdio, stderr: Stdio) -> ChildGuard {
+    let child = Command::cargo_bin("udsping")
+        .unwrap()
+        .arg("serve")
+        .arg("--socket")
+        .arg(path)
+        .args(extra)
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let guard = ChildGuard::new(child);
+    wait_for_listener(path);
+    guard
+}
+
+/// A pipe whose read end is already closed: every write to it fails with EPIPE.
+fn broken_pipe() -> Stdio {
+    let (reader, writer) = rustix::pipe::pipe().unwrap();
+    drop(reader);
+    Stdio::from(writer)
+}
+
+// SPEC: SRV-LOG-1 — with stderr a broken pipe, log lines (SIGUSR1's counts, refusals, the
+// periodic counts) cost nothing: the server serves on, and SIGTERM still ends it cleanly.
+#[test]
+fn a_log_reader_that_went_away_kills_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("udsocket");
+    let extra = ["--stats-interval", "10ms", "--allow-uid", "0", "--allow-uid", "4242"];
+    let mut server = serve_child_with(&path, &extra, broken_pipe(), broken_pipe());
+    for _ in 0..20 {
+        server.signal(signal_hook::consts::SIGUSR1);
+    }
+    let summary = client::run(&ClientConfig { rounds: 200, ..ClientConfig::new(&path) });
+    assert_eq!(summary.expect("served with a broken stderr").rounds, 200);
+    assert!(server.0.as_mut().unwrap().try_wait().unwrap().is_none(), "the server died");
+    server.signal(signal_hook::consts::SIGTERM);
+    assert!(server.wait_exit(DEADLINE).success());
+    assert!(!path.exists(), "the socket file must be removed");
+}
+
+// SPEC: SRV-LOG-1 — with `--log-messages` and a stdout nobody reads, replies are not held up:
+// far more lines than a pipe and the queue hold are dropped and counted, and the count is
+// reported on stderr.
+#[test]
+fn an_unread_log_stalls_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("udsocket");
+    let (unread, _kept_open) = {
+        let (reader, writer) = rustix::pipe::pipe().unwrap();
+        (Stdio::from(writer), reader)
+    };
+    let mut server = serve_child_with(&path, &["--log-messages"], unread, Stdio::piped());
+    // Two lines per ping: 64 KiB of pipe and 4096 queued lines are full well before the end.
+    let summary = client::run(&ClientConfig { rounds: 20_000, ..ClientConfig::new(&path) });
+    assert_eq!(summary.expect("served with an unread stdout").rounds, 20_000);
+    server.signal(signal_hook::consts::SIGTERM);
+    assert!(server.wait_exit(DEADLINE).success(), "SIGTERM works with an unread stdout");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut server.0.as_mut().unwrap().stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("log lines were dropped"), "{stderr}");
+}
+
+// SPEC: LIFE-CRED-2 — refusals are logged one by one only a few at a time; the rest are summed
+// up, and the lines account for every refusal.
+#[test]
+fn refusal_lines_are_rate_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("udsocket");
+    // This test's own uid is not allowed, so every connection it makes is refused.
+    let uid = rustix::process::getuid().as_raw();
+    let (mut server, lines) = serve_child(&path, &["--allow-uid", &(uid + 1).to_string()]);
+    let attempts = 2000;
+    for _ in 0..attempts {
+        drop(connect(&path));
+    }
+    // Quiet once every attempt (and the readiness probe) was counted; every line is kept.
+    let mut seen = Vec::new();
+    let counted = format!("accepted {}, refused {}", attempts + 1, attempts + 1);
+    assert!(wait_until(DEADLINE, || {
+        server.signal(signal_hook::consts::SIGUSR1);
+        while let Ok(line) = lines.recv_timeout(SHORT) {
+            seen.push(line);
+        }
+        seen.iter().any(|line| line.contains(&counted))
+    }));
+    server.signal(signal_hook::consts::SIGTERM);
+    assert!(server.wait_exit(DEADLINE).success());
+    // The reader thread ends with the server's stderr: then every line is in.
+    seen.extend(lines.iter());
+    let refused = attempts + 1;
+    let (mut singles, mut summed) = (0u64, 0u64);
+    for line in seen {
+        if line.contains("refused a connection from pid") {
+            singles += 1;
+        } else if let Some(more) = line.split("refused ").nth(1).filter(|_| line.contains("more connections from uid"))
+        {
+            summed += more.split(' ').next().unwrap().parse::<u64>().unwrap();
+        }
+    }
+    assert!(singles < attempts, "{singles} refusals logged one by one: not rate-limited");
+    assert_eq!(singles + summed, refused, "the lines account for every refusal");
+}
+
+// SPEC: SRV-COUNT-1, WIRE-CLOSE-1 — a client that leaves with pongs unread (its close reaches
+// the server as a reset, or as a failed write) ended by EOF, not by an IO error.
+#[test]
+fn a_client_that_leaves_with_pongs_unread_counts_as_eof() {
+    let server = common::TestServer::start();
+    for _ in 0..20 {
+        let mut stream = connect(&server.path);
+        stream.write_all(&b"ping".repeat(4096)).unwrap();
+        drop(stream);
+    }
+    let stats = server.wait_for_ended(20);
+    assert_eq!((stats.ended_by_eof, stats.ended_by_io_error), (20, 0), "{stats:?}");
+}
+
+/// Runs `udsping` as user and group 65534 (nobody) with `groups` as supplementary groups.
+fn as_nobody(groups: &str) -> Command {
+    let mut command = Command::new("setpriv");
+    command.args(["--reuid=65534", "--regid=65534"]);
+    if groups.is_empty() {
+        command.arg("--clear-groups");
+    } else {
+        command.arg(format!("--groups={groups}"));
+    }
+    command.arg("--").arg(assert_cmd::cargo::cargo_bin("udsping"));
+    command
+}
+
+/// Runs `program` as user and group 65534 (nobody), without supplementary groups.
+fn as_nobody_running(program: &str) -> Command {
+    let mut command = Command::new("setpriv");
+    command.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--", program]);
+    command
+}
+
+fn can_run_as_nobody() -> bool {
+    rustix::process::geteuid().is_root()
+        && Command::new("setpriv").arg("--version").output().is_ok_and(|o| o.status.success())
+}
+
+// SPEC: LIFE-CRED-1 — an allowed gid matches a peer's supplementary group, not only its
+// primary one. Needs root and setpriv, to run the client as another user.
+#[test]
+fn allowed_gid_matches_supplementary_groups() {
+    if !can_run_as_nobody() {
+        eprintln!("SKIPPED: not root or no setpriv, so no client can be run with other groups here");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = dir.path().join("udsocket");
+    let (_server, lines) = serve_child(&path, &["--allow-gid", "4242", "--mode", "0666"]);
+    let ping =
+        |groups: &str| as_nobody(groups).args(["ping", "--rounds", "3", "--socket"]).arg(&path).output().unwrap();
+    let served = ping("4243,4242");
+    assert!(served.status.success(), "{}", String::from_utf8_lossy(&served.stderr));
+    let refused = ping("4243");
+    assert_eq!(refused.status.code(), Some(1));
+    // (The readiness probe, from this test's own uid, was refused first.)
+    let logged = next_line_containing(&lines, "(uid 65534, gid 65534)");
+    assert!(logged.contains("refused a connection"), "{logged}");
+}
+
+// SPEC: SRV-ACCEPT-1 — when no thread can be started for a client (a process limit), the
+// client waits connected instead of being closed unanswered, and is served once threads can
+// be started again; SIGTERM works meanwhile. Needs root, to run the server as a user whose
+// process limit applies.
+#[test]
+fn a_client_waits_while_no_thread_can_be_started() {
+    if !can_run_as_nobody() {
+        eprintln!("SKIPPED: not root or no setpriv, so the server cannot run under a process limit here");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let path = dir.path().join("udsocket");
+    let child = as_nobody("").arg("serve").arg("--socket").arg(&path).stderr(Stdio::null()).spawn().unwrap();
+    let mut server = ChildGuard::new(child);
+    wait_for_listener(&path);
+    // prlimit(2) on another user's process needs CAP_SYS_RESOURCE, which root may lack (in a
+    // container): the limit is set by a process of the same user instead. Soft limit only.
+    let soft = |limit: String| {
+        let mut set = as_nobody_running("prlimit");
+        set.arg(format!("--pid={}", server.pid())).arg(format!("--nproc={limit}:"));
+        assert!(set.status().unwrap().success(), "prlimit --nproc={limit}");
+    };
+    let original = rustix::process::getrlimit(rustix::process::Resource::Nproc).current;
+    let original = original.map_or("unlimited".to_string(), |n| n.to_string());
+    soft("1".into());
+    let mut waiting = connect(&path);
+    waiting.write_all(b"ping").unwrap();
+    // A correct server never answers here (it cannot start a thread), so this cannot fail
+    // spuriously; it catches a server that closes the client instead.
+    waiting.set_read_timeout(Some(SHORT)).unwrap();
+    let mut early = [0u8; 4];
+    match std::io::Read::read(&mut waiting, &mut early) {
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+        other => panic!("the waiting client was answered or closed: {other:?}"),
+    }
+    let spent = cpu_seconds(server.pid());
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(cpu_seconds(server.pid()) - spent < 0.3, "the server spins while it cannot start threads");
+    soft(original);
+    assert_eq!(read_exactly(&mut waiting, 4), b"pong", "served once threads can be started");
+    drop(waiting);
+    soft("1".into());
+    server.signal(signal_hook::consts::SIGTERM);
+    assert!(server.wait_exit(DEADLINE).success(), "SIGTERM works while no thread can be started");
+    assert!(!path.exists());
+}
+
+// SPEC: SRV-ACCEPT-1, LIFE-SHUT-1 — SIGTERM works while accept fails for want of descriptors,
+// and the socket file is still removed.
+#[test]
+fn sigterm_works_while_out_of_descriptors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("udsocket");
+    let (mut server, _stderr) = serve_child(&path, &[]);
+    let pid = rustix::process::Pid::from_raw(server.pid()).unwrap();
+    let maximum = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum;
+    let open = open_descriptors(server.pid());
+    let limit = rustix::process::Rlimit { current: Some(open + 3), maximum };
+    rustix::process::prlimit(Some(pid), rustix::process::Resource::Nofile, limit).unwrap();
+    let clients: Vec<_> = (0..30).map(|_| connect(&path)).collect();
+    assert!(wait_until(DEADLINE, || open_descriptors(server.pid()) >= open + 3), "never out of descriptors");
+    server.signal(signal_hook::consts::SIGTERM);
+    assert!(server.wait_exit(DEADLINE).success());
+    assert!(!path.exists(), "the socket file must be removed");
+    drop(clients);
+}
+
+// SPEC: LIFE-BIND-2 — wherever start-up runs out of descriptors (a limit lowered step by step
+// until the server starts), it fails with one line and leaves nothing behind: no socket file,
+// no private directory.
+#[test]
+fn a_start_that_fails_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("udsocket");
+    // Below 8 the dynamic loader itself may run out (exit 127) before `main`.
+    for limit in 8..64 {
+        let child = Command::new("prlimit")
+            .arg(format!("--nofile={limit}:{limit}"))
+            .arg(assert_cmd::cargo::cargo_bin("udsping"))
+            .arg("serve")
+            .arg("--socket")
+            .arg(&path)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut server = ChildGuard::new(child);
+        let mut exited = None;
+        let listening = wait_until(DEADLINE, || {
+            exited = server.0.as_mut().unwrap().try_wait().unwrap();
+            exited.is_some() || std::os::unix::net::UnixStream::connect(&path).is_ok()
+        });
+        assert!(listening, "limit {limit}: neither failed nor listened");
+        if exited.is_none() {
+            server.signal(signal_hook::consts::SIGTERM);
+            assert!(server.wait_exit(DEADLINE).success());
+            assert!(limit > 8, "the server started even with {limit} descriptors: nothing was tested");
+            return;
+        }
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut server.0.as_mut().unwrap().stderr.take().unwrap(), &mut stderr).unwrap();
+        assert_eq!(exited.unwrap().code(), Some(1), "limit {limit}: {stderr}");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(left.is_empty(), "limit {limit}: left behind {left:?} ({stderr})");
+    }
+    panic!("the server never started");
+}
+
+// SPEC: SRV-LOG-1 — with a stderr pipe that is full and never read, the lines still coming
+// (periodic counts, SIGUSR1's) stall nothing: clients are served and SIGTERM works.
+#[test]
+fn a_full_unread_stderr_stalls_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("udsocket");
+    let (reader, writer) = rustix::pipe::pipe().unwrap();
+    let mut server = serve_child_with(&path, &["--stats-interval", "1ms"], Stdio::null(), Stdio::from(writer));
+    // Full: the pipe holds 64 KiB by default; wait until nearly all of it is taken.
+    let queued = || rustix::io::ioctl_fionread(&reader).unwrap_or(0);
+    assert!(wait_until(DEADLINE, || queued() >= 60 * 1024), "stderr never filled: {} bytes", queued());
+    for _ in 0..20 {
+        server.signal(signal_hook::consts::SIGUSR1);
+    }
+    let summary = client::run(&ClientConfig { rounds: 200, ..ClientConfig::new(&path) });
+    assert_eq!(summary.expect("served with a full stderr").rounds, 200);
+    server.signal(signal_hook::consts::SIGTERM);
+    assert!(server.wait_exit(DEADLINE).success(), "SIGTERM works with a full stderr");
+    assert!(!path.exists(), "the socket file must be removed");
+    drop(reader);
 }

@@ -120,9 +120,10 @@ fn soak() {
     let pid = server.pid();
     let (tasks, fds) = (format!("/proc/{pid}/task"), format!("/proc/{pid}/fd"));
     // Idle: the readiness probe was accepted and has ended, and its thread is gone (the
-    // thread exits after closing its descriptor).
+    // thread exits after closing its descriptor): the main thread and the log writer's remain.
     let idle = wait_until(DEADLINE, || {
-        counts(&server).contains("accepted 1, refused 0, open 0,") && count_entries(tasks.clone()) == 1
+        counts(&server).contains("accepted 1, refused 0, open 0,")
+            && count_entries(tasks.clone()) == 1 + udsping::logger::WRITER_THREADS
     });
     assert!(idle, "the server did not become idle after the readiness probe");
     let (idle_threads, idle_fds) = (count_entries(tasks.clone()), count_entries(fds.clone()));
