@@ -86,12 +86,14 @@ fn parse_seconds(text: &str) -> Result<f64, String> {
     }
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum RoleArg {
     /// CMD is a server: the gate plays clients against it.
     Server,
     /// CMD is a client: the gate plays the server.
     Client,
+    /// No CMD: write the stream cases and generated scripts as JSON test vectors into DIR.
+    Export,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -145,6 +147,26 @@ pub struct ConformArgs {
     /// the socket-file cases are skipped and the abstract-address cases (SPEC.md 7.6) run.
     #[arg(long = "abstract")]
     pub abstract_address: bool,
+    /// After the fixed cases, run generated conversations against the server (or generated
+    /// servers against the client) and shrink the first failure (deterministic for a --seed).
+    #[arg(long)]
+    pub explore: bool,
+    /// Generated conversations for --explore (default: 200 for a server, 60 for a client), or
+    /// generated vectors for `export` (default: 200).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub cases: Option<u32>,
+    /// Seed of the generated conversations [default: from the clock; the report names it].
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+    /// Stop generating conversations after this long (a failure found in time is still shrunk).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION", requires = "explore")]
+    pub explore_time: Option<std::time::Duration>,
+    /// Instead of the cases, play the scripts in FILE: a script, or a JSON report of --explore.
+    #[arg(long, value_name = "FILE", conflicts_with = "explore")]
+    pub replay: Option<PathBuf>,
+    /// For `export`: the directory to write the test vectors into.
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
     /// The implementation under test.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -309,14 +331,26 @@ fn demo(args: DemoArgs) -> Result<(), String> {
 fn conform(args: ConformArgs) -> ExitCode {
     use crate::conform::harness::{Addressing, Target};
     use crate::conform::{self, report, Options, Role};
-    let role = match args.role {
-        RoleArg::Server => Role::Server,
-        RoleArg::Client => Role::Client,
-    };
     let usage = |message: String| {
         eprintln!("udsping: {message}");
         ExitCode::from(EXIT_USAGE)
     };
+    let role = match args.role {
+        RoleArg::Server => Role::Server,
+        RoleArg::Client => Role::Client,
+        RoleArg::Export => return export(&args),
+    };
+    if !args.explore && (args.cases.is_some() || args.seed.is_some()) {
+        return usage(
+            "--cases and --seed choose generated conversations: add --explore (or use `conform export`)".into(),
+        );
+    }
+    if args.dir.is_some() {
+        return usage("a directory is only for `conform export DIR`; the command to test goes after `--`".into());
+    }
+    if role == Role::Client && args.replay.is_some() {
+        return usage("--replay plays scripts against servers; a client has none to replay".into());
+    }
     let patterns = |texts: &[String]| -> Result<Vec<glob::Pattern>, String> {
         texts.iter().map(|t| glob::Pattern::new(t).map_err(|e| format!("bad pattern {t:?}: {e}"))).collect()
     };
@@ -350,7 +384,33 @@ fn conform(args: ConformArgs) -> ExitCode {
     if let Err(message) = conform::check_target(&target) {
         return usage(message);
     }
-    let suite = conform::run(role, &target, &options);
+    let mut explore = conform::explore::ExploreOptions {
+        timeout: options.timeout,
+        jobs: options.jobs,
+        addressing: options.addressing,
+        time: args.explore_time,
+        ..conform::explore::ExploreOptions::new(args.seed.unwrap_or_else(conform::explore::random_seed))
+    };
+    if let Some(cases) = args.cases {
+        (explore.cases, explore.client_cases) = (cases, cases);
+    }
+    let suite = match &args.replay {
+        Some(file) => {
+            let scripts = match conform::script::load_file(file) {
+                Ok(scripts) => scripts,
+                Err(e) => return usage(format!("cannot replay {}: {e}", file.display())),
+            };
+            let cases = conform::explore::replay(&scripts, &target, &explore);
+            conform::SuiteReport { role, target: target.clone(), options: options.clone(), cases }
+        }
+        None => {
+            let mut suite = conform::run(role, &target, &options);
+            if args.explore {
+                suite.cases.extend(conform::explore::explore_all(role, &target, &explore));
+            }
+            suite
+        }
+    };
     let human = report::human(&suite, args.verbose);
     let formatted = match args.format {
         FormatArg::Human => human.clone(),
@@ -371,6 +431,26 @@ fn conform(args: ConformArgs) -> ExitCode {
         None => print!("{formatted}"),
     }
     ExitCode::from(suite.exit_code())
+}
+
+/// `udsping conform export DIR`: the stream cases and generated scripts as JSON test vectors.
+fn export(args: &ConformArgs) -> ExitCode {
+    let Some(dir) = &args.dir else {
+        eprintln!("udsping: conform export needs a directory, for example: udsping conform export vectors/");
+        return ExitCode::from(EXIT_USAGE);
+    };
+    let seed = args.seed.unwrap_or(0);
+    let cases = args.cases.unwrap_or(crate::conform::explore::DEFAULT_CASES);
+    match crate::conform::export::write(dir, seed, cases) {
+        Ok(written) => {
+            println!("conform export: wrote {written} files to {} (seed {seed})", dir.display());
+            ExitCode::from(EXIT_OK)
+        }
+        Err(e) => {
+            eprintln!("udsping: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
 }
 
 /// An argument naming an existing file relative to the current directory, made absolute,

@@ -5,13 +5,27 @@
 //! - [`server_cases`], [`client_cases`]: the cases, named by the SPEC.md section they check
 //!   (`server/5.3/...`) and listing the requirement IDs they hold the implementation to.
 //! - [`report`]: human, JSON and JUnit reports, organised like SPEC.md.
+//! - [`script`]: a conversation as a value and the one runner that plays it; [`model`]
+//!   computes a script's expectations from the protocol core; [`rows`] holds the stream cases
+//!   of sections 4.2 to 5.4 as data.
+//! - [`explore`]: generated conversations against a server, shrunk and confirmed (`--explore`,
+//!   `--replay`); [`explore_lifecycle`]: generated lifecycles of the socket file (section 7);
+//!   [`explore_client`]: generated servers against a client; [`export`]: the
+//!   stream cases and generated scripts as JSON test vectors (`conform export DIR`).
 //!
 //! A case's level is the strongest level among its requirements, read from SPEC.md itself, so a
 //! case cannot claim to check a MUST that SPEC.md calls a SHOULD.
 
 pub mod client_cases;
+pub mod explore;
+pub mod explore_client;
+pub mod explore_lifecycle;
+pub mod export;
 pub mod harness;
+pub mod model;
 pub mod report;
+pub mod rows;
+pub mod script;
 pub mod server_cases;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -144,6 +158,8 @@ pub struct CaseReport {
     pub duration: Duration,
     pub message: Option<String>,
     pub transcript: Option<Transcript>,
+    /// For a script-shaped case (exploration, replay): the script and how it failed.
+    pub script: Option<Box<explore::ScriptReport>>,
 }
 
 /// How to run the suite.
@@ -283,6 +299,7 @@ fn run_case(case: &Case, requirements: &[Requirement<'_>], target: &Target, opti
         duration: Duration::ZERO,
         message: None,
         transcript: None,
+        script: None,
     };
     if !options.selects(case) {
         report.message = Some("not selected by --only/--skip".into());

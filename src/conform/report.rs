@@ -137,6 +137,7 @@ pub fn json(report: &SuiteReport) -> String {
                 "duration_ms": c.duration.as_millis() as u64,
                 "message": c.message,
                 "transcript": c.transcript.as_ref().map(transcript_json),
+                "script": c.script.as_ref().map(|s| serde_json::to_value(s).expect("a script serializes")),
             })
         })
         .collect();

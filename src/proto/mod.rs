@@ -7,9 +7,12 @@
 //! - [`decoder`]: the client-to-server grammar (SPEC.md section 4).
 //! - [`server`]: what a server owes for what it received (SPEC.md section 5).
 //! - [`client`]: a lock-step client's rounds and reply checking (SPEC.md section 6).
+//! - [`grammar`]: SPEC.md section 4.4's table and an independent oracle of the grammar, shared
+//!   by tests, the gate and the fuzzers.
 
 pub mod client;
 pub mod decoder;
+pub mod grammar;
 pub mod server;
 
 pub use client::{ClientSession, ProtocolError, ReplyBytes};
