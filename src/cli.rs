@@ -193,6 +193,26 @@ pub struct ConformArgs {
     /// the socket-file cases are skipped and the abstract-address cases (SPEC.md 7.6) run.
     #[arg(long = "abstract")]
     pub abstract_address: bool,
+    /// After the fixed cases, run generated conversations against the server (or generated
+    /// servers against the client) and shrink the first failure (deterministic for a --seed).
+    #[arg(long)]
+    pub explore: bool,
+    /// Generated conversations for --explore (default: 200 for a server, 60 for a client), or
+    /// generated vectors for `export` (default: 200).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub cases: Option<u32>,
+    /// Seed of the generated conversations [default: from the clock; the report names it].
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+    /// Stop generating conversations after this long (a failure found in time is still shrunk).
+    #[arg(long, value_parser = parse_positive_duration, value_name = "DURATION", requires = "explore")]
+    pub explore_time: Option<Duration>,
+    /// Instead of the cases, play the scripts in FILE: a script, or a JSON report of --explore.
+    #[arg(long, value_name = "FILE", conflicts_with = "explore")]
+    pub replay: Option<PathBuf>,
+    /// For `export`: the directory to write the test vectors into.
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
     /// The implementation under test.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -205,6 +225,8 @@ pub enum RoleArg {
     Server,
     /// CMD is a client: the gate plays the server.
     Client,
+    /// No CMD: write the stream cases and generated scripts as JSON test vectors into DIR.
+    Export,
 }
 
 /// `conform --format`.
@@ -390,6 +412,18 @@ pub enum UsageError {
     /// `bench --compare FILE` names no readable report.
     #[error("{0}")]
     Compare(#[source] Box<bench::BenchError>),
+    /// `--cases`/`--seed` without `--explore`, a DIR outside `export`, `--replay` for a client,
+    /// `export` without a DIR.
+    #[error("{0}")]
+    Explore(&'static str),
+    /// `--replay FILE` names no readable script or report.
+    #[error("cannot replay {}: {source}", path.display())]
+    Replay {
+        /// The file given.
+        path: PathBuf,
+        /// Why it is not a script.
+        source: conform::script::LoadError,
+    },
     /// The gate cannot run at all: nothing selected, a socket path too long for `sun_path`.
     #[error(transparent)]
     Gate(conform::GateError),
@@ -428,7 +462,16 @@ pub enum Config {
         json: bool,
     },
     /// Run the gate.
-    Conform(ConformConfig),
+    Conform(Box<ConformConfig>),
+    /// Write the gate's data cases and generated scripts as JSON test vectors.
+    ConformExport {
+        /// Where to write them.
+        dir: PathBuf,
+        /// The seed of the generated scripts.
+        seed: u64,
+        /// How many generated scripts.
+        cases: u32,
+    },
     /// Run the benchmark.
     Bench(Box<BenchConfig>),
     /// Print a completion script.
@@ -448,6 +491,10 @@ pub struct ConformConfig {
     pub options: Options,
     /// What the selection check found odd but not fatal (a pattern that matches nothing).
     pub warnings: Vec<String>,
+    /// Generated conversations after the fixed cases (`--explore`), if any.
+    pub explore: Option<conform::explore::ExploreOptions>,
+    /// Scripts to play instead of the cases (`--replay FILE`), read before any work.
+    pub replay: Option<(conform::explore::ExploreOptions, Vec<(String, conform::script::Script)>)>,
     /// The report's format.
     pub format: FormatArg,
     /// Where the report goes (checked writable), or stdout.
@@ -545,7 +592,30 @@ fn conform_config(args: ConformArgs) -> Result<Config, UsageError> {
     let role = match args.role {
         RoleArg::Server => Role::Server,
         RoleArg::Client => Role::Client,
+        RoleArg::Export => {
+            let dir = args.dir.ok_or(UsageError::Explore(
+                "conform export needs a directory, for example: udsping conform export vectors/",
+            ))?;
+            return Ok(Config::ConformExport {
+                dir,
+                seed: args.seed.unwrap_or(0),
+                cases: args.cases.unwrap_or(conform::explore::DEFAULT_CASES),
+            });
+        }
     };
+    if !args.explore && (args.cases.is_some() || args.seed.is_some()) {
+        return Err(UsageError::Explore(
+            "--cases and --seed choose generated conversations: add --explore (or use `conform export`)",
+        ));
+    }
+    if args.dir.is_some() {
+        return Err(UsageError::Explore(
+            "a directory is only for `conform export DIR`; the command to test goes after `--`",
+        ));
+    }
+    if role == Role::Client && args.replay.is_some() {
+        return Err(UsageError::Explore("--replay plays scripts against servers; a client has none to replay"));
+    }
     let patterns = |texts: Vec<String>| -> Result<Vec<glob::Pattern>, UsageError> {
         texts
             .into_iter()
@@ -569,19 +639,43 @@ fn conform_config(args: ConformArgs) -> Result<Config, UsageError> {
     }
     let target = conform::target::from_command(&args.command)
         .map_err(|source| UsageError::Target { command: "conform", source })?;
-    let warnings = conform::preflight(role, &target, &options).map_err(UsageError::Gate)?;
+    let warnings = match conform::preflight(role, &target, &options) {
+        // Exploring (or replaying) with every fixed case filtered out is a run of its own.
+        Err(conform::GateError::NothingSelected { .. }) if args.explore || args.replay.is_some() => Vec::new(),
+        result => result.map_err(UsageError::Gate)?,
+    };
     if let Some(path) = &args.output {
         check_writable("--output", path)?;
     }
-    Ok(Config::Conform(ConformConfig {
+    let mut explore = conform::explore::ExploreOptions {
+        timeout: options.timeout,
+        jobs: options.jobs,
+        addressing: options.addressing,
+        time: args.explore_time,
+        ..conform::explore::ExploreOptions::new(args.seed.unwrap_or_else(conform::explore::random_seed))
+    };
+    if let Some(cases) = args.cases {
+        (explore.cases, explore.client_cases) = (cases, cases);
+    }
+    let replay = match args.replay {
+        Some(path) => {
+            let scripts = conform::script::load_file(&path)
+                .map_err(|source| UsageError::Replay { path: path.clone(), source })?;
+            Some((explore.clone(), scripts))
+        }
+        None => None,
+    };
+    Ok(Config::Conform(Box::new(ConformConfig {
         role,
         target,
         options,
         warnings,
+        explore: args.explore.then_some(explore),
+        replay,
         format: args.format,
         output: args.output,
         verbose: args.verbose,
-    }))
+    })))
 }
 
 /// Whether a file could be written at `path` without writing it: an existing file must be
@@ -625,7 +719,11 @@ pub fn run(config: Config) -> anyhow::Result<ExitCode> {
             let cases = list::list(role, &options);
             out(&if json { list::json(&cases) } else { list::human(&cases) })?;
         }
-        Config::Conform(config) => return run_conform(config),
+        Config::Conform(config) => return run_conform(*config),
+        Config::ConformExport { dir, seed, cases } => {
+            let written = conform::export::write(&dir, seed, cases)?;
+            out(&format!("conform export: wrote {written} files to {} (seed {seed})\n", dir.display()))?;
+        }
         Config::Bench(config) => return run_bench(*config),
         Config::Completions(shell) => {
             // Into memory first: clap_complete panics on a failed write, and a closed pipe
@@ -719,13 +817,31 @@ fn run_conform(config: ConformConfig) -> anyhow::Result<ExitCode> {
     }
     stop_cleanly_on_signals().context("cannot install signal handlers")?;
     let strict = config.options.strict;
-    let suite = conform::run_with_progress(config.role, &config.target, &config.options, &|case, done, total| {
-        eprintln!(
-            "[{done}/{total}] {} ({})",
-            report::case_line(case, strict),
-            conform::harness::human_duration(case.duration)
-        );
-    });
+    let suite = match &config.replay {
+        Some((explore, scripts)) => {
+            let cases = conform::explore::replay(scripts, &config.target, explore);
+            conform::SuiteReport {
+                role: config.role,
+                target: config.target.clone(),
+                options: config.options.clone(),
+                cases,
+            }
+        }
+        None => {
+            let mut suite =
+                conform::run_with_progress(config.role, &config.target, &config.options, &|case, done, total| {
+                    eprintln!(
+                        "[{done}/{total}] {} ({})",
+                        report::case_line(case, strict),
+                        conform::harness::human_duration(case.duration)
+                    );
+                });
+            if let Some(explore) = &config.explore {
+                suite.cases.extend(conform::explore::explore_all(config.role, &config.target, explore));
+            }
+            suite
+        }
+    };
     let human = report::human(&suite, config.verbose);
     let formatted = match config.format {
         FormatArg::Human => None,

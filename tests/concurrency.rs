@@ -1,6 +1,6 @@
-//! SPEC.md section 5.5 with real threads: many clients at once, each with its own generated
-//! conversation, next to clients that idle, stall mid-token or never read. Bounded by
-//! deadlines; nothing here waits on a fixed sleep to decide an outcome.
+//! SPEC.md section 5.5 with real threads: many clients at once, each with its own
+//! proptest-generated conversation and segmentation, next to clients that idle, stall mid-token
+//! or never read. Bounded by deadlines; nothing here waits on a fixed sleep to decide an outcome.
 
 mod common;
 
@@ -11,31 +11,27 @@ use std::thread;
 use std::time::Duration;
 
 use common::*;
+use proptest::prelude::*;
 use udsping::client::{self, ClientConfig};
+use udsping::proto::grammar::{judge, split_at, ModelEnding, INVALID_CLASSES};
 
-/// A small deterministic generator, so each client's conversation differs but every run is
-/// the same.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, below: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (self.0 >> 33) % below
-    }
-}
-
-/// Client `seed`'s stream: pings, then one of the endings SPEC.md names.
-fn generated_stream(seed: u64) -> Vec<u8> {
-    let mut rng = Lcg(seed);
-    let mut stream = b"ping".repeat(rng.next(40) as usize);
-    stream.extend_from_slice(match rng.next(5) {
-        0 => &b"end"[..],
-        1 => b"pingPING",
-        2 => b"pi",
-        3 => b"\xff",
-        _ => b"endping",
-    });
-    stream
+/// One client's conversation: pings, then one of the endings SPEC.md names (or an invalid
+/// byte of any class), written in pieces cut at generated offsets.
+fn conversation() -> impl Strategy<Value = Vec<Vec<u8>>> {
+    let classed: Vec<u8> = INVALID_CLASSES.iter().flat_map(|(_, bytes)| bytes.iter().copied()).collect();
+    let ending = prop_oneof![
+        Just(b"end".to_vec()),
+        Just(b"pingPING".to_vec()),
+        Just(b"pi".to_vec()),
+        Just(b"endping".to_vec()),
+        Just(Vec::new()),
+        prop::sample::select(classed).prop_map(|b| vec![b]),
+    ];
+    (0usize..40, ending, prop::collection::vec(any::<prop::sample::Index>(), 0..4)).prop_map(|(pings, ending, cuts)| {
+        let stream = [b"ping".repeat(pings), ending].concat();
+        let points: Vec<usize> = cuts.iter().map(|c| c.index(stream.len() + 1)).collect();
+        split_at(&stream, &points).into_iter().map(<[u8]>::to_vec).collect()
+    })
 }
 
 /// Connections that misbehave for as long as they are held: idle, half a token, and a client
@@ -52,48 +48,56 @@ fn hostile_connections(path: &std::path::Path) -> Vec<UnixStream> {
     vec![idle, stalled, flooding]
 }
 
-// SPEC: SRV-CONC-1, SRV-CONC-2, SRV-ISOLATE-1 — 64 clients with generated conversations and 32
-// lock-step reference clients run at once, next to idle, stalled and non-reading connections;
-// every client gets exactly its replies, and the server's accounting adds up.
-#[test]
-fn many_clients_at_once_each_get_exactly_their_replies() {
-    let server = TestServer::start();
-    let hostile = hostile_connections(&server.path);
-    let raw_clients = 64;
-    let lockstep_clients = 32;
-    let start = Arc::new(Barrier::new(raw_clients + lockstep_clients));
-    let mut threads = Vec::new();
-    for seed in 0..raw_clients as u64 {
-        let (path, start) = (server.path.clone(), Arc::clone(&start));
-        threads.push(thread::spawn(move || {
-            let stream = generated_stream(seed);
-            start.wait();
-            let heard = converse(&path, std::slice::from_ref(&stream), Duration::ZERO);
-            assert_eq!(heard, Heard { bytes: b"pong".repeat(model_pongs(&stream)), closed: true }, "client {seed}");
-        }));
+proptest! {
+    // Each case starts a server and 96 clients: a few cases, shrunk (a little) on failure.
+    #![proptest_config(ProptestConfig { cases: 4, max_shrink_iters: 32, failure_persistence: None, ..ProptestConfig::default() })]
+
+    // SPEC: SRV-CONC-1, SRV-CONC-2, SRV-ISOLATE-1 — 64 clients with proptest-generated
+    // conversations and segmentations and 32 lock-step reference clients run at once, next to
+    // idle, stalled and non-reading connections; every client gets exactly its replies, and
+    // the server's accounting adds up.
+    #[test]
+    fn many_clients_at_once_each_get_exactly_their_replies(conversations in prop::collection::vec(conversation(), 64)) {
+        let server = TestServer::start();
+        let hostile = hostile_connections(&server.path);
+        let lockstep_clients = 32;
+        let start = Arc::new(Barrier::new(conversations.len() + lockstep_clients));
+        let mut raw = Vec::new();
+        for pieces in &conversations {
+            let (path, start, pieces) = (server.path.clone(), Arc::clone(&start), pieces.clone());
+            raw.push(thread::spawn(move || {
+                start.wait();
+                converse(&path, &pieces, Duration::from_millis(1))
+            }));
+        }
+        let mut lockstep = Vec::new();
+        for _ in 0..lockstep_clients {
+            let (path, start) = (server.path.clone(), Arc::clone(&start));
+            lockstep.push(thread::spawn(move || {
+                start.wait();
+                client::run(&ClientConfig { rounds: 200, ..ClientConfig::new(&path) }).map(|s| s.rounds).map_err(|e| e.to_string())
+            }));
+        }
+        let heard: Vec<Heard> = raw.into_iter().map(|t| t.join().expect("a client thread panicked")).collect();
+        let rounds: Vec<Result<u64, String>> = lockstep.into_iter().map(|t| t.join().expect("a client thread panicked")).collect();
+        for (i, (pieces, heard)) in conversations.iter().zip(&heard).enumerate() {
+            let stream = pieces.concat();
+            prop_assert_eq!(heard, &Heard { bytes: b"pong".repeat(judge(&stream).pings), closed: true }, "client {}", i);
+        }
+        prop_assert!(rounds.iter().all(|r| r == &Ok(200)), "{:?}", rounds);
+        let total = (conversations.len() + lockstep_clients) as u64;
+        // The hostile connections are still open: everything else has ended.
+        prop_assert!(wait_until(DEADLINE, || server.stats().ended() == total), "{:?}", server.stats());
+        let stats = server.stats();
+        prop_assert_eq!(stats.accepted, total + hostile.len() as u64);
+        let expected_end = conversations
+            .iter()
+            .filter(|pieces| matches!(judge(&pieces.concat()).ending, ModelEnding::End { .. }))
+            .count() as u64;
+        prop_assert_eq!(stats.ended_by_end, expected_end + lockstep_clients as u64, "{:?}", stats);
+        drop(hostile);
+        server.wait_for_ended(total + 3);
     }
-    for _ in 0..lockstep_clients {
-        let (path, start) = (server.path.clone(), Arc::clone(&start));
-        threads.push(thread::spawn(move || {
-            start.wait();
-            let summary =
-                client::run(&ClientConfig { rounds: 200, ..ClientConfig::new(&path) }).expect("lock-step client");
-            assert_eq!(summary.rounds, 200);
-        }));
-    }
-    for t in threads {
-        t.join().expect("a client failed");
-    }
-    let total = (raw_clients + lockstep_clients) as u64;
-    // The hostile connections are still open: everything else has ended.
-    assert!(wait_until(DEADLINE, || server.stats().ended() == total), "{:?}", server.stats());
-    let stats = server.stats();
-    assert_eq!(stats.accepted, total + hostile.len() as u64);
-    let ends_with_end = |stream: Vec<u8>| stream[4 * model_pongs(&stream)..].starts_with(b"end");
-    let expected_end = (0..raw_clients as u64).filter(|&s| ends_with_end(generated_stream(s))).count() as u64;
-    assert_eq!(stats.ended_by_end, expected_end + lockstep_clients as u64, "{stats:?}");
-    drop(hostile);
-    server.wait_for_ended(total + 3);
 }
 
 // SPEC: SRV-ISOLATE-1, SRV-INVALID-2 — after every kind of ending, the server still accepts and serves.

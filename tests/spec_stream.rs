@@ -10,6 +10,7 @@ use std::time::Duration;
 use common::*;
 use proptest::prelude::*;
 use rstest::rstest;
+use udsping::proto::grammar::{judge, split_at, INVALID_CLASSES, INVALID_TABLE};
 use udsping::proto::{Decoder, Event, Status};
 
 /// The pieces of a named case, written as one byte string with `|` between pieces.
@@ -109,24 +110,36 @@ fn long_pipelined_stream_is_answered_in_full() {
     assert!(heard.bytes.chunks(4).all(|c| c == b"pong"));
 }
 
-/// A client's stream: sequences of tokens, near misses and noise.
+/// A client's stream: sequences of tokens, near misses, bytes of every invalid class of SPEC.md
+/// section 4.4 and noise.
 fn client_stream() -> impl Strategy<Value = Vec<u8>> {
+    let classed: Vec<u8> = INVALID_CLASSES.iter().flat_map(|(_, bytes)| bytes.iter().copied()).collect();
     let token = prop_oneof![
         6 => Just(b"ping".to_vec()),
         1 => Just(b"end".to_vec()),
         1 => prop::sample::select(vec![&b"PING"[..], b"pin", b"pi", b"p", b"en", b"pong", b"ping\n", b"\0", b"\xff"]).prop_map(<[u8]>::to_vec),
+        1 => prop::sample::select(classed).prop_map(|b| vec![b]),
         1 => prop::collection::vec(any::<u8>(), 1..4),
     ];
     prop::collection::vec(token, 0..12).prop_map(|tokens| tokens.concat())
 }
 
-/// Splits `stream` at the given fractions into non-empty pieces.
+/// Splits `stream` at the given fractions into non-empty pieces (the shared segmenter).
 fn split(stream: &[u8], cuts: &[prop::sample::Index]) -> Vec<Vec<u8>> {
-    let mut points: Vec<usize> = cuts.iter().map(|c| c.index(stream.len() + 1)).collect();
-    points.extend([0, stream.len()]);
-    points.sort_unstable();
-    points.dedup();
-    points.windows(2).map(|w| stream[w[0]..w[1]].to_vec()).collect()
+    let points: Vec<usize> = cuts.iter().map(|c| c.index(stream.len() + 1)).collect();
+    split_at(stream, &points).into_iter().map(<[u8]>::to_vec).collect()
+}
+
+// SPEC: WIRE-INVALID-1 — SPEC.md section 4.4's table against the real server: the pings before
+// the first invalid byte are answered, then the connection closes.
+#[test]
+fn spec_table_streams_against_the_server() {
+    let server = TestServer::start();
+    for row in INVALID_TABLE {
+        let heard = converse(&server.path, &[row.stream.to_vec()], Duration::ZERO);
+        let pongs = row.stream[..row.offset].len() / 4;
+        assert_eq!(heard, Heard { bytes: b"pong".repeat(pongs), closed: true }, "{}", row.why);
+    }
 }
 
 proptest! {
@@ -143,7 +156,7 @@ proptest! {
     ) {
         let server = TestServer::start();
         let heard = converse(&server.path, &split(&stream, &cuts), Duration::from_millis(pause_ms));
-        prop_assert_eq!(heard, Heard { bytes: b"pong".repeat(model_pongs(&stream)), closed: true });
+        prop_assert_eq!(heard, Heard { bytes: b"pong".repeat(judge(&stream).pings), closed: true });
     }
 
     // SPEC: WIRE-STREAM-1, WIRE-DECODE-1 — the pure decoder: any segmentation gives the same
@@ -169,13 +182,13 @@ proptest! {
     #[test]
     fn decoder_agrees_with_the_model(stream in client_stream()) {
         let decoded = Decoder::new().decode(&stream);
-        prop_assert_eq!(decoded.pings, model_pongs(&stream));
-        prop_assert_eq!(decoded.status != Status::NeedMore, model_closes_before_eof(&stream));
+        prop_assert_eq!(decoded.pings, judge(&stream).pings);
+        prop_assert_eq!(decoded.status != Status::NeedMore, judge(&stream).closes_before_eof());
         if let Status::Invalid(invalid) = decoded.status {
             // The invalid byte is the first byte that no string of the grammar continues with.
             let offset = invalid.offset as usize;
             prop_assert_eq!(stream[offset], invalid.byte);
-            prop_assert!(!model_closes_before_eof(&stream[..offset]));
+            prop_assert!(!judge(&stream[..offset]).closes_before_eof());
         }
     }
 }

@@ -6,9 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 use udsping::proto::{ClientSession, ProtocolError};
 
-#[path = "model.rs"]
-mod model;
-use model::pieces;
+use udsping::proto::grammar::pieces;
 
 fuzz_target!(|input: (u8, Vec<u8>, Vec<u8>)| {
     let (rounds, server, lengths) = input;

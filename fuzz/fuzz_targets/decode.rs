@@ -6,9 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 use udsping::proto::{Decoder, Event, Status};
 
-#[path = "model.rs"]
-mod model;
-use model::{judge, pieces, ModelEnding};
+use udsping::proto::grammar::{judge, pieces, ModelEnding};
 
 fuzz_target!(|input: (Vec<u8>, Vec<u8>)| {
     let (stream, lengths) = input;

@@ -7,6 +7,8 @@
 //! - [`decoder`]: the client-to-server grammar (SPEC.md section 4).
 //! - [`server`]: what a server owes for what it received (SPEC.md section 5).
 //! - [`client`]: a lock-step client's rounds and reply checking (SPEC.md section 6).
+//! - [`grammar`]: SPEC.md section 4.4's table and an independent oracle of the grammar, shared
+//!   by tests, the gate and the fuzzers.
 //!
 //! What follows is the crate's README: the one vocabulary of both sessions, and an example.
 //!
@@ -22,6 +24,7 @@ use alloc::string::String;
 
 pub mod client;
 pub mod decoder;
+pub mod grammar;
 pub mod server;
 
 pub use client::{ClientSession, ProtocolError, ReplyBytes};

@@ -482,6 +482,21 @@ impl Ctx {
         self.transcript.lock().unwrap_or_else(|p| p.into_inner()).snapshot()
     }
 
+    /// The transcript so far, leaving it empty: exploration plays many scripts against one
+    /// process and reports each one's own lines.
+    pub fn take_transcript(&self) -> Transcript {
+        let mut t = self.transcript.lock().unwrap_or_else(|p| p.into_inner());
+        let taken = t.snapshot();
+        // A fresh transcript on the same clock: the next script's lines start from nothing.
+        *t = Transcript { start: t.start, ..Transcript::new() };
+        taken
+    }
+
+    /// The process's exit status, if it has exited (exploration restarts a dead target).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.exit_status()
+    }
+
     pub fn note(&self, text: &str) {
         record(&self.transcript, 0, Direction::Event, text.as_bytes());
     }
@@ -515,6 +530,12 @@ impl Ctx {
 
     /// Starts the implementation in the case's directory.
     pub fn spawn(&mut self) -> CaseResult {
+        // A process started before in this case (a lifecycle's earlier start) goes first: its
+        // clean-up kills everything with this case's marker, which the new one carries too.
+        if let Some(mut earlier) = self.process.take() {
+            earlier.kill_all();
+        }
+        self.exit_noted = false;
         let socket = self.socket.to_string_lossy().into_owned();
         let marker = self.dir.path().to_string_lossy().into_owned();
         let env = [("UDSPING_SOCKET", self.socket.clone().into_os_string())];
@@ -1040,6 +1061,32 @@ impl Conn {
         loop {
             match self.read_some(&mut got, deadline) {
                 Seen::Bytes if got.len() > READ_KEPT => return (got, false),
+                Seen::Bytes => continue,
+                Seen::Closed => return (got, true),
+                Seen::TimedOut => return (got, false),
+            }
+        }
+    }
+
+    /// How many bytes sent on this connection the peer has not read yet (Linux `SIOCOUTQ`):
+    /// a script waits for 0 between two writes so that the peer sees them as two reads.
+    #[allow(unsafe_code)] // rustix has no safe call for SIOCOUTQ.
+    pub fn unread_by_peer(&self) -> io::Result<usize> {
+        // TIOCOUTQ, which is SIOCOUTQ for sockets (asm-generic/ioctls.h).
+        const SIOCOUTQ: rustix::ioctl::Opcode = 0x5411;
+        // SAFETY: SIOCOUTQ writes one `int` through its argument, which is what a
+        // `Getter<_, c_int>` provides, and the descriptor is the live socket `self.stream` owns.
+        let queued =
+            unsafe { rustix::ioctl::ioctl(&self.stream, rustix::ioctl::Getter::<SIOCOUTQ, std::ffi::c_int>::new()) }?;
+        Ok(usize::try_from(queued).unwrap_or(0))
+    }
+
+    /// Reads for `window` (or until the peer closes): what arrived, and whether it closed.
+    pub fn read_for(&mut self, window: Duration) -> (Vec<u8>, bool) {
+        let deadline = Instant::now() + window;
+        let mut got = Vec::new();
+        loop {
+            match self.read_some(&mut got, deadline) {
                 Seen::Bytes => continue,
                 Seen::Closed => return (got, true),
                 Seen::TimedOut => return (got, false),

@@ -6,15 +6,29 @@
 //! - [`server_cases`], [`client_cases`]: the cases, named by the SPEC.md section they check
 //!   (`server/5.3/...`) and listing the requirement IDs they hold the implementation to.
 //! - [`report`]: human, JSON and JUnit reports, organised like SPEC.md.
+//! - [`script`]: a conversation as a value and the one runner that plays it; [`model`]
+//!   computes a script's expectations from the protocol core; [`rows`] holds the stream cases
+//!   of sections 4.2 to 5.4 as data.
+//! - [`explore`]: generated conversations against a server, shrunk and confirmed (`--explore`,
+//!   `--replay`); [`explore_lifecycle`]: generated lifecycles of the socket file (section 7);
+//!   [`explore_client`]: generated servers against a client; [`export`]: the
+//!   stream cases and generated scripts as JSON test vectors (`conform export DIR`).
 //! - [`list`]: `--list`, the cases a run would select; [`target`]: `-- CMD`, checked runnable.
 //!
 //! A case's level is the strongest level among its requirements, read from SPEC.md itself, so a
 //! case cannot claim to check a MUST that SPEC.md calls a SHOULD.
 
 pub mod client_cases;
+pub mod explore;
+pub mod explore_client;
+pub mod explore_lifecycle;
+pub mod export;
 pub mod harness;
 pub mod list;
+pub mod model;
 pub mod report;
+pub mod rows;
+pub mod script;
 pub mod server_cases;
 pub mod target;
 
@@ -161,6 +175,8 @@ pub struct CaseReport {
     pub duration: Duration,
     pub message: Option<String>,
     pub transcript: Option<Transcript>,
+    /// For a script-shaped case (exploration, replay): the script and how it failed.
+    pub script: Option<Box<explore::ScriptReport>>,
 }
 
 /// How to run the suite.
@@ -223,6 +239,15 @@ pub enum GateError {
 /// that matches nothing while others match).
 pub fn preflight(role: Role, target: &Target, options: &Options) -> Result<Vec<String>, GateError> {
     target.check()?;
+    if options.addressing == Addressing::Path {
+        // What the cases will use: a directory `udsping-conform-XXXXXX` in the temporary
+        // directory, and `udsocket` in it.
+        let path = std::env::temp_dir().join("udsping-conform-XXXXXX").join("udsocket");
+        let length = path.as_os_str().len();
+        if length > 107 {
+            return Err(GateError::PathTooLong { path: path.display().to_string(), length });
+        }
+    }
     let all = cases(role);
     let mut warnings = Vec::new();
     for (option, patterns) in [("--only", &options.only), ("--skip", &options.skip)] {
@@ -241,15 +266,6 @@ pub fn preflight(role: Role, target: &Target, options: &Options) -> Result<Vec<S
         };
         let patterns = patterns.iter().map(|p| format!("{:?}", p.as_str())).collect::<Vec<_>>().join(", ");
         return Err(GateError::NothingSelected { option, patterns, role: role.as_str() });
-    }
-    if options.addressing == Addressing::Path {
-        // What the cases will use: a directory `udsping-conform-XXXXXX` in the temporary
-        // directory, and `udsocket` in it.
-        let path = std::env::temp_dir().join("udsping-conform-XXXXXX").join("udsocket");
-        let length = path.as_os_str().len();
-        if length > 107 {
-            return Err(GateError::PathTooLong { path: path.display().to_string(), length });
-        }
     }
     Ok(warnings)
 }
@@ -473,6 +489,7 @@ fn run_case(
         duration: Duration::ZERO,
         message: None,
         transcript: None,
+        script: None,
     };
     if !options.selects(case) {
         report.message = Some("not selected by --only/--skip".into());

@@ -132,6 +132,10 @@ pub struct JsonCase<'a> {
     pub duration_ms: u64,
     pub message: Option<&'a str>,
     pub transcript: Option<Vec<JsonEntry>>,
+    /// For a script-shaped case (exploration, replay): the minimal script, how it failed, the
+    /// seed; what `--replay` reads back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub script: Option<&'a super::explore::ScriptReport>,
 }
 
 /// The run's options in the JSON report.
@@ -224,6 +228,7 @@ pub fn json_report(report: &SuiteReport) -> JsonReport<'_> {
             duration_ms: c.duration.as_millis() as u64,
             message: c.message.as_deref(),
             transcript: c.transcript.as_ref().map(transcript_json),
+            script: c.script.as_deref(),
         })
         .collect();
     JsonReport {

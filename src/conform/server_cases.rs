@@ -1,5 +1,7 @@
 //! Cases that judge a server (SPEC.md sections 4, 5 and 7), played as clients over real sockets
-//! and checked through the filesystem and the process.
+//! and checked through the filesystem and the process. The stream-shaped cases of sections 4.2
+//! to 5.4 are rows of data in [`super::rows`]; the cases here need code (several connections
+//! held in particular states, descriptor limits, files at the path, signals).
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixDatagram, UnixListener};
@@ -9,9 +11,6 @@ use rustix::process::Signal;
 
 use super::harness::{connect_bounded, fail, human_duration, plural, CaseResult, Conn, Ctx, Problem};
 use super::{Case, Needs, Role};
-use crate::proto::quoted;
-
-const SPLIT_PAUSE: Duration = Duration::from_millis(30);
 
 /// How much slower than alone a round may be while idle connections are open (SRV-CONC-2):
 /// this margin plus four times the slowest round alone. Generous against a loaded machine,
@@ -29,113 +28,15 @@ macro_rules! case {
 
 /// Every server case, in SPEC.md order.
 pub fn cases() -> Vec<Case> {
-    vec![
-        case!(
-            SocketFile,
-            "server/3/path-too-long",
-            ["TRN-PATH-2"],
-            "a socket path longer than sun_path is refused, naming it and its length, and nothing is created",
-            path_too_long
-        ),
-        case!(
-            "server/4.2/split-ping",
-            ["WIRE-STREAM-1", "SRV-PONG-2", "SRV-PONG-3"],
-            "a ping split at every position is answered once complete",
-            split_ping
-        ),
-        case!(
-            "server/4.2/byte-by-byte",
-            ["WIRE-STREAM-1", "WIRE-STREAM-2"],
-            "ping and end sent one byte per write",
-            byte_by_byte
-        ),
-        case!("server/4.2/coalesced", ["WIRE-STREAM-1", "SRV-PONG-1"], "several tokens in one write", coalesced),
-        case!(
-            "server/4.2/pending-byte",
-            ["WIRE-STREAM-2", "SRV-PONG-3"],
-            "a complete ping is answered while the next token is still partial",
-            pending_byte
-        ),
-        case!(
-            "server/4.2/pipelined",
-            ["WIRE-STREAM-1", "SRV-PONG-1"],
-            "10,000 pings in one stream, read only at the end",
-            pipelined
-        ),
-        case!(
-            "server/4.4/wrong-case",
-            ["WIRE-INVALID-1", "SRV-INVALID-1"],
-            "\"PING\" after a round: close without a reply",
-            |c| invalid(c, 1, b"PING")
-        ),
-        case!(
-            "server/4.4/wrong-case-inside",
-            ["WIRE-INVALID-1", "SRV-INVALID-1"],
-            "\"pinG\" after a round: close without a reply",
-            |c| invalid(c, 1, b"pinG")
-        ),
-        case!(
-            "server/4.4/newline",
-            ["WIRE-INVALID-1", "SRV-INVALID-1"],
-            "a newline after a round: close without a reply (no delimiters)",
-            |c| invalid(c, 1, b"\n")
-        ),
-        case!(
-            "server/4.4/non-utf8",
-            ["WIRE-INVALID-1", "SRV-INVALID-1", "SRV-INVALID-2"],
-            "a non-UTF-8 byte: close, and the server still serves",
-            non_utf8
-        ),
-        case!("server/4.4/nul", ["WIRE-INVALID-1", "SRV-INVALID-1"], "a NUL byte inside a token", |c| invalid(
-            c, 1, b"pi\0"
-        )),
-        case!(
-            "server/4.4/garbage-after-pings",
-            ["WIRE-INVALID-1", "SRV-INVALID-1"],
-            "garbage after two rounds: close without a reply",
-            |c| invalid(c, 2, b"xyz")
-        ),
-        case!(
-            "server/4.4/owed-pongs-first",
-            ["SRV-INVALID-1", "WIRE-STREAM-1"],
-            "three pings and an invalid byte in one write: three pongs, then close",
-            owed_pongs_before_invalid
-        ),
-        case!(
-            "server/4.4/garbage-first",
-            ["WIRE-INVALID-1", "SRV-INVALID-1"],
-            "garbage as the first byte: close without a reply",
-            |c| invalid(c, 0, b"x")
-        ),
-        case!(
-            "server/5.1/lockstep",
-            ["SRV-PONG-1", "SRV-END-1", "WIRE-GRAMMAR-1"],
-            "100 lock-step rounds, then end",
-            lockstep
-        ),
-        case!(
-            "server/5.1/partial-then-eof",
-            ["SRV-PONG-2", "SRV-EOF-1"],
-            "EOF in the middle of a ping: close without a reply",
-            |c| eof_case(c, 1, b"pi")
-        ),
-        case!(
-            "server/5.2/end-closes",
-            ["SRV-END-1"],
-            "end closes the connection without waiting for the client's EOF",
-            end_closes
-        ),
-        case!("server/5.2/bytes-after-end", ["SRV-END-2"], "pings in the same write after end are not answered", |c| {
-            invalid(c, 1, b"endpingping")
-        }),
-        case!(
-            "server/5.2/bytes-after-end-later",
-            ["SRV-END-2"],
-            "pings sent after end in a later write are not answered",
-            bytes_after_end_later
-        ),
-        case!("server/5.4/eof-at-boundary", ["SRV-EOF-1"], "EOF after two rounds: close", |c| eof_case(c, 2, b"")),
-        case!("server/5.4/eof-at-once", ["SRV-EOF-1"], "EOF before any byte: close", |c| eof_case(c, 0, b"")),
+    let mut cases = vec![case!(
+        SocketFile,
+        "server/3/path-too-long",
+        ["TRN-PATH-2"],
+        "a socket path longer than sun_path is refused, naming it and its length, and nothing is created",
+        path_too_long
+    )];
+    cases.extend(super::rows::cases());
+    cases.extend([
         case!(
             "server/5.5/keeps-accepting",
             ["SRV-ISOLATE-1", "SRV-INVALID-2", "SRV-ERRNO-1"],
@@ -278,137 +179,8 @@ pub fn cases() -> Vec<Case> {
             "SIGTERM: exit 0, connections closed, the name released",
             |c| shutdown(c, Signal::TERM, "SIGTERM")
         ),
-    ]
-}
-
-/// Lock-step rounds: one `ping` per write, the next only after its `pong`. Every case that is
-/// not about segmentation talks this way, so that a server which mishandles segmentation fails
-/// the segmentation cases and no others.
-fn rounds(conn: &mut Conn, count: u32, situation: &str) -> CaseResult {
-    for round in 1..=count {
-        conn.send(b"ping");
-        conn.expect(b"pong", &format!("{situation}, round {round}: sent \"ping\""))?;
-    }
-    Ok(())
-}
-
-/// Lock-step rounds, then `end` in its own write, then the server must close.
-fn session(conn: &mut Conn, count: u32, situation: &str) -> CaseResult {
-    rounds(conn, count, situation)?;
-    conn.send(b"end");
-    conn.expect_close(&format!("{situation}: sent \"end\" after {count} rounds"))
-}
-
-fn split_ping(ctx: &mut Ctx) -> CaseResult {
-    ctx.start_server()?;
-    let mut conn = ctx.connect()?;
-    for cut in 1..4 {
-        let (a, b) = b"ping".split_at(cut);
-        conn.send(a);
-        std::thread::sleep(SPLIT_PAUSE);
-        conn.send(b);
-        let context = format!("sent {} then {} {} ms apart", quoted(a), quoted(b), SPLIT_PAUSE.as_millis());
-        conn.expect(b"pong", &context)?;
-    }
-    conn.send(b"end");
-    conn.expect_close("sent \"end\" after three split pings")
-}
-
-fn byte_by_byte(ctx: &mut Ctx) -> CaseResult {
-    ctx.start_server()?;
-    let mut conn = ctx.connect()?;
-    conn.send_pieces(&[b"p", b"i", b"n", b"g"], SPLIT_PAUSE);
-    conn.expect(b"pong", "sent \"ping\" one byte per write")?;
-    conn.send_pieces(&[b"e", b"n", b"d"], SPLIT_PAUSE);
-    conn.expect_close("sent \"end\" one byte per write")
-}
-
-fn coalesced(ctx: &mut Ctx) -> CaseResult {
-    ctx.start_server()?;
-    let mut conn = ctx.connect()?;
-    conn.send(b"pingpingping");
-    conn.expect(b"pongpongpong", "sent \"pingpingping\" in one write")?;
-    conn.send(b"pingend");
-    conn.expect(b"pong", "sent \"pingend\" in one write")?;
-    conn.expect_close("sent \"pingend\" in one write")
-}
-
-fn pending_byte(ctx: &mut Ctx) -> CaseResult {
-    ctx.start_server()?;
-    let mut conn = ctx.connect()?;
-    conn.send(b"pingp");
-    conn.expect(b"pong", "sent \"pingp\" and kept the connection open")?;
-    conn.send(b"ingend");
-    conn.expect(b"pong", "completed the second ping with \"ingend\"")?;
-    conn.expect_close("sent \"end\"")
-}
-
-fn pipelined(ctx: &mut Ctx) -> CaseResult {
-    ctx.start_server()?;
-    let mut conn = ctx.connect()?;
-    let count = 10_000;
-    let writer = conn.send_in_background([b"ping".repeat(count), b"end".to_vec()].concat())?;
-    let result = conn.expect(&b"pong".repeat(count), &format!("sent {count} pings and \"end\" in one stream"));
-    let _ = writer.join();
-    result?;
-    conn.expect_close("after the last pong")
-}
-
-/// `pings` lock-step rounds, then `sent` in one write: the server must close without a reply.
-fn invalid(ctx: &mut Ctx, pings: u32, sent: &[u8]) -> CaseResult {
-    ctx.start_server()?;
-    let mut conn = ctx.connect()?;
-    rounds(&mut conn, pings, "before the invalid input")?;
-    conn.send(sent);
-    conn.expect_close(&format!("after {pings} lock-step rounds, sent {} and kept the connection open", quoted(sent)))
-}
-
-fn owed_pongs_before_invalid(ctx: &mut Ctx) -> CaseResult {
-    ctx.start_server()?;
-    let mut conn = ctx.connect()?;
-    conn.send(b"pingpingpingPING");
-    let context = "sent \"pingpingpingPING\" in one write and kept the connection open";
-    conn.expect(b"pongpongpong", context)?;
-    conn.expect_close(context)
-}
-
-fn non_utf8(ctx: &mut Ctx) -> CaseResult {
-    invalid(ctx, 1, b"\xff\xfe")?;
-    let mut next = ctx.connect()?;
-    next.live_session(2, "a new connection after a non-UTF-8 byte on the previous one")
-}
-
-/// `pings` lock-step rounds, then `partial` in one write, then EOF: the server must close
-/// without a reply.
-fn eof_case(ctx: &mut Ctx, pings: u32, partial: &[u8]) -> CaseResult {
-    ctx.start_server()?;
-    let mut conn = ctx.connect()?;
-    rounds(&mut conn, pings, "before EOF")?;
-    conn.send(partial);
-    conn.half_close();
-    conn.expect_close(&format!("after {pings} lock-step rounds, sent {} then EOF", quoted(partial)))
-}
-
-fn lockstep(ctx: &mut Ctx) -> CaseResult {
-    ctx.start_server()?;
-    let mut conn = ctx.connect()?;
-    session(&mut conn, 100, "lock-step")
-}
-
-fn end_closes(ctx: &mut Ctx) -> CaseResult {
-    ctx.start_server()?;
-    let mut conn = ctx.connect()?;
-    session(&mut conn, 1, "kept the connection open")
-}
-
-fn bytes_after_end_later(ctx: &mut Ctx) -> CaseResult {
-    ctx.start_server()?;
-    let mut conn = ctx.connect()?;
-    rounds(&mut conn, 1, "before end")?;
-    conn.send(b"end");
-    std::thread::sleep(SPLIT_PAUSE);
-    conn.send(b"pingping");
-    conn.expect_close("sent \"end\", then \"pingping\" in a later write")
+    ]);
+    cases
 }
 
 fn keeps_accepting(ctx: &mut Ctx) -> CaseResult {

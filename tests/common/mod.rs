@@ -1,6 +1,6 @@
 //! Shared test support: servers and child processes that clean up after themselves, bounded
-//! waits, raw conversations over a socket, and a model of SPEC.md written independently of the
-//! decoder it checks.
+//! waits and raw conversations over a socket. The model of SPEC.md's grammar the tests judge
+//! by is the library's one (`udsping::proto::grammar`), shared with the gate and the fuzzers.
 #![allow(dead_code)] // each test crate uses part of it
 
 use std::io::{self, Read, Write};
@@ -208,26 +208,4 @@ pub fn converse(path: &Path, pieces: &[Vec<u8>], pause: Duration) -> Heard {
     }
     let _ = stream.shutdown(Shutdown::Write);
     read_to_close(&mut stream, DEADLINE)
-}
-
-/// SPEC.md's server obligations for a whole client stream, derived directly from the grammar
-/// by matching tokens at the front of what remains (not with the decoder under test).
-/// Returns how many pongs are owed; the server closes in every case once the client's stream
-/// has ended (SRV-END-1, SRV-INVALID-1, SRV-EOF-1).
-pub fn model_pongs(stream: &[u8]) -> usize {
-    let mut rest = stream;
-    let mut pongs = 0;
-    while let Some(after) = rest.strip_prefix(b"ping") {
-        pongs += 1;
-        rest = after;
-    }
-    pongs
-}
-
-/// Whether SPEC.md makes the server close before the client's EOF: the leading pings are
-/// followed by `end` or by a byte that cannot continue the grammar.
-pub fn model_closes_before_eof(stream: &[u8]) -> bool {
-    let rest = &stream[4 * model_pongs(stream)..];
-    let could_continue = |token: &[u8]| token.starts_with(&rest[..rest.len().min(token.len())]);
-    rest.starts_with(b"end") || !(could_continue(b"ping") || could_continue(b"end"))
 }
