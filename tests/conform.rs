@@ -138,6 +138,8 @@ fn seed_server_verdict() {
         "server/4.2/pipelined",
         "server/4.4/non-utf8",
         "server/4.4/owed-pongs-first",
+        // The same UTF-8 decode of the whole read as non-utf8 (SPEC 9): its owed pongs are lost.
+        "server/4.4/owed-pongs-then-non-utf8",
         "server/5.5/idle-client",
         "server/5.5/concurrent-clients",
         "server/5.5/many-clients",
@@ -347,7 +349,11 @@ fn defective_fixture() -> String {
 
 // Each fixture breaks one requirement; the gate must fail exactly the cases for it.
 #[rstest::rstest]
-#[case::no_owed_pongs(Role::Server, "server-no-owed-pongs", &["server/4.4/owed-pongs-first"])]
+#[case::no_owed_pongs(
+    Role::Server,
+    "server-no-owed-pongs",
+    &["server/4.4/owed-pongs-first", "server/4.4/owed-pongs-then-non-utf8"]
+)]
 #[case::answers_after_end(Role::Server, "server-answers-after-end", &["server/5.2/bytes-after-end"])]
 #[case::world_readable(Role::Server, "server-world-readable", &["server/7.3/mode"])]
 #[case::keeps_socket(Role::Server, "server-keeps-socket", &["server/7.4/sigterm", "server/7.4/sigint"])]
@@ -443,6 +449,7 @@ const WIRE_CASES_WITH_PONGS: &[&str] = &[
     "server/4.4/nul",
     "server/4.4/garbage-after-pings",
     "server/4.4/owed-pongs-first",
+    "server/4.4/owed-pongs-then-non-utf8",
     "server/5.1/lockstep",
     "server/5.1/partial-then-eof",
     "server/5.2/end-closes",

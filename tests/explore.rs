@@ -222,7 +222,7 @@ fn export_writes_vectors_with_a_schema() {
         .args(["--seed", "5", "--cases", "10"])
         .assert()
         .success()
-        .stdout(predicates::str::contains("wrote 31 files"));
+        .stdout(predicates::str::contains("wrote 32 files")); // the table, 21 rows, 10 generated
     let table: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("invalid-bytes.json")).unwrap()).unwrap();
     assert_eq!(table[0]["stream"], "PING");
