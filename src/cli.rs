@@ -490,7 +490,7 @@ pub struct ConformConfig {
     /// Selection, deadlines, parallelism.
     pub options: Options,
     /// What the selection check found odd but not fatal (a pattern that matches nothing).
-    pub warnings: Vec<String>,
+    pub warnings: Vec<conform::UnmatchedPattern>,
     /// Generated conversations after the fixed cases (`--explore`), if any.
     pub explore: Option<conform::explore::ExploreOptions>,
     /// Scripts to play instead of the cases (`--replay FILE`), read before any work.

@@ -233,11 +233,23 @@ pub enum GateError {
     PathTooLong { path: String, length: usize },
 }
 
+/// A `--only`/`--skip` pattern that matches no case while others do: a warning, not an error.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{option} {pattern:?} matches no {role} case")]
+pub struct UnmatchedPattern {
+    /// `--only` or `--skip`.
+    pub option: &'static str,
+    /// The pattern as given.
+    pub pattern: String,
+    /// `server` or `client`.
+    pub role: &'static str,
+}
+
 /// Checks, before any case runs, what would make every case fail for the gate's own reasons:
 /// a program that cannot be started, a selection of no case, a temporary directory whose
 /// socket path does not fit in `sun_path` (SPEC: TRN-PATH-2). Returns warnings (a pattern
 /// that matches nothing while others match).
-pub fn preflight(role: Role, target: &Target, options: &Options) -> Result<Vec<String>, GateError> {
+pub fn preflight(role: Role, target: &Target, options: &Options) -> Result<Vec<UnmatchedPattern>, GateError> {
     target.check()?;
     if options.addressing == Addressing::Path {
         // What the cases will use: a directory `udsping-conform-XXXXXX` in the temporary
@@ -253,7 +265,7 @@ pub fn preflight(role: Role, target: &Target, options: &Options) -> Result<Vec<S
     for (option, patterns) in [("--only", &options.only), ("--skip", &options.skip)] {
         for pattern in patterns.iter() {
             if !all.iter().any(|c| pattern_matches(pattern, c)) {
-                warnings.push(format!("{option} {:?} matches no {} case", pattern.as_str(), role.as_str()));
+                warnings.push(UnmatchedPattern { option, pattern: pattern.as_str().to_string(), role: role.as_str() });
             }
         }
     }

@@ -166,10 +166,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--gate", default=os.path.join(ROOT, "target", "debug", "udsping"))
     ap.add_argument("--only", action="append", default=[])
-    ap.add_argument("--reports", default=None, help="directory for the gate's reports (default: a temp dir, kept)")
+    ap.add_argument("--reports", default=None, help="keep the gate's reports in this directory (default: none kept)")
     ap.add_argument("--jobs", type=int, default=1, help="--jobs passed to the gate (default 1)")
     ap.add_argument("--timeout", type=float, default=600, help="overall seconds per gate run")
     args = ap.parse_args()
+    args.gate = os.path.abspath(args.gate)  # the gate runs in a directory of its own
 
     if not os.access(args.gate, os.X_OK):
         print("gate not found: %s (cargo build first)" % args.gate, file=sys.stderr)
@@ -201,7 +202,10 @@ def main():
             ",".join(sorted(res["blamed"])) or "-", ",".join(sorted(res["warned"])) or "-",
             "ok" if not problems else "MISMATCH"))
     print()
-    print("reports: %s   binaries: %s" % (reportdir, bindir))
+    if args.reports:
+        print("reports: %s" % reportdir)
+    else:
+        shutil.rmtree(reportdir, ignore_errors=True)
     print("%d of %d entries mismatched" % (bad, len(rows)))
     shutil.rmtree(bindir, ignore_errors=True)
     return 1 if bad else 0
