@@ -1,8 +1,16 @@
 //! Connecting to a Unix socket without ever blocking past a deadline, for the conformance gate
 //! and the bench (which talk to servers that may be broken) and for anything else that must not
 //! hang on a server that stopped accepting.
+//!
+//! It also holds the two things about Unix sockets that differ between Linux and the other
+//! Unix systems, for the whole crate: abstract addresses (`@name`) exist only on Linux (elsewhere
+//! they are an [`io::ErrorKind::Unsupported`] error), and a socket is made non-blocking and
+//! close-on-exec atomically where `SOCK_NONBLOCK | SOCK_CLOEXEC` exists (Linux), with `fcntl`
+//! and `ioctl(FIONBIO)` right after `socket` elsewhere. (On macOS and the BSDs a full backlog
+//! is `ECONNREFUSED`, so [`connect_bounded`] returns that at once instead of waiting.)
 
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::thread;
@@ -14,18 +22,12 @@ use std::time::{Duration, Instant};
 /// non-blocking and retries while the kernel says `EAGAIN`. Other errors (`ECONNREFUSED`,
 /// `ENOENT`) are returned at once. The stream returned is blocking.
 pub fn connect_bounded(path: &Path, deadline: Instant) -> io::Result<UnixStream> {
-    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
-    let address = match path.as_os_str().as_encoded_bytes().strip_prefix(b"@") {
-        None => SocketAddrUnix::new(path)?,
-        Some(name) => SocketAddrUnix::new_abstract_name(name)?,
+    let address = match crate::socket_path::abstract_name(path) {
+        None => rustix::net::SocketAddrUnix::new(path)?,
+        Some(name) => platform::abstract_address(name)?,
     };
     loop {
-        let socket = rustix::net::socket_with(
-            AddressFamily::UNIX,
-            SocketType::STREAM,
-            SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
-            None,
-        )?;
+        let socket = nonblocking_socket()?;
         match rustix::net::connect(&socket, &address) {
             Ok(()) => {
                 let stream = UnixStream::from(socket);
@@ -42,6 +44,74 @@ pub fn connect_bounded(path: &Path, deadline: Instant) -> io::Result<UnixStream>
             }
             Err(errno) => return Err(errno.into()),
         }
+    }
+}
+
+/// A new `AF_UNIX` stream socket, non-blocking and close-on-exec.
+pub(crate) fn nonblocking_socket() -> rustix::io::Result<OwnedFd> {
+    platform::nonblocking_socket()
+}
+
+pub(crate) use platform::abstract_std_address;
+
+#[cfg(target_os = "linux")]
+use linux as platform;
+#[cfg(not(target_os = "linux"))]
+use portable as platform;
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use std::io;
+    use std::os::fd::OwnedFd;
+    use std::os::linux::net::SocketAddrExt;
+
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+
+    pub(super) fn nonblocking_socket() -> rustix::io::Result<OwnedFd> {
+        rustix::net::socket_with(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+            None,
+        )
+    }
+
+    /// The abstract address `name` (SPEC: TRN-ABSTRACT-1).
+    pub(super) fn abstract_address(name: &[u8]) -> io::Result<SocketAddrUnix> {
+        Ok(SocketAddrUnix::new_abstract_name(name)?)
+    }
+
+    /// The abstract address `name`, as `std` spells it.
+    pub(crate) fn abstract_std_address(name: &[u8]) -> io::Result<std::os::unix::net::SocketAddr> {
+        std::os::unix::net::SocketAddr::from_abstract_name(name)
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod portable {
+    use std::io;
+    use std::os::fd::OwnedFd;
+
+    use rustix::io::FdFlags;
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketType};
+
+    pub(super) fn nonblocking_socket() -> rustix::io::Result<OwnedFd> {
+        let socket = rustix::net::socket(AddressFamily::UNIX, SocketType::STREAM, None)?;
+        rustix::io::fcntl_setfd(&socket, FdFlags::CLOEXEC)?;
+        rustix::io::ioctl_fionbio(&socket, true)?;
+        Ok(socket)
+    }
+
+    fn unsupported() -> io::Error {
+        io::Error::new(io::ErrorKind::Unsupported, "abstract socket addresses (@name) exist only on Linux")
+    }
+
+    pub(super) fn abstract_address(_name: &[u8]) -> io::Result<SocketAddrUnix> {
+        Err(unsupported())
+    }
+
+    pub(crate) fn abstract_std_address(_name: &[u8]) -> io::Result<std::os::unix::net::SocketAddr> {
+        Err(unsupported())
     }
 }
 

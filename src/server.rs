@@ -7,11 +7,14 @@
 //! It logs through the [`log`] facade (refusals, counts, the socket file's fate; the seed's
 //! per-message lines with the target [`crate::logger::MESSAGES`]) and never writes to stdout or
 //! stderr itself, so no reader of its output can stop or kill it (SPEC: SRV-LOG-1).
+//!
+//! Outside Linux (the `portable` module) there is no `SIGPWR` in [`STOP_SIGNALS`] and no
+//! `SO_PEERCRED`: a server with allow lists refuses every peer, logging that peer credentials
+//! are read only on Linux.
 #![deny(unsafe_code, clippy::undocumented_unsafe_blocks)]
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -233,14 +236,7 @@ impl ShutdownHandle {
     }
 }
 
-/// The signals that stop a server wired with [`ShutdownHandle::stop_on_signals`]: all those
-/// that can be caught and whose default action ends the process, except the faults of the
-/// process itself (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGSYS, SIGABRT), SIGPIPE, which
-/// Rust ignores, and SIGXFSZ, which is caught and ignored (SPEC: LIFE-SHUT-1, LIFE-SHUT-3).
-pub const STOP_SIGNALS: [i32; 11] = {
-    use signal_hook::consts::*;
-    [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF, SIGIO, libc::SIGPWR, SIGXCPU]
-};
+pub use platform::STOP_SIGNALS;
 
 /// A bound server, ready to [`run`](Server::run).
 pub struct Server {
@@ -427,9 +423,9 @@ impl Server {
         if config.allow_uids.is_empty() && config.allow_gids.is_empty() {
             return true;
         }
-        match rustix::net::sockopt::socket_peercred(stream) {
+        match platform::peer_credentials(stream) {
             Ok(cred) => {
-                let (uid, gid) = (cred.uid.as_raw(), cred.gid.as_raw());
+                let (uid, gid) = (cred.uid, cred.gid);
                 if config.allow_uids.contains(&uid) || config.allow_gids.contains(&gid) {
                     return true;
                 }
@@ -442,7 +438,7 @@ impl Server {
                     log::warn!(
                         "{}: refused a connection from pid {} (uid {uid}, gid {gid}): not an allowed user or group",
                         self.path().display(),
-                        cred.pid.as_raw_nonzero()
+                        cred.pid
                     );
                 }
                 false
@@ -596,6 +592,69 @@ impl RefusalLog {
     }
 }
 
+/// A connected peer, as the kernel recorded it at `connect` (SPEC: LIFE-CRED-1).
+struct PeerCredentials {
+    pid: i32,
+    uid: u32,
+    gid: u32,
+}
+
+#[cfg(target_os = "linux")]
+use linux as platform;
+#[cfg(not(target_os = "linux"))]
+use portable as platform;
+
+/// What differs on Linux: `SIGPWR` and `SO_PEERCRED`.
+#[cfg(target_os = "linux")]
+mod linux {
+    use std::io;
+    use std::os::unix::net::UnixStream;
+
+    use super::PeerCredentials;
+
+    /// The signals that stop a server wired with
+    /// [`ShutdownHandle::stop_on_signals`](super::ShutdownHandle::stop_on_signals): all those
+    /// that can be caught and whose default action ends the process, except the faults of the
+    /// process itself (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGSYS, SIGABRT), SIGPIPE, which
+    /// Rust ignores, and SIGXFSZ, which is caught and ignored (SPEC: LIFE-SHUT-1, LIFE-SHUT-3).
+    pub const STOP_SIGNALS: [i32; 11] = {
+        use signal_hook::consts::*;
+        [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF, SIGIO, libc::SIGPWR, SIGXCPU]
+    };
+
+    /// The peer's pid, uid and gid (`SO_PEERCRED`).
+    pub(super) fn peer_credentials(stream: &UnixStream) -> io::Result<PeerCredentials> {
+        let cred = rustix::net::sockopt::socket_peercred(stream)?;
+        Ok(PeerCredentials { pid: cred.pid.as_raw_nonzero().get(), uid: cred.uid.as_raw(), gid: cred.gid.as_raw() })
+    }
+}
+
+/// What differs elsewhere (macOS, the BSDs): no `SIGPWR`, and no peer credentials, so that a
+/// server with allow lists refuses every peer and says why (SPEC.md section 11).
+#[cfg(not(target_os = "linux"))]
+mod portable {
+    use std::io;
+    use std::os::unix::net::UnixStream;
+
+    use super::PeerCredentials;
+
+    /// The signals that stop a server wired with
+    /// [`ShutdownHandle::stop_on_signals`](super::ShutdownHandle::stop_on_signals): those of
+    /// Linux (SPEC: LIFE-SHUT-1, LIFE-SHUT-3) but `SIGPWR`, which only Linux has.
+    pub const STOP_SIGNALS: [i32; 10] = {
+        use signal_hook::consts::*;
+        [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF, SIGIO, SIGXCPU]
+    };
+
+    /// Peer credentials are read only on Linux: never any here.
+    pub(super) fn peer_credentials(_stream: &UnixStream) -> io::Result<PeerCredentials> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "peer credentials (SO_PEERCRED) are read only on Linux, so allow lists refuse every peer here",
+        ))
+    }
+}
+
 /// The peer's supplementary groups (`SO_PEERGROUPS`, Linux 4.13), or `None` where the kernel
 /// does not give them; the primary gid of `SO_PEERCRED` is then all there is (SPEC: LIFE-CRED-1).
 #[cfg(all(
@@ -604,6 +663,7 @@ impl RefusalLog {
 ))]
 #[allow(unsafe_code)] // the one unsafe call of the server: rustix has no SO_PEERGROUPS
 fn peer_groups(stream: &UnixStream) -> Option<Vec<u32>> {
+    use std::os::fd::AsRawFd;
     /// `SO_PEERGROUPS` from `asm-generic/socket.h`; the `libc` crate does not export it.
     const SO_PEERGROUPS: libc::c_int = 59;
     let mut groups: Vec<libc::gid_t> = vec![0; 64];

@@ -9,22 +9,40 @@
 //! path by first renaming whatever is there into a private directory and comparing it with the
 //! file the server holds; anything else is renamed back (SPEC: LIFE-RACE-1, LIFE-RACE-2,
 //! LIFE-RACE-3, LIFE-SHUT-2).
+//!
+//! The guarantees are Linux's in full. Elsewhere (macOS, the BSDs; the split is the `linux` and
+//! `portable` modules at the end) the same steps run with weaker means: no `O_PATH`, so files
+//! are compared by device and inode number with no descriptor holding them (a new file given a
+//! removed one's number passes for it); no `/proc/self/fd`, so the socket is bound in the private
+//! directory by its real path, which must fit in the 104-byte `sun_path`; no `renameat2`, so a
+//! move out of a private directory is `link` then `unlink` (a move into one is a plain
+//! `rename`); no `SO_PEERCRED`, so the bound socket is recognised by the connection its listener
+//! accepts; and a full backlog refuses connections (`ECONNREFUSED`), so the probe can take a live
+//! server that is not accepting for a stale one. Abstract addresses are Linux-only (SPEC.md
+//! section 11).
 #![forbid(unsafe_code)]
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
-use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+use rustix::net::SocketAddrUnix;
 
-/// Longest socket path in bytes: `sun_path` is 108 bytes on Linux, one of which is the NUL.
-pub const MAX_PATH_BYTES: usize = 107;
+#[cfg(target_os = "linux")]
+use linux as platform;
+#[cfg(not(target_os = "linux"))]
+use portable as platform;
+
+/// Longest socket path in bytes: `sun_path` is 108 bytes on Linux (104 on macOS and the BSDs),
+/// one of which is the NUL.
+pub const MAX_PATH_BYTES: usize = platform::MAX_PATH_BYTES;
 
 /// A path that cannot name a Unix socket.
 #[derive(Debug, thiserror::Error)]
@@ -53,11 +71,11 @@ pub fn abstract_name(path: &Path) -> Option<&[u8]> {
     path.as_os_str().as_encoded_bytes().strip_prefix(b"@")
 }
 
-/// The address of a socket path, or of an abstract `@name`.
+/// The address of a socket path, or of an abstract `@name` (an [`io::ErrorKind::Unsupported`]
+/// error outside Linux).
 pub fn unix_address(path: &Path) -> io::Result<std::os::unix::net::SocketAddr> {
-    use std::os::linux::net::SocketAddrExt;
     match abstract_name(path) {
-        Some(name) => std::os::unix::net::SocketAddr::from_abstract_name(name),
+        Some(name) => crate::net::abstract_std_address(name),
         None => std::os::unix::net::SocketAddr::from_pathname(path),
     }
 }
@@ -85,11 +103,12 @@ pub fn check_path(path: &Path) -> Result<(), PathError> {
 
 /// A file held by an `O_PATH` descriptor, with its device and inode number. Holding it keeps the
 /// number from being given to a new file, so "the file there has these numbers" really means
-/// "the file there is this one" (SPEC: LIFE-RACE-1, LIFE-SHUT-2).
+/// "the file there is this one" (SPEC: LIFE-RACE-1, LIFE-SHUT-2). Outside Linux nothing holds
+/// it: the numbers alone are compared.
 #[derive(Debug)]
 pub struct PinnedFile {
-    held: OwnedFd,
-    dev: u64,
+    held: platform::Held,
+    dev: rustix::fs::Dev,
     ino: u64,
     file_type: FileType,
 }
@@ -102,8 +121,7 @@ impl PinnedFile {
 
     /// Pins the entry `name` of the directory `dir`, without following a link.
     fn at_in(dir: impl AsFd, name: impl rustix::path::Arg) -> io::Result<PinnedFile> {
-        let held = rustix::fs::openat(dir, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
-        let stat = rustix::fs::fstat(&held)?;
+        let (held, stat) = platform::hold(dir, name)?;
         Ok(PinnedFile { dev: stat.st_dev, ino: stat.st_ino, file_type: FileType::from_raw_mode(stat.st_mode), held })
     }
 
@@ -114,17 +132,10 @@ impl PinnedFile {
     }
 
     /// A path that reaches this very file, whatever has been renamed since: the descriptor's
-    /// `/proc/self/fd` entry where `/proc` is mounted, else `fallback`.
+    /// `/proc/self/fd` entry where `/proc` is mounted (Linux), else `fallback`.
     fn reach(&self, fallback: &Path) -> PathBuf {
-        proc_fd_path(&self.held).unwrap_or_else(|| fallback.to_owned())
+        platform::reach(&self.held, fallback)
     }
-}
-
-/// `/proc/self/fd/N` for a descriptor, if `/proc` is mounted. It is short whatever the file's
-/// real path, so a socket in a private directory next to a 107-byte path can still be bound.
-fn proc_fd_path(fd: &impl AsRawFd) -> Option<PathBuf> {
-    let path = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
-    path.exists().then_some(path)
 }
 
 /// A kind of file that is not a socket.
@@ -287,12 +298,7 @@ fn probe(path: &Path, pinned: PinnedFile) -> Result<Occupant, BindError> {
 /// connect's own answer.
 fn connect_nonblocking(path: &Path) -> Result<Result<OwnedFd, Errno>, Errno> {
     let address = SocketAddrUnix::new(path)?;
-    let socket = rustix::net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::STREAM,
-        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
-        None,
-    )?;
+    let socket = crate::net::nonblocking_socket()?;
     Ok(rustix::net::connect(&socket, &address).map(|()| socket))
 }
 
@@ -314,7 +320,8 @@ impl Place {
             Some(parent) if !parent.as_os_str().is_empty() => parent,
             _ => Path::new("."),
         };
-        let parent = rustix::fs::open(parent, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+        let parent =
+            rustix::fs::open(parent, platform::DIR_FLAGS | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
         Ok(Place { path: path.to_owned(), parent, name: name.to_owned() })
     }
 }
@@ -355,7 +362,7 @@ impl PrivateDir {
             let opened = rustix::fs::openat(
                 &place.parent,
                 &*name,
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                platform::DIR_FLAGS | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::empty(),
             );
             let fd = match opened {
@@ -376,12 +383,6 @@ impl PrivateDir {
         }
     }
 
-    /// A path to the entry `name` inside: through `/proc/self/fd` (short, and immune to the
-    /// directory being renamed) where it is mounted.
-    fn entry(&self, name: &str) -> PathBuf {
-        proc_fd_path(&self.fd).unwrap_or_else(|| self.path.clone()).join(name)
-    }
-
     /// Removes the directory if it is empty and still the one created; a directory holding a
     /// file that could not be put back stays, and its path is in the error that said so.
     fn remove(self, place: &Place) {
@@ -397,17 +398,18 @@ impl PrivateDir {
     }
 }
 
-/// Renames `from` in `from_dir` to `to` in `to_dir` only if nothing is at `to`. Filesystems
-/// without `RENAME_NOREPLACE` (`EINVAL`) get the same guarantee from `link`, which never
-/// replaces, followed by removing the old name (only ever a name in a private directory).
+/// Renames `from` in `from_dir` to `to` in `to_dir` only if nothing is at `to`, with
+/// `renameat2(RENAME_NOREPLACE)` on Linux. Filesystems without it (`EINVAL`), and systems
+/// without `renameat2`, get the same guarantee from `link`, which never replaces, followed by
+/// removing the old name (outside Linux only ever a name in a private directory).
 fn rename_noreplace(from_dir: &OwnedFd, from: &OsStr, to_dir: &OwnedFd, to: &OsStr) -> Result<(), Errno> {
-    match rustix::fs::renameat_with(from_dir, from, to_dir, to, RenameFlags::NOREPLACE) {
-        Err(Errno::INVAL) => {
-            rustix::fs::linkat(from_dir, from, to_dir, to, AtFlags::empty())?;
-            rustix::fs::unlinkat(from_dir, from, AtFlags::empty())
-        }
-        other => other,
-    }
+    platform::rename_noreplace(from_dir, from, to_dir, to)
+}
+
+/// `link` (which never replaces), then `unlink` of the old name.
+fn link_unlink(from_dir: &OwnedFd, from: &OsStr, to_dir: &OwnedFd, to: &OsStr) -> Result<(), Errno> {
+    rustix::fs::linkat(from_dir, from, to_dir, to, AtFlags::empty())?;
+    rustix::fs::unlinkat(from_dir, from, AtFlags::empty())
 }
 
 /// Why [`remove_if`] did not finish.
@@ -426,7 +428,7 @@ enum RemoveError {
 /// then compared with the held file. Ours is unlinked; anything else is renamed back unless the
 /// path was taken meanwhile, in which case it stays in `private` and the error names it.
 fn remove_if(place: &Place, expected: &PinnedFile, private: &PrivateDir) -> Result<Removal, RemoveError> {
-    match rename_noreplace(&place.parent, &place.name, &private.fd, OsStr::new(ASIDE)) {
+    match platform::move_aside(&place.parent, &place.name, &private.fd, OsStr::new(ASIDE)) {
         Ok(()) => settle(place, expected, private),
         Err(Errno::NOENT) => Ok(Removal::AlreadyGone),
         Err(errno) => Err(io::Error::from(errno).into()),
@@ -533,6 +535,19 @@ fn create(path: &Path, mode: u32, stale: Option<&PinnedFile>) -> Result<(UnixLis
     Ok((listener, SocketFile { path: path.to_owned(), placed: Some((place, pinned)), removed: false }))
 }
 
+/// SPEC: LIFE-RACE-1, LIFE-STALE-1 — removes the probed stale socket, and only it.
+fn remove_stale(place: &Place, probed: &PinnedFile, private: &PrivateDir) -> Result<(), BindError> {
+    let path = &place.path;
+    match remove_if(place, probed, private) {
+        Ok(Removal::Removed | Removal::AlreadyGone | Removal::NoFile) => Ok(()),
+        Ok(Removal::Replaced) => Err(BindError::Replaced { path: path.to_owned() }),
+        Err(RemoveError::Io(source)) => Err(BindError::RemoveStale { path: path.to_owned(), source }),
+        Err(stranded) => {
+            Err(BindError::Stranded { path: path.to_owned(), source: io::Error::other(stranded.to_string()) })
+        }
+    }
+}
+
 /// Binds in `private`, checks and pins the new socket file, gives it its mode, removes the stale
 /// socket if there is one, and moves the new file to the path unless something is there.
 fn place_socket(
@@ -544,7 +559,7 @@ fn place_socket(
     let path = &place.path;
     let bind_error = |source: io::Error| BindError::Bind { path: path.to_owned(), source };
     // SPEC: TRN-SOCK-1 — `UnixListener` is AF_UNIX, SOCK_STREAM, bound to a filesystem path.
-    let listener = UnixListener::bind(private.entry(BOUND)).map_err(bind_error)?;
+    let listener = UnixListener::bind(platform::entry(private, BOUND).map_err(bind_error)?).map_err(bind_error)?;
     listener.set_nonblocking(true).map_err(bind_error)?;
     let pinned = PinnedFile::at_in(&private.fd, BOUND).map_err(bind_error)?;
     let reach = pinned.reach(&private.path.join(BOUND));
@@ -556,20 +571,9 @@ fn place_socket(
     }
     // SPEC: LIFE-PERM-1, LIFE-PERM-2 — the final mode is set before the file can be reached at
     // the path, so it is never wider there.
-    rustix::fs::chmod(&reach, Mode::from_raw_mode(mode)).map_err(|e| bind_error(e.into()))?;
+    std::fs::set_permissions(&reach, std::fs::Permissions::from_mode(mode)).map_err(bind_error)?;
     if let Some(probed) = stale {
-        // SPEC: LIFE-RACE-1, LIFE-STALE-1
-        match remove_if(place, probed, private) {
-            Ok(Removal::Removed | Removal::AlreadyGone | Removal::NoFile) => {}
-            Ok(Removal::Replaced) => return Err(BindError::Replaced { path: path.to_owned() }),
-            Err(RemoveError::Io(source)) => return Err(BindError::RemoveStale { path: path.to_owned(), source }),
-            Err(stranded) => {
-                return Err(BindError::Stranded {
-                    path: path.to_owned(),
-                    source: io::Error::other(stranded.to_string()),
-                })
-            }
-        }
+        remove_stale(place, probed, private)?;
     }
     // SPEC: LIFE-RACE-2 — the file appears at the path only if nothing is there.
     match rename_noreplace(&private.fd, OsStr::new(BOUND), &place.parent, &place.name) {
@@ -579,9 +583,10 @@ fn place_socket(
     }
 }
 
-/// Whether connecting to `reach` arrives at `listener` (from this very process): the pinned
-/// file is the socket that was bound, not something put in its place before it was pinned.
-/// An error says the check itself could not be made (out of descriptors, say).
+/// Whether connecting to `reach` arrives at `listener` (from this very process, where the
+/// kernel says who connected): the pinned file is the socket that was bound, not something put
+/// in its place before it was pinned. An error says the check itself could not be made (out of
+/// descriptors, say).
 fn is_listener_of(listener: &UnixListener, reach: &Path) -> io::Result<bool> {
     match connect_nonblocking(reach)? {
         Ok(_connection) => {}
@@ -590,7 +595,7 @@ fn is_listener_of(listener: &UnixListener, reach: &Path) -> io::Result<bool> {
         Err(errno) => return Err(errno.into()),
     }
     match listener.accept() {
-        Ok((accepted, _)) => Ok(rustix::net::sockopt::socket_peercred(&accepted)?.pid == rustix::process::getpid()),
+        Ok((accepted, _)) => platform::connected_from_this_process(&accepted),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
         Err(e) => Err(e),
     }
@@ -606,6 +611,150 @@ fn bind_abstract(path: &Path) -> Result<(UnixListener, SocketFile), BindError> {
     })?;
     listener.set_nonblocking(true).map_err(|source| BindError::Bind { path: path.to_owned(), source })?;
     Ok((listener, SocketFile { path: path.to_owned(), placed: None, removed: true }))
+}
+
+/// What differs on Linux: `O_PATH` pins, `/proc/self/fd` paths, `renameat2` and `SO_PEERCRED`.
+#[cfg(target_os = "linux")]
+mod linux {
+    use std::ffi::OsStr;
+    use std::io;
+    use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+    use std::os::unix::net::UnixStream;
+    use std::path::{Path, PathBuf};
+
+    use rustix::fs::{Mode, OFlags, RenameFlags, Stat};
+    use rustix::io::Errno;
+
+    use super::{link_unlink, PrivateDir};
+
+    pub(super) const MAX_PATH_BYTES: usize = 107;
+
+    /// The descriptor that pins a file.
+    pub(super) type Held = OwnedFd;
+
+    /// Opens the directory itself, without read permission being needed.
+    pub(super) const DIR_FLAGS: OFlags = OFlags::PATH;
+
+    /// Pins the entry `name` of `dir` with an `O_PATH` descriptor, without following a link.
+    pub(super) fn hold(dir: impl AsFd, name: impl rustix::path::Arg) -> io::Result<(Held, Stat)> {
+        let held = rustix::fs::openat(dir, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+        let stat = rustix::fs::fstat(&held)?;
+        Ok((held, stat))
+    }
+
+    pub(super) fn reach(held: &Held, fallback: &Path) -> PathBuf {
+        proc_fd_path(held).unwrap_or_else(|| fallback.to_owned())
+    }
+
+    /// `/proc/self/fd/N` for a descriptor, if `/proc` is mounted. It is short whatever the file's
+    /// real path, so a socket in a private directory next to a 107-byte path can still be bound.
+    fn proc_fd_path(fd: &impl AsRawFd) -> Option<PathBuf> {
+        let path = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        path.exists().then_some(path)
+    }
+
+    /// A path to the entry `name` of `private`: through `/proc/self/fd` (short, and immune to
+    /// the directory being renamed) where it is mounted.
+    pub(super) fn entry(private: &PrivateDir, name: &str) -> io::Result<PathBuf> {
+        Ok(proc_fd_path(&private.fd).unwrap_or_else(|| private.path.clone()).join(name))
+    }
+
+    /// Whether the peer of `accepted` is this process (`SO_PEERCRED`).
+    pub(super) fn connected_from_this_process(accepted: &UnixStream) -> io::Result<bool> {
+        Ok(rustix::net::sockopt::socket_peercred(accepted)?.pid == rustix::process::getpid())
+    }
+
+    pub(super) fn rename_noreplace(
+        from_dir: &OwnedFd,
+        from: &OsStr,
+        to_dir: &OwnedFd,
+        to: &OsStr,
+    ) -> Result<(), Errno> {
+        match rustix::fs::renameat_with(from_dir, from, to_dir, to, RenameFlags::NOREPLACE) {
+            Err(Errno::INVAL) => link_unlink(from_dir, from, to_dir, to),
+            other => other,
+        }
+    }
+
+    /// Moves whatever is at `from` to `to`, a name in a private directory where nothing is.
+    pub(super) fn move_aside(from_dir: &OwnedFd, from: &OsStr, to_dir: &OwnedFd, to: &OsStr) -> Result<(), Errno> {
+        rename_noreplace(from_dir, from, to_dir, to)
+    }
+}
+
+/// What differs elsewhere (macOS, the BSDs): no `O_PATH`, no `/proc/self/fd`, no `renameat2`
+/// (`link` and `unlink` instead), no `SO_PEERCRED`.
+#[cfg(not(target_os = "linux"))]
+mod portable {
+    use std::ffi::OsStr;
+    use std::io;
+    use std::os::fd::{AsFd, OwnedFd};
+    use std::os::unix::net::UnixStream;
+    use std::path::{Path, PathBuf};
+
+    use rustix::fs::{AtFlags, OFlags, Stat};
+    use rustix::io::Errno;
+
+    use super::{link_unlink, PrivateDir};
+
+    /// `sun_path` is 104 bytes on macOS and the BSDs.
+    pub(super) const MAX_PATH_BYTES: usize = 103;
+
+    /// Nothing holds a pinned file: its device and inode number are all there is.
+    pub(super) type Held = ();
+
+    /// Directories (the path's parent, the private directory) are opened for reading: without
+    /// `O_PATH`, the parent must be readable.
+    pub(super) const DIR_FLAGS: OFlags = OFlags::RDONLY;
+
+    /// The device and inode number of the entry `name` of `dir`, without following a link.
+    pub(super) fn hold(dir: impl AsFd, name: impl rustix::path::Arg) -> io::Result<(Held, Stat)> {
+        Ok(((), rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?))
+    }
+
+    pub(super) fn reach(_held: &Held, fallback: &Path) -> PathBuf {
+        fallback.to_owned()
+    }
+
+    /// A path to the entry `name` of `private`: its real path, there being no `/proc/self/fd`,
+    /// so the socket path must leave room in `sun_path` for the private directory's name.
+    pub(super) fn entry(private: &PrivateDir, name: &str) -> io::Result<PathBuf> {
+        let entry = private.path.join(name);
+        let len = entry.as_os_str().len();
+        if len > MAX_PATH_BYTES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "outside Linux the socket is bound in a private directory next to the path, and {} is {len} \
+                     bytes, more than a Unix socket path holds ({MAX_PATH_BYTES}); choose a shorter path",
+                    entry.display()
+                ),
+            ));
+        }
+        Ok(entry)
+    }
+
+    /// Without peer credentials, a connection accepted at once is taken for this process's own:
+    /// the socket is still in the private directory, which only this process reaches.
+    pub(super) fn connected_from_this_process(_accepted: &UnixStream) -> io::Result<bool> {
+        Ok(true)
+    }
+
+    pub(super) fn rename_noreplace(
+        from_dir: &OwnedFd,
+        from: &OsStr,
+        to_dir: &OwnedFd,
+        to: &OsStr,
+    ) -> Result<(), Errno> {
+        link_unlink(from_dir, from, to_dir, to)
+    }
+
+    /// Moves whatever is at `from` to `to`, a name in a private directory where nothing is: a
+    /// plain `rename`, atomic, since nothing there can be replaced (`link` and `unlink` of a public
+    /// name could unlink a file put there in between).
+    pub(super) fn move_aside(from_dir: &OwnedFd, from: &OsStr, to_dir: &OwnedFd, to: &OsStr) -> Result<(), Errno> {
+        rustix::fs::renameat(from_dir, from, to_dir, to)
+    }
 }
 
 #[cfg(test)]
