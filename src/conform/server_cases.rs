@@ -349,10 +349,18 @@ fn descriptor_exhaustion(ctx: &mut Ctx) -> CaseResult {
     ctx.start_server()?;
     let harness = |what: &str, e: &dyn std::fmt::Display| Problem::Harness(format!("{what}: {e}"));
     let pid = ctx.pid().ok_or_else(|| Problem::Harness("no server process".into()))?;
-    let descriptors = move || std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count());
-    let open = descriptors().map_err(|e| harness("cannot count descriptors", &e))?;
+    // The descriptor numbers the process holds below `below`: accept fails with EMFILE when
+    // every number under the limit is taken (a number above it, opened before the limit was
+    // lowered, stays open but does not count).
+    let held_below = move |below: u64| {
+        std::fs::read_dir(format!("/proc/{pid}/fd")).map(|entries| {
+            entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok()).filter(|&fd| fd < below).count()
+        })
+    };
+    let open = held_below(u64::MAX).map_err(|e| harness("cannot count descriptors", &e))?;
     // Room for a few connections more than it has now, then far more clients than that.
     let limit = (open + 6) as u64;
+    let descriptors = move || held_below(limit);
     let process = Pid::from_raw(pid as i32).ok_or_else(|| Problem::Harness("bad pid".into()))?;
     // The hard limit stays as inherited from the gate (only the soft one is lowered).
     let maximum = rustix::process::getrlimit(Resource::Nofile).maximum;
@@ -392,9 +400,19 @@ fn descriptor_exhaustion(ctx: &mut Ctx) -> CaseResult {
                 plural(clients.len() as u64, "client")
             ));
         }
+        // So did one that is alive but closed its listener (an accept loop that ended on
+        // EMFILE): nothing listens at the path any more.
+        if let Err(e) = connect_bounded(&ctx.socket, std::time::Instant::now() + Duration::from_millis(200)) {
+            if matches!(e.kind(), std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound) {
+                return fail(format!(
+                    "with {} connecting as its descriptors ran out, the server stopped listening (a new connect: {e})",
+                    plural(clients.len() as u64, "client")
+                ));
+            }
+        }
         return Err(Problem::Inconclusive(format!(
-            "the process CMD started (pid {pid}) held at most {peak} descriptors, below the limit of {limit} the \
-             gate set: its accept never ran out (is the server another process, started by a wrapper, or does it \
+            "the process CMD started (pid {pid}) held at most {peak} of the {limit} descriptor numbers below the \
+             limit the gate set: its accept never ran out (is the server another process, started by a wrapper, or does it \
              take one client at a time?)"
         )));
     }
