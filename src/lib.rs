@@ -43,16 +43,12 @@
 // Unsafe code only where the platform leaves no safe way, each block with its SAFETY reason.
 #![deny(unsafe_code, clippy::undocumented_unsafe_blocks)]
 
-// The gate and the bench are being documented item by item by their rewrites (issue 15); until
-// then their public items are exempt from `missing_docs`, and only theirs.
 #[cfg(feature = "tool")]
-#[allow(missing_docs)]
 pub mod bench;
 #[cfg(feature = "tool")]
 pub mod cli;
 pub mod client;
 #[cfg(feature = "tool")]
-#[allow(missing_docs)]
 pub mod conform;
 #[cfg(feature = "tool")]
 pub mod demo;

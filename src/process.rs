@@ -38,7 +38,7 @@ const KEPT_ERROR_LINES: usize = 16 * 1024;
 
 /// An implementation's command line, in which `{socket}` (alone or inside an argument, as in
 /// `--socket={socket}`) stands for the socket address.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Target {
     /// The program: a path, or a name looked up on `PATH`.
     pub program: String,

@@ -745,3 +745,24 @@ fn default_rounds_are_skipped_when_cmd_sets_options() {
     assert_eq!(case["outcome"], "skip");
     assert!(case["message"].as_str().unwrap().contains("\"--rounds\""));
 }
+
+// The committed schema is the one the JSON report's types generate. To update it after changing
+// the types: UDSPING_BLESS=1 cargo test --test conform schema
+#[test]
+fn the_committed_report_schema_is_current() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/conform-report.schema.json");
+    let generated = conform::report::schema();
+    if std::env::var_os("UDSPING_BLESS").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "{} is not what the report types generate; run UDSPING_BLESS=1 cargo test --test conform schema",
+        path.display()
+    );
+    let schema: serde_json::Value = serde_json::from_str(&committed).unwrap();
+    for field in ["suite", "version", "role", "target", "options", "cases", "summary"] {
+        assert!(schema["required"].as_array().unwrap().contains(&serde_json::Value::from(field)), "{field}");
+    }
+}

@@ -21,28 +21,71 @@ use crate::proto::{END, PING, PONG};
 /// Why a trial could not be measured.
 #[derive(Debug, thiserror::Error)]
 pub enum MeasureError {
+    /// A system call failed.
     #[error("{what}: {source}")]
     Io {
+        /// What was being done, for the message.
         what: &'static str,
+        /// The error the call returned.
         #[source]
         source: io::Error,
     },
+    /// The server answered a ping with something other than `pong`.
     #[error("the server replied {got:?} to a ping")]
-    WrongReply { got: String },
+    WrongReply {
+        /// The bytes received instead, ASCII-escaped.
+        got: String,
+    },
+    /// The connection ended before every ping sent was answered.
     #[error("sent {sent} pings, received {received} pongs")]
-    Lost { sent: u64, received: u64 },
+    Lost {
+        /// Pings written.
+        sent: u64,
+        /// Pongs read before the connection ended.
+        received: u64,
+    },
+    /// The watchdog fired: the trial ran past its time limit.
     #[error("the trial did not end within {limit:?} of its start (the server stalls or is too slow to measure)")]
-    Deadline { limit: Duration },
+    Deadline {
+        /// The time limit the trial had.
+        limit: Duration,
+    },
+    /// An idle connection of a crowd was not answered in time.
     #[error("idle connection {number} of {count} was not answered within {limit:?} (the server stalls, or its connection limit is lower)")]
-    CrowdStalled { number: usize, count: usize, limit: Duration },
+    CrowdStalled {
+        /// Which connection, counting from 1.
+        number: usize,
+        /// The crowd's size.
+        count: usize,
+        /// The time limit it had.
+        limit: Duration,
+    },
+    /// The server closed idle connections of a crowd while the crowd was held open.
     #[error("the server closed {closed} of the {count} idle connections (its connection limit is lower, or it closes idle connections)")]
-    CrowdShrank { closed: usize, count: usize },
+    CrowdShrank {
+        /// Connections found closed.
+        closed: usize,
+        /// The crowd's size.
+        count: usize,
+    },
+    /// A client thread of the trial panicked.
     #[error("a client thread panicked")]
     Panicked,
+    /// Two latency histograms could not be merged (different bounds or precision).
     #[error("cannot merge latency histograms: {0}")]
     Histogram(#[from] hdrhistogram::AdditionError),
+    /// The soft RLIMIT_NOFILE leaves no descriptors for the rest of the crowd.
     #[error("{count} idle connections need {needed} descriptors, and RLIMIT_NOFILE allows {limit} (raise it with `ulimit -n`)")]
-    Descriptors { count: usize, needed: u64, limit: u64 },
+    Descriptors {
+        /// The crowd's size.
+        count: usize,
+        /// Descriptors the whole crowd needs: one per connection (two when the server runs in
+        /// this process) plus a spare margin.
+        needed: u64,
+        /// The soft RLIMIT_NOFILE.
+        limit: u64,
+    },
+    /// Pinning the process to one CPU (`sched_setaffinity`) failed.
     #[error("cannot pin to one CPU: {0}")]
     Pin(#[source] io::Error),
 }
@@ -66,6 +109,7 @@ impl MeasureError {
 pub struct Sample {
     /// Rounds, pongs or sessions completed.
     pub ops: u64,
+    /// Wall-clock time the trial took.
     pub elapsed: Duration,
     /// Round-trip (or session) latency in nanoseconds, where the scenario has rounds.
     pub latency: Option<Histogram<u64>>,
@@ -76,6 +120,7 @@ pub struct Sample {
 }
 
 impl Sample {
+    /// Operations per second: `ops` over `elapsed`.
     pub fn ops_per_sec(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
@@ -130,6 +175,7 @@ impl Watchdog {
         Ok(())
     }
 
+    /// Whether the deadline passed and the watched sockets were shut down.
     pub fn expired(&self) -> bool {
         self.shared.0.lock().unwrap_or_else(|p| p.into_inner()).expired
     }
@@ -183,13 +229,13 @@ pub fn cpu_time(child: Option<u32>) -> Duration {
 /// Resident and virtual memory and thread count of a process (this one for `None`), from
 /// /proc/PID/status.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct ProcessSize {
+pub(crate) struct ProcessSize {
     pub rss_bytes: u64,
     pub vsz_bytes: u64,
     pub threads: u64,
 }
 
-pub fn process_size(pid: Option<u32>) -> io::Result<ProcessSize> {
+pub(crate) fn process_size(pid: Option<u32>) -> io::Result<ProcessSize> {
     let status = std::fs::read_to_string(pid.map_or("/proc/self/status".into(), |p| format!("/proc/{p}/status")))?;
     let field = |name: &str| {
         status

@@ -61,6 +61,7 @@ pub enum Scenario {
 }
 
 impl Scenario {
+    /// Every scenario, in the order they run and report.
     pub const ALL: [Scenario; 6] = [
         Scenario::LockstepPinned,
         Scenario::Lockstep,
@@ -105,6 +106,7 @@ impl Default for Thresholds {
 /// How to run the benchmark.
 #[derive(Clone, Debug)]
 pub struct Options {
+    /// The scenarios to run, in this order.
     pub scenarios: Vec<Scenario>,
     /// Time each server is measured per scenario and client count, split into `pairs` trials.
     pub duration: Duration,
@@ -120,6 +122,7 @@ pub struct Options {
     pub idle_counts: Vec<usize>,
     /// Runs of the whole set of scenarios.
     pub repeat: usize,
+    /// Beyond which a figure is marked `unstable`.
     pub thresholds: Thresholds,
 }
 
@@ -150,21 +153,30 @@ impl Options {
 /// `failed` entry in the report).
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
+    /// The report to compare with (`--compare`) could not be read.
     #[error("cannot read the report to compare with, {}: {source}", path.display())]
     ReadPrevious {
+        /// The report's path.
         path: PathBuf,
+        /// The read error.
         #[source]
         source: std::io::Error,
     },
+    /// The report to compare with is not JSON of the bench report's shape.
     #[error("{} is not a udsping bench JSON report: {source}", path.display())]
     ParsePrevious {
+        /// The report's path.
         path: PathBuf,
+        /// The parse error.
         #[source]
         source: serde_json::Error,
     },
+    /// The SVG chart (`--svg`) could not be drawn or written.
     #[error("cannot draw {}: {source}", path.display())]
     Svg {
+        /// The chart's path.
         path: PathBuf,
+        /// The drawing error.
         #[source]
         source: plotters::drawing::DrawingAreaErrorKind<std::io::Error>,
     },

@@ -15,8 +15,11 @@ use super::Scenario;
 pub struct Report {
     /// Always "udsping bench".
     pub tool: String,
+    /// The udsping version that wrote the report.
     pub version: String,
+    /// How the figures were taken.
     pub settings: Settings,
+    /// The machine the figures were taken on.
     pub machine: Machine,
     /// One entry per scenario, server, client count and repetition, in the order measured.
     pub results: Vec<ScenarioResult>,
@@ -35,7 +38,9 @@ pub struct Settings {
     pub duration_s: f64,
     /// Trials per server per scenario, run in ABBA order (subject, baseline, baseline, subject, ...).
     pub pairs: usize,
+    /// Length of one trial, in seconds: `duration_s` over `pairs`.
     pub trial_s: f64,
+    /// Runs of the whole set of scenarios (`--repeat`).
     pub repeat: usize,
     /// A figure is unstable when the interquartile range of its pair ratios exceeds this share
     /// of the median.
@@ -51,9 +56,11 @@ pub struct Settings {
 /// The machine the figures belong to.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Machine {
+    /// CPUs available to the bench (0 when unknown).
     pub cpus: usize,
     /// RLIMIT_NOFILE at the end of the run (the idle crowd raises the soft limit).
     pub nofile_soft: Option<u64>,
+    /// Hard RLIMIT_NOFILE at the end of the run (`None`: unlimited).
     pub nofile_hard: Option<u64>,
 }
 
@@ -74,7 +81,9 @@ pub enum Status {
 /// One scenario at one client count for one server.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct ScenarioResult {
+    /// The scenario measured.
     pub scenario: Scenario,
+    /// The server measured: `reference`, `baseline`, `seed-python` or the program's file name.
     pub server: String,
     /// Clients doing rounds or sessions at once.
     pub clients: usize,
@@ -82,9 +91,11 @@ pub struct ScenarioResult {
     pub idle_connections: usize,
     /// Which `--repeat` this is, from 0.
     pub repeat: usize,
+    /// Whether the figures were measured, and whether they are steady.
     pub status: Status,
     /// Why the status is not `ok`.
     pub reasons: Vec<String>,
+    /// The machine's state over the measurement; `None` when it failed or was not made.
     pub conditions: Option<Conditions>,
     /// `None` when the measurement failed.
     pub figures: Option<Figures>,
@@ -93,15 +104,20 @@ pub struct ScenarioResult {
 /// What else the machine was doing while a scenario was measured.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 pub struct Conditions {
+    /// Wall-clock seconds between the readings before and after (for `idle-crowd`: around the server's own trials).
     pub elapsed_s: f64,
+    /// The 1-minute load average (`/proc/loadavg`) before the scenario, where readable.
     pub load_1m_before: Option<f64>,
+    /// The 1-minute load average after the scenario, where readable.
     pub load_1m_after: Option<f64>,
     /// Share of all CPUs' time used by other processes (`/proc/stat` busy time less this
     /// process's and the server's).
     pub other_load: Option<f64>,
     /// Share of CPU time the hypervisor stole (`/proc/stat` steal).
     pub steal: Option<f64>,
+    /// The first CPU's frequency in MHz before the scenario, where the kernel shows it.
     pub cpu_mhz_before: Option<f64>,
+    /// The first CPU's frequency in MHz after the scenario, where the kernel shows it.
     pub cpu_mhz_after: Option<f64>,
 }
 
@@ -111,8 +127,11 @@ pub struct Conditions {
 pub enum Figures {
     /// `lockstep`, `lockstep-pinned` and `clients`.
     Rounds(RoundsFigures),
+    /// `pipelined`.
     Pipelined(PipelinedFigures),
+    /// `connect`.
     Connect(ConnectFigures),
+    /// `idle-crowd`.
     IdleCrowd(Box<IdleCrowdFigures>),
 }
 
@@ -135,12 +154,17 @@ impl Figures {
 pub struct Spread {
     /// Median of the per-pair ratios.
     pub ratio: f64,
-    /// First and third quartiles of the per-pair ratios.
+    /// First quartile of the per-pair ratios.
     pub ratio_low: f64,
+    /// Third quartile of the per-pair ratios.
     pub ratio_high: f64,
+    /// Smallest per-pair ratio.
     pub ratio_min: f64,
+    /// Largest per-pair ratio.
     pub ratio_max: f64,
+    /// Number of pairs of trials.
     pub pairs: usize,
+    /// Each pair's ratio, in the order measured.
     pub pair_ratios: Vec<f64>,
 }
 
@@ -190,11 +214,15 @@ pub struct Side {
     pub ops: u64,
     /// Median over trials of each trial's rate; min and max beside it.
     pub ops_per_sec: f64,
+    /// Slowest trial's rate, in operations per second.
     pub ops_per_sec_min: f64,
+    /// Fastest trial's rate, in operations per second.
     pub ops_per_sec_max: f64,
     /// Latency percentiles over all trials, where the scenario has rounds.
     pub p50_us: Option<f64>,
+    /// 99th-percentile latency in microseconds, where the scenario has rounds.
     pub p99_us: Option<f64>,
+    /// 99.9th-percentile latency in microseconds, where the scenario has rounds.
     pub p999_us: Option<f64>,
     /// CPU seconds of client and server together per million operations.
     pub cpu_s_per_million_ops: f64,
@@ -203,33 +231,45 @@ pub struct Side {
 /// `lockstep`, `lockstep-pinned`, `clients`: lock-step rounds.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct RoundsFigures {
+    /// The server's rounds per second over the baseline's, pair by pair.
     #[serde(flatten)]
     pub spread: Spread,
+    /// The server under test.
     pub measured: Side,
+    /// The baseline, measured in the same pairs.
     pub baseline: Side,
     /// With several clients: the busiest client's rounds over the least busy one's (median
     /// over trials), a measure of starvation.
     pub client_rounds_max_over_min: Option<f64>,
+    /// `client_rounds_max_over_min` for the baseline.
     pub baseline_client_rounds_max_over_min: Option<f64>,
 }
 
 /// `pipelined`: one client streaming pings while it reads pongs.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct PipelinedFigures {
+    /// The server's pongs per second over the baseline's, pair by pair.
     #[serde(flatten)]
     pub spread: Spread,
+    /// The server under test.
     pub measured: Side,
+    /// The baseline, measured in the same pairs.
     pub baseline: Side,
+    /// The server's pongs in MB per second (each way: pings in, pongs out), median over trials.
     pub mb_per_sec_each_way: f64,
+    /// `mb_per_sec_each_way` for the baseline.
     pub baseline_mb_per_sec_each_way: f64,
 }
 
 /// `connect`: short sessions back to back.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct ConnectFigures {
+    /// The server's sessions per second over the baseline's, pair by pair.
     #[serde(flatten)]
     pub spread: Spread,
+    /// The server under test.
     pub measured: Side,
+    /// The baseline, measured in the same pairs.
     pub baseline: Side,
 }
 
@@ -237,8 +277,11 @@ pub struct ConnectFigures {
 /// server under test and for the baseline.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct IdleCrowdFigures {
+    /// Idle connections held open during the crowded trials.
     pub idle_connections: usize,
+    /// The server under test.
     pub measured: CrowdSide,
+    /// The baseline.
     pub baseline: CrowdSide,
 }
 
@@ -254,9 +297,13 @@ pub struct CrowdSide {
     /// The crowded instance's process before and after the crowd connected (for a server in
     /// the bench process: the bench process).
     pub rss_bytes_before: u64,
+    /// Resident set size in bytes after the crowd connected.
     pub rss_bytes_after: u64,
+    /// Resident memory each idle connection added, in bytes.
     pub rss_bytes_per_idle: f64,
+    /// Virtual memory each idle connection added, in bytes.
     pub vsz_bytes_per_idle: f64,
+    /// Threads each idle connection added.
     pub threads_per_idle: f64,
 }
 
@@ -264,13 +311,21 @@ pub struct CrowdSide {
 /// interquartile range.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Consistency {
+    /// The figure's scenario.
     pub scenario: Scenario,
+    /// The figure's server.
     pub server: String,
+    /// The figure's client count.
     pub clients: usize,
+    /// The figure's idle connections (`idle-crowd`; 0 elsewhere).
     pub idle_connections: usize,
+    /// Each repetition's median ratio, in repetition order.
     pub ratios: Vec<f64>,
+    /// Each repetition's first quartile, in repetition order.
     pub ratio_lows: Vec<f64>,
+    /// Each repetition's third quartile, in repetition order.
     pub ratio_highs: Vec<f64>,
+    /// Every repetition's median lies within every repetition's interquartile range.
     pub consistent: bool,
 }
 
@@ -282,26 +337,37 @@ pub enum Verdict {
     Same,
     /// Now above the previous range, and the ranges are disjoint.
     Higher,
+    /// Now below the previous range, and the ranges are disjoint.
     Lower,
 }
 
 /// One figure against the previous report's.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Comparison {
+    /// The figure's scenario.
     pub scenario: Scenario,
+    /// The figure's server.
     pub server: String,
+    /// The figure's client count.
     pub clients: usize,
+    /// The figure's idle connections (`idle-crowd`; 0 elsewhere).
     pub idle_connections: usize,
+    /// The figure in the previous report.
     pub previous: Interval,
+    /// The figure now (its first repetition).
     pub now: Interval,
+    /// How the two ranges compare.
     pub verdict: Verdict,
 }
 
 /// A ratio and its interquartile range.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Interval {
+    /// Median of the per-pair ratios.
     pub ratio: f64,
+    /// First quartile of the per-pair ratios.
     pub ratio_low: f64,
+    /// Third quartile of the per-pair ratios.
     pub ratio_high: f64,
 }
 

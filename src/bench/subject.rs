@@ -18,10 +18,13 @@ use crate::socket_path::BindError;
 /// Why a server to measure could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The server's temporary directory could not be created.
     #[error("cannot create a temporary directory: {0}")]
     TempDir(#[source] io::Error),
+    /// The in-process server's shutdown handle, the baseline server or the seed script could not be set up.
     #[error("cannot set up the server: {0}")]
     Setup(#[source] io::Error),
+    /// The in-process server could not bind its socket.
     #[error(transparent)]
     Bind(#[from] BindError),
     /// The command did not start serving (the gate's own words say how).
@@ -45,6 +48,7 @@ pub enum Subject {
 }
 
 impl Subject {
+    /// The name in the report and the table: `reference`, `baseline`, `seed-python`, or the program's file name.
     pub fn name(&self) -> String {
         match self {
             Subject::Reference => "reference".into(),
@@ -57,6 +61,7 @@ impl Subject {
 
 /// A started server; stops (and cleans up) when dropped.
 pub struct Running {
+    /// The socket the server listens on.
     pub path: PathBuf,
     /// The process whose memory and CPU the server uses: `None` for this process.
     pub pid: Option<u32>,

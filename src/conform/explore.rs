@@ -52,14 +52,21 @@ pub const CONFIRM_RUNS: u32 = 5;
 /// How to explore.
 #[derive(Clone, Debug)]
 pub struct ExploreOptions {
+    /// Generated scripts to run (`--cases`).
     pub cases: u32,
+    /// The seed every case is generated from (`--seed`); case `i` depends on it and `i` alone.
     pub seed: u64,
     /// Stop generating new scripts after this long (shrinking a failure found in time still runs).
     pub time: Option<Duration>,
+    /// How long any one expectation waits for the target (`--timeout`).
     pub timeout: Duration,
+    /// Worker threads, each with its own target process (`--jobs`).
     pub jobs: usize,
+    /// How the target's socket is named: a path or an abstract name.
     pub addressing: Addressing,
+    /// Shrinking stops after this many re-runs of candidate scripts.
     pub shrink_iterations: u32,
+    /// Fresh-process re-runs of the minimal script to confirm a failure.
     pub confirm_runs: u32,
     /// Generated servers when the target is a client ([`super::explore_client`]).
     pub client_cases: u32,
@@ -69,6 +76,7 @@ pub struct ExploreOptions {
 }
 
 impl ExploreOptions {
+    /// The defaults, with `seed`.
     pub fn new(seed: u64) -> Self {
         ExploreOptions {
             cases: DEFAULT_CASES,
@@ -94,11 +102,15 @@ pub fn random_seed() -> u64 {
 /// One piece of a connection's stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Tok {
+    /// This many `ping`s in a row (mostly 1 to 3, sometimes 100 or more).
     Pings(u16),
+    /// `end`.
     End,
     /// A piece of `ping` or `end` (a partial token, or the rest of one).
     Fragment(&'static [u8]),
+    /// One byte, mostly of the invalid classes of SPEC.md section 4.4.
     Byte(u8),
+    /// `pong`, which a client never sends (invalid).
     Pong,
 }
 
@@ -119,8 +131,11 @@ impl Tok {
 /// What the client does at a cut, after the write before it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Look {
+    /// Nothing: the next write follows.
     Nothing,
+    /// Read what the model says has arrived by now ([`Action::Observe`]).
     Observe,
+    /// Read it and check the quiet period passes with nothing more ([`Action::Quiet`]).
     Quiet,
 }
 
@@ -131,13 +146,16 @@ pub struct Cut {
     /// its length plus one), so that removing a later token while shrinking leaves the cut
     /// where it was.
     pub at: (u16, u16),
+    /// What the client does there.
     pub look: Look,
 }
 
+/// How a connection ends once its stream is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Finish {
     /// Left to the model's end (EOF, replies and close expected).
     Leave,
+    /// Half-closed (EOF from the client), then observed.
     HalfClose,
     /// Closed with whatever is unread (a reset).
     Close,
@@ -146,11 +164,15 @@ pub enum Finish {
 /// One connection of a plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConnPlan {
+    /// Lock-step rounds before the stream (0 for none).
     pub lock_step: u16,
+    /// The stream, token by token.
     pub toks: Vec<Tok>,
     /// One byte of the stream replaced by this one, placed as a cut is.
     pub corrupt: Option<((u16, u16), u8)>,
+    /// Where the stream is split into writes, and what the client does at each split.
     pub cuts: Vec<Cut>,
+    /// How the connection ends.
     pub finish: Finish,
 }
 
@@ -166,6 +188,7 @@ pub struct Turn {
 /// A generated conversation: connections and the order their writes interleave in.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
+    /// The connections, numbered from 1 in this order.
     pub conns: Vec<ConnPlan>,
     /// The first turns (round-robin after them, without pauses).
     pub order: Vec<Turn>,
@@ -337,24 +360,30 @@ pub fn generate(seed: u64, index: u64) -> Plan {
 }
 
 /// How the re-runs of a minimal script went.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Confirmation {
+    /// Fresh processes the script was re-run in.
     pub runs: u32,
+    /// Runs in which it failed again.
     pub failed: u32,
 }
 
 impl Confirmation {
+    /// Whether the script failed in some re-runs but not all of them.
     pub fn is_flaky(&self) -> bool {
         self.failed < self.runs
     }
 }
 
 /// A script-shaped case's details in a report: the script, how it failed, and where it came from.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ScriptReport {
+    /// The script that failed (or, for a replay, was replayed).
     pub script: Script,
+    /// The first expectation that did not hold, where one failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<ScriptFailure>,
+    /// The exploration seed that generated the script, where one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
     /// Which generated case of the seed failed (from 0).
@@ -363,6 +392,7 @@ pub struct ScriptReport {
     /// Steps of the script as generated, before shrinking.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original_steps: Option<usize>,
+    /// How re-running the minimal script went, where it was re-run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirmation: Option<Confirmation>,
 }
@@ -370,12 +400,19 @@ pub struct ScriptReport {
 /// A failure exploration found, shrunk and confirmed.
 #[derive(Clone, Debug)]
 pub struct Found {
+    /// Which generated case of the seed failed (from 0).
     pub index: u64,
+    /// The script as generated, before shrinking.
     pub original: Script,
+    /// The shrunk script that still fails.
     pub minimal: Script,
+    /// How the minimal script failed.
     pub failure: ScriptFailure,
+    /// The target's bytes in and out in the first re-run that failed again; `None` if none did.
     pub transcript: Option<Transcript>,
+    /// How re-running the minimal script went.
     pub confirmation: Confirmation,
+    /// Candidate scripts run while shrinking (proptest's and the action-level pass together).
     pub shrink_steps: u32,
 }
 
@@ -384,11 +421,13 @@ pub struct Found {
 pub struct Exploration {
     /// Generated cases run (all of them, unless time ran out or a failure stopped the run).
     pub ran: u64,
+    /// The first failure (the lowest case index), shrunk and confirmed.
     pub found: Option<Found>,
     /// The target exited while scripts ran (each is also a failure of the script that ran).
     pub deaths: Vec<String>,
     /// The harness could not run (never reported as a pass).
     pub harness_error: Option<String>,
+    /// Wall-clock time of the whole exploration, shrinking and confirmation included.
     pub elapsed: Duration,
 }
 

@@ -32,18 +32,31 @@ pub const DEFAULT_CASES: u32 = 60;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Disruption {
     /// Byte `at` (0 to 3) of the reply is `byte` instead.
-    Wrong { at: u8, byte: u8 },
+    Wrong {
+        /// Which byte of the reply, from 0.
+        at: u8,
+        /// The byte sent in its place.
+        byte: u8,
+    },
     /// The first `sent` bytes (0 to 3) of the reply, then a close.
-    Close { sent: u8 },
+    Close {
+        /// Bytes of `pong` written before the close.
+        sent: u8,
+    },
     /// `"pong"` and then `byte`, in one write.
-    Extra { byte: u8 },
+    Extra {
+        /// The byte written after the `pong`.
+        byte: u8,
+    },
 }
 
 /// How a correct reply is written: pieces cut after byte 1, 2 or 3 (a bit each), `pause` ms
 /// apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Split {
+    /// Where the reply is cut: bit `i` set cuts it after byte `i + 1`.
     pub cuts: u8,
+    /// Milliseconds between the pieces.
     pub pause: u8,
 }
 
@@ -54,6 +67,7 @@ pub struct ClientPlan {
     pub splits: Vec<Split>,
     /// The round (from 1) in which the disruption happens.
     pub round: u32,
+    /// What the server does wrong in that round.
     pub disruption: Disruption,
 }
 
@@ -117,10 +131,15 @@ pub fn plans() -> impl Strategy<Value = ClientPlan> {
 /// How a client run broke SPEC.md section 6.
 #[derive(Clone, Debug)]
 pub struct ClientFailure {
+    /// The round (from 1) in which the client went wrong.
     pub round: u32,
+    /// What a conforming client does there (SPEC.md section 6).
     pub expected: Observation,
+    /// What the client did.
     pub observed: Observation,
+    /// The requirements it broke.
     pub requirements: Vec<&'static str>,
+    /// The gate's bytes in and out with the client, where the run kept them.
     pub transcript: Option<Transcript>,
 }
 
@@ -360,10 +379,15 @@ fn wait_exit(ctx: &mut Ctx, round: u32) -> Result<std::process::ExitStatus, RunE
 /// What a client exploration found.
 #[derive(Clone, Debug)]
 pub struct ClientFound {
+    /// Which generated case of the seed failed (from 0).
     pub index: u64,
+    /// The shrunk server plan that still makes the client fail.
     pub minimal: ClientPlan,
+    /// How the client failed against the minimal plan.
     pub failure: ClientFailure,
+    /// How re-running the minimal plan went.
     pub confirmation: Confirmation,
+    /// Candidate plans run while shrinking.
     pub runs: u32,
 }
 

@@ -35,26 +35,34 @@ pub const SECTION: &str = "explore: generated lifecycles (SPEC.md section 7)";
 /// What is at the path before the first start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Occupant {
+    /// Nothing: the server creates the socket file.
     Nothing,
     /// A socket file nobody listens on.
     StaleSocket,
     /// A socket the gate listens on.
     LiveServer,
+    /// A regular file with user data.
     RegularFile,
+    /// An empty directory.
     Directory,
     /// A symbolic link to a regular file.
     Symlink,
     /// A symbolic link to a stale socket.
     SymlinkToSocket,
+    /// A named pipe.
     Fifo,
 }
 
 /// Something that happens to the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
+    /// Start the server (the first event always is one).
     Start,
+    /// Send SIGTERM to the running server.
     Term,
+    /// Send SIGINT to the running server.
     Int,
+    /// Send SIGKILL to the running server (its socket file stays behind).
     Kill,
     /// Connect, one lock-step round, `end`.
     Round,
@@ -65,7 +73,9 @@ pub enum Event {
 /// A generated lifecycle.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LifecyclePlan {
+    /// What is at the path before the first start.
     pub occupant: Occupant,
+    /// What happens, in order.
     pub events: Vec<Event>,
 }
 
@@ -109,12 +119,22 @@ pub fn plans() -> impl Strategy<Value = LifecyclePlan> {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PathState {
+    /// Nothing (`ENOENT`).
     Nothing,
+    /// A socket.
     Socket,
-    RegularFile { content: String },
+    /// A regular file.
+    RegularFile {
+        /// Its contents, lossily decoded as UTF-8.
+        content: String,
+    },
+    /// A directory.
     Directory,
+    /// A symbolic link (not followed).
     Symlink,
+    /// A named pipe.
     Fifo,
+    /// Anything else (a device).
     Other,
 }
 
@@ -143,15 +163,27 @@ pub enum Seen {
     /// The server accepts connections (and answered a round, for `Round`).
     Serving,
     /// The process exited with this status.
-    Exited { status: String },
+    Exited {
+        /// The exit status as std shows it (`exit status: 1`), or `still running`.
+        status: String,
+    },
     /// The process exited successfully (0) or not.
-    ExitedOk { ok: bool },
+    ExitedOk {
+        /// Exited with status 0.
+        ok: bool,
+    },
     /// What was at the path.
-    Path { state: PathState },
+    Path {
+        /// What `lstat` shows there.
+        state: PathState,
+    },
     /// The process is still running.
     Running,
     /// The other server (the gate's listener) still accepts connections, or not.
-    OtherServerAccepts { accepts: bool },
+    OtherServerAccepts {
+        /// It accepts.
+        accepts: bool,
+    },
 }
 
 impl fmt::Display for Seen {
@@ -174,9 +206,13 @@ impl fmt::Display for Seen {
 pub struct LifecycleFailure {
     /// The event (numbered from 1) after which it was seen.
     pub event: usize,
+    /// What a conforming server leads to (SPEC.md section 7).
     pub expected: Seen,
+    /// What the gate saw.
     pub observed: Seen,
+    /// The requirements the server broke.
     pub requirements: Vec<&'static str>,
+    /// The gate's bytes in and out and its notes, over the whole lifecycle.
     pub transcript: Option<Transcript>,
 }
 
@@ -386,9 +422,13 @@ fn run_events(
 /// What a lifecycle exploration found.
 #[derive(Clone, Debug)]
 pub struct LifecycleFound {
+    /// Which generated case of the seed failed (from 0).
     pub index: u64,
+    /// The shrunk lifecycle that still fails.
     pub minimal: LifecyclePlan,
+    /// How the server failed in the minimal lifecycle.
     pub failure: LifecycleFailure,
+    /// How re-running the minimal lifecycle went.
     pub confirmation: Confirmation,
 }
 

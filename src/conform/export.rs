@@ -40,24 +40,24 @@ pub const FORMAT: &str = "udsping-vector";
 /// One connection of a vector.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ConnVector {
-    pub conn: u32,
-    pub writes: Vec<Bytes>,
-    pub client_eof: bool,
-    pub client_reset: bool,
-    pub replies: Bytes,
-    pub server_closes: bool,
+    pub(crate) conn: u32,
+    pub(crate) writes: Vec<Bytes>,
+    pub(crate) client_eof: bool,
+    pub(crate) client_reset: bool,
+    pub(crate) replies: Bytes,
+    pub(crate) server_closes: bool,
 }
 
 /// A test vector: a script and, per connection, what goes each way.
 #[derive(Clone, Debug, Serialize)]
 pub struct Vector {
-    pub format: &'static str,
-    pub version: u32,
-    pub id: String,
-    pub title: String,
-    pub requirements: Vec<String>,
-    pub connections: Vec<ConnVector>,
-    pub script: Script,
+    pub(crate) format: &'static str,
+    pub(crate) version: u32,
+    pub(crate) id: String,
+    pub(crate) title: String,
+    pub(crate) requirements: Vec<String>,
+    pub(crate) connections: Vec<ConnVector>,
+    pub(crate) script: Script,
 }
 
 impl Vector {
@@ -126,8 +126,14 @@ struct InvalidVector {
 /// Why an export failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
+    /// A file or directory of the export could not be written.
     #[error("cannot write {}: {source}", path.display())]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        /// The file or directory.
+        path: PathBuf,
+        /// The error writing it.
+        source: std::io::Error,
+    },
 }
 
 fn write_json(path: PathBuf, value: &impl Serialize) -> Result<(), ExportError> {

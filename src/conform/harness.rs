@@ -73,9 +73,9 @@ impl From<process::SpawnError> for Problem {
     }
 }
 
-pub type CaseResult = Result<(), Problem>;
+pub(crate) type CaseResult = Result<(), Problem>;
 
-pub fn fail<T>(message: impl Into<String>) -> Result<T, Problem> {
+pub(crate) fn fail<T>(message: impl Into<String>) -> Result<T, Problem> {
     Err(Problem::Fail(message.into()))
 }
 
@@ -99,7 +99,7 @@ pub fn plural(count: impl Into<u64>, noun: &str) -> String {
 }
 
 /// What the gate gives the implementation as `{socket}`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Addressing {
     /// A socket file `udsocket` in the case's fresh directory.
@@ -110,7 +110,7 @@ pub enum Addressing {
 }
 
 /// Who wrote a transcript entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     /// The harness sent these bytes on a connection.
@@ -124,11 +124,11 @@ pub enum Direction {
 /// One line of a case's transcript.
 #[derive(Clone, Debug)]
 pub struct Entry {
-    pub at: Duration,
+    pub(crate) at: Duration,
     /// Connection number within the case (0 for events not tied to one).
     pub conn: usize,
-    pub direction: Direction,
-    pub bytes: Vec<u8>,
+    pub(crate) direction: Direction,
+    pub(crate) bytes: Vec<u8>,
 }
 
 /// Everything a case did, timestamped from the case's start: the first and last
@@ -136,7 +136,7 @@ pub struct Entry {
 #[derive(Clone, Debug)]
 pub struct Transcript {
     start: Instant,
-    pub entries: Vec<Entry>,
+    pub(crate) entries: Vec<Entry>,
     /// Bytes recorded at the start, per direction (sent, received).
     head_bytes: [usize; 2],
     /// Entries after the head was full, trimmed to the last [`TRANSCRIPT_KEPT`] bytes.
@@ -144,7 +144,7 @@ pub struct Transcript {
     /// Bytes counted but not kept, per direction.
     pub omitted: [u64; 2],
     events: usize,
-    pub omitted_events: u64,
+    pub(crate) omitted_events: u64,
 }
 
 impl Transcript {
@@ -290,7 +290,7 @@ pub fn poll_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool 
 
 /// Which side CMD is, for messages ("the server exited ...").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Side {
+pub(crate) enum Side {
     Server,
     Client,
 }
@@ -380,7 +380,7 @@ pub struct Ctx {
     dir: tempfile::TempDir,
     /// The socket path, or `@name` for an abstract address.
     pub socket: PathBuf,
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// How long a server may take to accept its first connection.
     pub startup_timeout: Duration,
     side: Side,
@@ -412,11 +412,16 @@ impl Drop for Ctx {
 }
 
 impl Ctx {
-    pub fn new(target: &Target, timeout: Duration, addressing: Addressing) -> Result<Ctx, Problem> {
+    pub(crate) fn new(target: &Target, timeout: Duration, addressing: Addressing) -> Result<Ctx, Problem> {
         Ctx::for_side(target, timeout, addressing, Side::Server)
     }
 
-    pub fn for_side(target: &Target, timeout: Duration, addressing: Addressing, side: Side) -> Result<Ctx, Problem> {
+    pub(crate) fn for_side(
+        target: &Target,
+        timeout: Duration,
+        addressing: Addressing,
+        side: Side,
+    ) -> Result<Ctx, Problem> {
         let dir = {
             let mut directories = DIRECTORIES.lock().unwrap_or_else(|p| p.into_inner());
             if ABORTED.load(std::sync::atomic::Ordering::SeqCst) {
@@ -474,11 +479,11 @@ impl Ctx {
         self.process.as_ref().map(|p| p.id())
     }
 
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         self.dir.path()
     }
 
-    pub fn transcript(&self) -> Transcript {
+    pub(crate) fn transcript(&self) -> Transcript {
         self.transcript.lock().unwrap_or_else(|p| p.into_inner()).snapshot()
     }
 
@@ -497,7 +502,7 @@ impl Ctx {
         self.exit_status()
     }
 
-    pub fn note(&self, text: &str) {
+    pub(crate) fn note(&self, text: &str) {
         record(&self.transcript, 0, Direction::Event, text.as_bytes());
     }
 

@@ -43,11 +43,14 @@ use crate::spec::{self, Level, Requirement};
 /// Which side of the protocol is under test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
+    /// The implementation is a server; the gate connects to it as clients.
     Server,
+    /// The implementation is a client; the gate is the server it connects to.
     Client,
 }
 
 impl Role {
+    /// `server` or `client`, as in case IDs and the command line.
     pub fn as_str(&self) -> &'static str {
         match self {
             Role::Server => "server",
@@ -60,13 +63,14 @@ impl Role {
 pub struct Case {
     /// `role/section/name`, for example `server/4.2/split-ping`.
     pub id: &'static str,
+    /// The side of the protocol the case tests.
     pub role: Role,
     /// SPEC.md requirement IDs this case holds the implementation to.
     pub requirements: &'static [&'static str],
-    pub title: &'static str,
+    pub(crate) title: &'static str,
     /// The kind of address the case needs the implementation to be given.
     pub needs: Needs,
-    pub run: fn(&mut Ctx) -> harness::CaseResult,
+    pub(crate) run: fn(&mut Ctx) -> harness::CaseResult,
 }
 
 /// Which addressing a case applies to (`--abstract` chooses the run's).
@@ -137,10 +141,12 @@ pub const NOT_OBSERVABLE: &[(&str, &str)] = &[
 ];
 
 /// What became of a case.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
+    /// Every expectation of the case held.
     Pass,
+    /// An expectation did not hold: the implementation does not conform (`message` says how).
     Fail,
     /// The case did not apply, or was not selected.
     Skip,
@@ -151,6 +157,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The outcome in lowercase, as in the JSON report.
     pub fn as_str(&self) -> &'static str {
         match self {
             Outcome::Pass => "pass",
@@ -165,15 +172,22 @@ impl Outcome {
 /// The result of one case.
 #[derive(Clone, Debug)]
 pub struct CaseReport {
+    /// The case's ID, `role/section/name`.
     pub id: &'static str,
-    pub title: &'static str,
+    pub(crate) title: &'static str,
+    /// The SPEC.md requirement IDs the case holds the implementation to.
     pub requirements: Vec<&'static str>,
+    /// The strongest level among them: a failed MUST fails the run, a SHOULD only with `strict`.
     pub level: Level,
     /// The SPEC.md section heading the case belongs to.
     pub section: String,
+    /// What became of the case.
     pub outcome: Outcome,
+    /// Wall-clock time the case took.
     pub duration: Duration,
+    /// Why the case did not pass (or was not run); `None` for a pass.
     pub message: Option<String>,
+    /// The bytes and events of the case, where it ran.
     pub transcript: Option<Transcript>,
     /// For a script-shaped case (exploration, replay): the script and how it failed.
     pub script: Option<Box<explore::ScriptReport>>,
@@ -182,14 +196,19 @@ pub struct CaseReport {
 /// How to run the suite.
 #[derive(Clone, Debug)]
 pub struct Options {
+    /// `--only` patterns: run only cases whose ID or a requirement matches one (all when empty).
     pub only: Vec<glob::Pattern>,
+    /// `--skip` patterns: skip cases whose ID or a requirement matches one.
     pub skip: Vec<glob::Pattern>,
     /// Deadline for each expected event within a case.
     pub timeout: Duration,
     /// How long a server may take to accept its first connection (a client, to connect).
     pub startup_timeout: Duration,
+    /// Failed SHOULD cases also fail the run (`--strict`).
     pub strict: bool,
+    /// Cases run at once, each with its own target process (`--jobs`).
     pub jobs: usize,
+    /// How the target's socket is named: a path or an abstract name.
     pub addressing: Addressing,
 }
 
@@ -223,14 +242,29 @@ impl Options {
 /// Why the gate cannot run at all (exit status 2, before any case).
 #[derive(Debug, thiserror::Error)]
 pub enum GateError {
+    /// The target command could not be started.
     #[error(transparent)]
     Target(#[from] crate::process::SpawnError),
+    /// `--only` or `--skip` leaves no case to run.
     #[error("{option} {patterns} selects no {role} case (`udsping conform {role} --list` lists them)")]
-    NothingSelected { option: &'static str, patterns: String, role: &'static str },
+    NothingSelected {
+        /// `--only` or `--skip`.
+        option: &'static str,
+        /// The option's patterns, comma-separated.
+        patterns: String,
+        /// `server` or `client`.
+        role: &'static str,
+    },
+    /// A case's socket path would not fit in `sun_path` (TMPDIR is too deep).
     #[error(
         "the socket path {path} would be {length} bytes, more than sun_path holds (107): set TMPDIR to a shorter directory"
     )]
-    PathTooLong { path: String, length: usize },
+    PathTooLong {
+        /// The socket path a case would use.
+        path: String,
+        /// Its length in bytes.
+        length: usize,
+    },
 }
 
 /// A `--only`/`--skip` pattern that matches no case while others do: a warning, not an error.
@@ -283,7 +317,7 @@ pub fn preflight(role: Role, target: &Target, options: &Options) -> Result<Vec<U
 }
 
 /// How a profile of SPEC.md section 8 fared in a run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ProfileStatus {
     /// Every MUST of the profile the gate can observe was checked and passed.
@@ -296,9 +330,11 @@ pub enum ProfileStatus {
 }
 
 /// One profile's verdict, with what it rests on.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct ProfileVerdict {
+    /// The profile's name, as in SPEC.md section 8.
     pub name: &'static str,
+    /// Whether the run shows the implementation meets the profile.
     pub status: ProfileStatus,
     /// Observable MUSTs of the profile, for this role, that were checked (every case citing
     /// them ran).
@@ -324,14 +360,18 @@ pub fn applies_to(id: &str, role: Role) -> bool {
 /// The whole run.
 #[derive(Clone, Debug)]
 pub struct SuiteReport {
+    /// The side of the protocol tested.
     pub role: Role,
+    /// The command that was tested.
     pub target: Target,
+    /// The options the suite ran with.
     pub options: Options,
+    /// One report per case of the role, selected or not, in the suite's order (then exploration's, if any).
     pub cases: Vec<CaseReport>,
 }
 
 impl SuiteReport {
-    pub fn count(&self, outcome: Outcome) -> usize {
+    pub(crate) fn count(&self, outcome: Outcome) -> usize {
         self.cases.iter().filter(|c| c.outcome == outcome).count()
     }
 

@@ -26,36 +26,47 @@ use crate::proto::{Ending, ServerSession, PING, PONG};
 pub enum Action {
     /// Open connection `conn` (any other action on a connection that is not open opens it).
     Connect {
+        /// The connection, numbered from 1.
         conn: u32,
     },
     /// One write.
     Send {
+        /// The connection, numbered from 1.
         conn: u32,
+        /// What is written.
         bytes: Bytes,
     },
+    /// Sleep.
     Pause {
+        /// How long, in milliseconds.
         ms: u64,
     },
     /// EOF from the client (later sends on this connection are dropped).
     HalfClose {
+        /// The connection, numbered from 1.
         conn: u32,
     },
     /// The client closes (a reset if replies are unread); the number may be reused after.
     Close {
+        /// The connection, numbered from 1.
         conn: u32,
     },
     /// Lock-step rounds.
     LockStep {
+        /// The connection, numbered from 1.
         conn: u32,
+        /// How many rounds of `"ping"` and `"pong"`.
         rounds: u32,
     },
     /// Read what the model says has arrived by now (replies, a close).
     Observe {
+        /// The connection, numbered from 1.
         conn: u32,
     },
     /// As `Observe`, and if the model says the connection stays open, check that nothing more
     /// arrives and it stays open for the quiet period.
     Quiet {
+        /// The connection, numbered from 1.
         conn: u32,
     },
 }

@@ -108,11 +108,14 @@ pub fn human(report: &SuiteReport, verbose: bool) -> String {
 }
 
 /// One transcript line in the JSON report.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
 pub struct JsonEntry {
-    pub t_ms: f64,
-    pub conn: usize,
-    pub direction: Direction,
+    /// Milliseconds since the case started (to 0.1 ms).
+    pub(crate) t_ms: f64,
+    /// Connection number within the case (0 for events not tied to one).
+    pub(crate) conn: usize,
+    /// Who wrote the entry.
+    pub(crate) direction: Direction,
     /// The bytes with everything but printable ASCII escaped, or the event's text.
     pub text: String,
     /// The bytes in hex, where some are not printable.
@@ -121,17 +124,26 @@ pub struct JsonEntry {
 }
 
 /// One case in the JSON report.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
 pub struct JsonCase<'a> {
-    pub id: &'a str,
-    pub title: &'a str,
-    pub section: &'a str,
-    pub requirements: &'a [&'static str],
-    pub level: &'static str,
-    pub outcome: Outcome,
-    pub duration_ms: u64,
-    pub message: Option<&'a str>,
-    pub transcript: Option<Vec<JsonEntry>>,
+    /// The case's ID, `role/section/name`.
+    pub(crate) id: &'a str,
+    /// What the case checks, in a line.
+    pub(crate) title: &'a str,
+    /// The SPEC.md section heading the case belongs to.
+    pub(crate) section: &'a str,
+    /// The SPEC.md requirement IDs the case holds the implementation to.
+    pub(crate) requirements: &'a [&'static str],
+    /// The strongest level among them: `MUST`, `SHOULD` or `MAY`.
+    pub(crate) level: &'static str,
+    /// What became of the case.
+    pub(crate) outcome: Outcome,
+    /// Wall-clock time the case took, in milliseconds.
+    pub(crate) duration_ms: u64,
+    /// Why the case did not pass (or was not run); `null` for a pass.
+    pub(crate) message: Option<&'a str>,
+    /// The bytes and events of the case, where it ran.
+    pub(crate) transcript: Option<Vec<JsonEntry>>,
     /// For a script-shaped case (exploration, replay): the minimal script, how it failed, the
     /// seed; what `--replay` reads back.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -139,50 +151,75 @@ pub struct JsonCase<'a> {
 }
 
 /// The run's options in the JSON report.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
 pub struct JsonOptions {
-    pub only: Vec<String>,
-    pub skip: Vec<String>,
-    pub timeout_ms: u64,
-    pub startup_timeout_ms: u64,
-    pub strict: bool,
-    pub jobs: usize,
-    pub addressing: Addressing,
+    /// `--only` patterns.
+    pub(crate) only: Vec<String>,
+    /// `--skip` patterns.
+    pub(crate) skip: Vec<String>,
+    /// Deadline for each expected event within a case, in milliseconds.
+    pub(crate) timeout_ms: u64,
+    /// How long a server may take to accept its first connection (a client, to connect), in
+    /// milliseconds.
+    pub(crate) startup_timeout_ms: u64,
+    /// Failed SHOULD cases also fail the run (`--strict`).
+    pub(crate) strict: bool,
+    /// Cases run at once (`--jobs`).
+    pub(crate) jobs: usize,
+    /// How the target's socket was named.
+    pub(crate) addressing: Addressing,
 }
 
 /// A requirement no case can observe, and why.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
 pub struct JsonUnobservable {
-    pub id: &'static str,
-    pub level: &'static str,
-    pub why: &'static str,
+    /// The requirement's ID.
+    pub(crate) id: &'static str,
+    /// Its level: `MUST`, `SHOULD` or `MAY`.
+    pub(crate) level: &'static str,
+    /// Why no case can observe it.
+    pub(crate) why: &'static str,
 }
 
 /// The counts and verdicts in the JSON report.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
 pub struct JsonSummary {
-    pub pass: usize,
-    pub fail: usize,
-    pub skip: usize,
-    pub inconclusive: usize,
-    pub error: usize,
-    pub exit_code: u8,
-    pub profiles: BTreeMap<&'static str, ProfileVerdict>,
+    /// Cases that passed.
+    pub(crate) pass: usize,
+    /// Cases that failed.
+    pub(crate) fail: usize,
+    /// Cases skipped (not applicable or not selected).
+    pub(crate) skip: usize,
+    /// Cases that ran but could not exercise what they test.
+    pub(crate) inconclusive: usize,
+    /// Cases the harness could not run.
+    pub(crate) error: usize,
+    /// The gate's exit status for this run.
+    pub(crate) exit_code: u8,
+    /// Each SPEC.md section 8 profile's verdict, by name.
+    pub(crate) profiles: BTreeMap<&'static str, ProfileVerdict>,
     /// Requirements binding this role that no case observes: the report claims nothing
     /// about them (SPEC.md section 8).
     pub unobservable: Vec<JsonUnobservable>,
 }
 
 /// The JSON report (`--format json`).
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
 pub struct JsonReport<'a> {
-    pub suite: &'static str,
-    pub version: &'static str,
-    pub role: &'static str,
-    pub target: &'a Target,
-    pub options: JsonOptions,
-    pub cases: Vec<JsonCase<'a>>,
-    pub summary: JsonSummary,
+    /// Always "udsping conform".
+    pub(crate) suite: &'static str,
+    /// The udsping version that wrote the report.
+    pub(crate) version: &'static str,
+    /// The side tested: `server` or `client`.
+    pub(crate) role: &'static str,
+    /// The command tested.
+    pub(crate) target: &'a Target,
+    /// The options the gate ran with.
+    pub(crate) options: JsonOptions,
+    /// Every case, selected or not.
+    pub(crate) cases: Vec<JsonCase<'a>>,
+    /// The counts and the profiles' verdicts.
+    pub(crate) summary: JsonSummary,
 }
 
 fn transcript_json(transcript: &Transcript) -> Vec<JsonEntry> {
@@ -257,6 +294,12 @@ pub fn json_report(report: &SuiteReport) -> JsonReport<'_> {
             unobservable: unobservable(report.role),
         },
     }
+}
+
+/// The JSON Schema of [`json`]'s output, generated from these types (committed as
+/// `schemas/conform-report.schema.json`).
+pub fn schema() -> String {
+    serde_json::to_string_pretty(&schemars::schema_for!(JsonReport<'static>)).expect("a schema serializes") + "\n"
 }
 
 /// One JSON object: suite, version, target, options, cases, summary.

@@ -29,18 +29,26 @@ pub const QUIET: Duration = Duration::from_millis(50);
 /// What the client does in a row (the static form of [`Action`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Act {
+    /// One write of these bytes on connection `.0`.
     Send(u32, &'static [u8]),
+    /// One write of `.1` pings on connection `.0`.
     Pings(u32, usize),
+    /// `.1` lock-step rounds on connection `.0`: `"ping"`, then its `"pong"`.
     LockStep(u32, u32),
+    /// Read what connection `.0` is owed by now, and the close if the server owes one.
     Observe(u32),
+    /// As `Observe`, then check nothing more arrives and the connection stays open for [`QUIET`].
     Quiet(u32),
+    /// Wait this many milliseconds.
     Pause(u64),
+    /// Half-close connection `.0` (EOF from the client).
     HalfClose(u32),
+    /// Close connection `.0`, replies unread or not.
     Close(u32),
 }
 
 impl Act {
-    pub fn action(self) -> Action {
+    pub(crate) fn action(self) -> Action {
         match self {
             Act::Send(conn, bytes) => Action::Send { conn, bytes: bytes.into() },
             Act::Pings(conn, n) => Action::Send { conn, bytes: PING.repeat(n).into() },
@@ -57,10 +65,10 @@ impl Act {
 /// One stream case as data.
 #[derive(Clone, Copy, Debug)]
 pub struct Row {
-    pub id: &'static str,
-    pub requirements: &'static [&'static str],
-    pub title: &'static str,
-    pub acts: &'static [Act],
+    pub(crate) id: &'static str,
+    pub(crate) requirements: &'static [&'static str],
+    pub(crate) title: &'static str,
+    pub(crate) acts: &'static [Act],
 }
 
 impl Row {

@@ -72,6 +72,7 @@ pub const SEND_GAP: Duration = Duration::from_millis(500);
 pub struct Bytes(pub Vec<u8>);
 
 impl Bytes {
+    /// The bytes.
     pub fn as_slice(&self) -> &[u8] {
         &self.0
     }
@@ -120,8 +121,8 @@ const MESSAGE_BYTES: usize = 256;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("bad escape at character {at} of {text:?}: expected \\n, \\r, \\t, \\0, \\\\, \\', \\\" or \\xNN")]
 pub struct EscapeError {
-    pub text: String,
-    pub at: usize,
+    pub(crate) text: String,
+    pub(crate) at: usize,
 }
 
 /// Reads SPEC.md's byte-string notation (the inverse of `escape_ascii`).
@@ -156,6 +157,20 @@ pub fn unescape(text: &str) -> Result<Vec<u8>, EscapeError> {
     Ok(out)
 }
 
+// By hand, as `Serialize` is: a byte string is one JSON string in SPEC.md's notation.
+impl schemars::JsonSchema for Bytes {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Bytes".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "Bytes in SPEC.md's notation: ASCII as is, with \\n, \\r, \\t, \\\\, \\', \\\" and \\xNN for every other byte."
+        })
+    }
+}
+
 impl Serialize for Bytes {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.0.escape_ascii().to_string())
@@ -170,70 +185,104 @@ impl<'de> Deserialize<'de> for Bytes {
 }
 
 /// One step of a script. Connections are numbered by the script (from 1).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "step", rename_all = "snake_case")]
 pub enum Step {
+    /// Open connection `conn` (bounded by the timeout).
     Connect {
+        /// The connection, numbered by the script from 1.
         conn: u32,
     },
+    /// One write of `bytes`.
     Send {
+        /// The connection, numbered by the script from 1.
         conn: u32,
+        /// What is written.
         bytes: Bytes,
     },
+    /// Sleep.
     Pause {
+        /// How long, in milliseconds.
         ms: u64,
     },
+    /// Shut down the gate's sending side: the target reads EOF.
     HalfClose {
+        /// The connection, numbered by the script from 1.
         conn: u32,
     },
+    /// Close the connection, unread bytes and all (a reset).
     Close {
+        /// The connection, numbered by the script from 1.
         conn: u32,
     },
+    /// `rounds` times: send `"ping"`, expect `"pong"`.
     LockStep {
+        /// The connection, numbered by the script from 1.
         conn: u32,
+        /// How many rounds.
         rounds: u32,
+        /// The SPEC.md requirement IDs that make the expectation hold; a failure here blames them.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         because: Vec<String>,
     },
+    /// Exactly these bytes arrive next (bounded by the timeout).
     ExpectBytes {
+        /// The connection, numbered by the script from 1.
         conn: u32,
+        /// The bytes expected.
         bytes: Bytes,
+        /// The SPEC.md requirement IDs that make the expectation hold; a failure here blames them.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         because: Vec<String>,
     },
+    /// Nothing more arrives and the target closes the connection.
     ExpectClosed {
+        /// The connection, numbered by the script from 1.
         conn: u32,
+        /// The SPEC.md requirement IDs that make the expectation hold; a failure here blames them.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         because: Vec<String>,
     },
+    /// Nothing arrives and the connection stays open for `ms`.
     ExpectOpen {
+        /// The connection, numbered by the script from 1.
         conn: u32,
+        /// How long to watch, in milliseconds.
         ms: u64,
+        /// The SPEC.md requirement IDs that make the expectation hold; a failure here blames them.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         because: Vec<String>,
     },
+    /// The target's process has not exited.
     ExpectRunning {
+        /// The SPEC.md requirement IDs that make the expectation hold; a failure here blames them.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         because: Vec<String>,
     },
     /// Send a signal to the target's process.
     Signal {
+        /// Which signal.
         signal: SignalName,
     },
     /// The target's process exits by itself within the timeout, successfully (status 0) or not.
     ExpectExit {
+        /// `true`: it exits with status 0; `false`: with any other status.
         success: bool,
+        /// The SPEC.md requirement IDs that make the expectation hold; a failure here blames them.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         because: Vec<String>,
     },
 }
 
 /// The signals a script may send.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum SignalName {
+    /// `SIGTERM`.
     Term,
+    /// `SIGINT`.
     Int,
+    /// `SIGKILL`.
     Kill,
 }
 
@@ -298,17 +347,18 @@ impl fmt::Display for Step {
 }
 
 /// A conversation with a server, with its expectations.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Script {
     /// Always [`FORMAT`].
     pub format: String,
     /// Always [`VERSION`].
     pub version: u32,
+    /// The steps, played in order.
     pub steps: Vec<Step>,
 }
 
 impl Script {
-    pub fn new(steps: Vec<Step>) -> Self {
+    pub(crate) fn new(steps: Vec<Step>) -> Self {
         Script { format: FORMAT.to_string(), version: VERSION, steps }
     }
 
@@ -327,27 +377,47 @@ impl Script {
 }
 
 /// What one expectation saw, or should have seen.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Observation {
     /// Exactly these bytes (whatever follows).
-    Bytes { bytes: Bytes },
+    Bytes {
+        /// The bytes.
+        bytes: Bytes,
+    },
     /// These bytes and then the end of the connection (EOF or a reset, SPEC: WIRE-CLOSE-1).
-    Closed { before: Bytes },
+    Closed {
+        /// What arrived before the end.
+        before: Bytes,
+    },
     /// These bytes and then nothing more within the wait; the connection stayed open.
-    Open { received: Bytes, waited_ms: u64 },
+    Open {
+        /// What arrived.
+        received: Bytes,
+        /// How long the gate watched, in milliseconds.
+        waited_ms: u64,
+    },
     /// A connection was established.
     Connected,
     /// The target did not accept the connection.
-    NotConnected { error: String },
+    NotConnected {
+        /// The connect error.
+        error: String,
+    },
     /// The target read everything the gate sent.
     AllRead,
     /// The target did not read what the gate sent within the wait.
-    NotRead { waited_ms: u64 },
+    NotRead {
+        /// How long the gate waited, in milliseconds.
+        waited_ms: u64,
+    },
     /// The target's process is running.
     Running,
     /// The target's process exited.
-    Exited { status: String },
+    Exited {
+        /// The exit status as std shows it (`exit status: 1`).
+        status: String,
+    },
 }
 
 impl fmt::Display for Observation {
@@ -373,7 +443,7 @@ impl fmt::Display for Observation {
 }
 
 /// Where and how a script failed.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ScriptFailure {
     /// The failing step, numbered from 1.
     pub step: usize,
@@ -382,7 +452,9 @@ pub struct ScriptFailure {
     /// For a `lock_step` step, the round that failed (from 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub round: Option<u32>,
-    pub expected: Observation,
+    /// What a conforming target does at that step.
+    pub(crate) expected: Observation,
+    /// What the target did instead.
     pub observed: Observation,
     /// Every byte and event of the run, up to the failure (in reports, the case's transcript).
     #[serde(skip)]
@@ -407,10 +479,22 @@ pub enum ScriptError {
     Failed(Box<ScriptFailure>),
     /// The script cannot be played as written (from a hand-written file).
     #[error("step {step} ({at}): {reason}")]
-    Invalid { step: usize, at: String, reason: &'static str },
+    Invalid {
+        /// The step, numbered from 1.
+        step: usize,
+        /// The step as text.
+        at: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// The harness itself failed (never the target's fault).
     #[error("harness error at step {step}: {message}")]
-    Harness { step: usize, message: String },
+    Harness {
+        /// The step it failed at, numbered from 1.
+        step: usize,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 impl ScriptError {
@@ -622,12 +706,16 @@ pub fn load_file(path: &std::path::Path) -> Result<Vec<(String, Script)>, LoadEr
 /// Why a script file cannot be replayed.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// The file cannot be read.
     #[error("cannot read it: {0}")]
     Read(#[from] std::io::Error),
+    /// The file is not JSON of a script's or a report's shape.
     #[error("not a script: {0}")]
     Json(#[from] serde_json::Error),
+    /// The JSON is neither a script nor a gate report.
     #[error("neither a script (no \"steps\") nor a gate report (no \"cases\")")]
     NotAScript,
+    /// The file is a gate report, but no case of it has a script.
     #[error("the report has no case with a script (run the gate with --explore and --format json)")]
     NoScripts,
 }
