@@ -73,6 +73,12 @@ pub fn requirements() -> Vec<Requirement<'static>> {
     parse(SPEC_MD).expect("SPEC.md's requirement lines are well-formed (checked by tests/traceability.rs)")
 }
 
+/// The strongest level among `ids` (MUST where none is known): a case binds as strictly as its
+/// strictest requirement, so it cannot claim to check a MUST that SPEC.md calls a SHOULD.
+pub fn strongest_level(requirements: &[Requirement<'_>], ids: &[&str]) -> Level {
+    ids.iter().filter_map(|id| requirements.iter().find(|r| r.id == *id)).map(|r| r.level).min().unwrap_or(Level::Must)
+}
+
 /// Parses requirement lines; a line that starts like one but is malformed is an error naming it.
 pub fn parse(text: &str) -> Result<Vec<Requirement<'_>>, SpecError> {
     let mut section = "";
@@ -138,6 +144,14 @@ pub fn citations(source: &str) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_case_binds_as_strictly_as_its_strictest_requirement() {
+        let requirements = requirements();
+        assert_eq!(strongest_level(&requirements, &["SRV-CONC-3"]), Level::Should);
+        assert_eq!(strongest_level(&requirements, &["SRV-CONC-3", "SRV-CONC-1"]), Level::Must);
+        assert_eq!(strongest_level(&requirements, &["NO-SUCH-1"]), Level::Must);
+    }
 
     #[test]
     fn citations_are_found_in_comments_and_parentheses() {

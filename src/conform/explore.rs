@@ -713,13 +713,7 @@ pub fn replay_command(role: &str, target: &Target) -> String {
 /// if the harness could not run).
 pub fn reports(exploration: &Exploration, target: &Target, options: &ExploreOptions) -> Vec<CaseReport> {
     let requirements = spec::requirements();
-    let level_of = |ids: &[&str]| {
-        ids.iter()
-            .filter_map(|id| requirements.iter().find(|r| r.id == *id))
-            .map(|r| r.level)
-            .min()
-            .unwrap_or(spec::Level::Must)
-    };
+    let level_of = |ids: &[&str]| spec::strongest_level(&requirements, ids);
     let generated = requirement_ids([
         "SRV-PONG-1",
         "SRV-PONG-2",
@@ -847,6 +841,7 @@ pub fn explore_all(role: super::Role, target: &Target, options: &ExploreOptions)
 
 /// Plays saved scripts (`--replay FILE`), each in a fresh server, as report cases.
 pub fn replay(scripts: &[(String, Script)], target: &Target, options: &ExploreOptions) -> Vec<CaseReport> {
+    let requirements = spec::requirements();
     scripts
         .iter()
         .map(|(name, script)| {
@@ -868,12 +863,7 @@ pub fn replay(scripts: &[(String, Script)], target: &Target, options: &ExploreOp
                     }
                 }
             };
-            let level = blamed
-                .iter()
-                .filter_map(|id| spec::requirements().into_iter().find(|r| r.id == *id))
-                .map(|r| r.level)
-                .min()
-                .unwrap_or(spec::Level::Must);
+            let level = spec::strongest_level(&requirements, &blamed);
             CaseReport {
                 id: leak(format!("server/replay/{name}")),
                 title: leak(format!("a saved script of {} steps", script.steps.len())),

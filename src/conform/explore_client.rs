@@ -472,13 +472,7 @@ pub fn reports(
     elapsed: Duration,
 ) -> Vec<CaseReport> {
     let requirements = spec::requirements();
-    let level_of = |ids: &[&str]| {
-        ids.iter()
-            .filter_map(|id| requirements.iter().find(|r| r.id == *id))
-            .map(|r| r.level)
-            .min()
-            .unwrap_or(spec::Level::Must)
-    };
+    let level_of = |ids: &[&str]| spec::strongest_level(&requirements, ids);
     let all = vec!["CLT-LOCKSTEP-1", "CLT-REPLY-1", "CLT-REPLY-2", "CLT-EOF-1", "CLT-END-1", "CLT-EXIT-1"];
     let report = |id, title, requirements: Vec<&'static str>, outcome, message, transcript| CaseReport {
         id,

@@ -490,13 +490,7 @@ pub fn reports(
     elapsed: Duration,
 ) -> Vec<CaseReport> {
     let requirements = spec::requirements();
-    let level_of = |ids: &[&str]| {
-        ids.iter()
-            .filter_map(|id| requirements.iter().find(|r| r.id == *id))
-            .map(|r| r.level)
-            .min()
-            .unwrap_or(spec::Level::Must)
-    };
+    let level_of = |ids: &[&str]| spec::strongest_level(&requirements, ids);
     let all = vec!["LIFE-BIND-1", "LIFE-STALE-1", "LIFE-LIVE-1", "LIFE-FOREIGN-1", "LIFE-SHUT-1", "LIFE-SHUT-2"];
     let report = |id, title, requirements: Vec<&'static str>, outcome, message, transcript| CaseReport {
         id,

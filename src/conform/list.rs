@@ -23,13 +23,7 @@ pub struct ListedCase {
 /// The cases of `role` that `options` selects, in run order.
 pub fn list(role: Role, options: &Options) -> Vec<ListedCase> {
     let requirements = spec::requirements();
-    let level_of = |ids: &[&str]| {
-        ids.iter()
-            .filter_map(|id| requirements.iter().find(|r| r.id == *id))
-            .map(|r| r.level)
-            .min()
-            .map_or("MUST", |l| l.as_str())
-    };
+    let level_of = |ids: &[&str]| spec::strongest_level(&requirements, ids).as_str();
     cases(role)
         .into_iter()
         .filter(|c| options.selects(c))

@@ -447,13 +447,13 @@ impl SuiteReport {
 
 /// The strongest level among `ids`, and the SPEC.md section heading for `section_number`.
 fn describe(requirements: &[Requirement<'_>], ids: &[&str], section_number: &str) -> (Level, String) {
-    let level = ids.iter().filter_map(|id| requirements.iter().find(|r| r.id == *id)).map(|r| r.level).min();
+    let level = spec::strongest_level(requirements, ids);
     let section = requirements
         .iter()
         .map(|r| r.section)
         .find(|s| s.strip_prefix(section_number).is_some_and(|rest| rest.starts_with([' ', '.'])))
         .unwrap_or(section_number);
-    (level.unwrap_or(Level::Must), section.to_string())
+    (level, section.to_string())
 }
 
 /// Plain starts that must fail, with none succeeding, before the run stops starting the target.

@@ -20,18 +20,10 @@ pub const SEED_SERVER: &str = udsping::seed::SERVER_PY;
 /// Generous bound for anything a test waits for; only a broken implementation reaches it.
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
-/// Polls `condition` until it holds or `limit` passes; returns whether it held.
-pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if condition() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(2));
-    }
+/// Polls `condition` until it holds or `limit` passes; returns whether it held (the gate's
+/// own bounded poll).
+pub fn wait_until(limit: Duration, condition: impl FnMut() -> bool) -> bool {
+    udsping::conform::harness::poll_until(limit, condition)
 }
 
 /// A reference server on its own thread in its own temporary directory, stopped on drop.
