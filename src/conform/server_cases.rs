@@ -274,7 +274,19 @@ fn idle_clients(ctx: &mut Ctx) -> CaseResult {
 fn non_reading_client(ctx: &mut Ctx) -> CaseResult {
     ctx.start_server()?;
     let mut flooder = ctx.connect()?;
-    flooder.flood(&b"ping".repeat(4096));
+    // Pings keep coming until the server stops taking them (none accepted for 100 ms): by then
+    // its pongs fill every buffer back to the non-reader, so a server that writes them
+    // blocking is stuck from now on, whatever the scheduling. One flood may fit in the
+    // buffers and decide nothing.
+    let pings = b"ping".repeat(4096);
+    let deadline = std::time::Instant::now() + ctx.timeout;
+    let mut last_taken = std::time::Instant::now();
+    while std::time::Instant::now() < deadline && last_taken.elapsed() < Duration::from_millis(100) {
+        if flooder.flood(&pings) > 0 {
+            last_taken = std::time::Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let mut conn = ctx.connect()?;
     conn.live_session(20, "while another client never reads its pongs")
 }
