@@ -244,8 +244,8 @@ pub enum FormatArg {
 #[derive(Debug, Args)]
 #[command(
     after_help = "Every figure is measured in the same run as the raw baseline (a std-only thread per connection \
-doing read 4 bytes, write \"pong\"), alternately in short trials (ABBA order), and reported as the median of the \
-per-pair ratios with their interquartile range. A figure is marked UNSTABLE when that range exceeds 10% of the \
+doing read 4 bytes, write \"pong\"), alternately in short trials (ABBA order, both servers started afresh for \
+each pair), and reported as the median of the per-pair ratios with their interquartile range. A figure is marked UNSTABLE when that range exceeds 10% of the \
 median, or other processes used over 10% of the CPUs, or the hypervisor stole over 2% of CPU time meanwhile. \
 Every trial has a deadline (its length + 2 s): a server that stalls fails its scenario, the run goes on. \
 The reference and the baseline run in this process; CMD and the seed's Python server (included when python3 \
@@ -259,9 +259,10 @@ pub struct BenchArgs {
     /// How long each server is measured per scenario (up to 1h), split into --pairs trials.
     #[arg(long, default_value = "2s", value_parser = parse_bench_duration, value_name = "DURATION")]
     pub duration: Duration,
-    /// Trials per server per scenario, interleaved with the baseline's (ABBA).
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
-    pub pairs: u64,
+    /// Trials per server per scenario, interleaved with the baseline's (ABBA) [default: 80 for
+    /// lockstep-pinned and idle-crowd, 10 for the others].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub pairs: Option<u64>,
     /// Run the whole set of scenarios this many times and say whether the runs agree.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100))]
     pub repeat: u64,
@@ -570,7 +571,7 @@ pub fn config(cli: Cli) -> Result<Config, UsageError> {
             let options = bench::Options {
                 scenarios: if args.scenarios.is_empty() { Scenario::ALL.to_vec() } else { args.scenarios },
                 duration: args.duration,
-                pairs: usize::try_from(args.pairs).unwrap_or(usize::MAX),
+                pairs: args.pairs.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
                 repeat: usize::try_from(args.repeat).unwrap_or(usize::MAX),
                 idle_counts: if args.idle_connections.is_empty() {
                     defaults.idle_counts.clone()

@@ -14,7 +14,7 @@ use udsping::bench::{self, Options, Scenario};
 fn quick() -> Options {
     Options {
         duration: Duration::from_millis(100),
-        pairs: 2,
+        pairs: Some(2),
         client_counts: vec![1, 4],
         idle_counts: vec![20],
         ..Options::default()
@@ -57,6 +57,9 @@ fn every_scenario_runs_and_reports() {
     }
     assert!(["ok", "unstable"].contains(&lockstep["status"].as_str().unwrap()), "{lockstep}");
     number(&lockstep["conditions"], "elapsed_s");
+    // --pairs as given, and each figure's own trial length (100 ms over 2 pairs).
+    assert_eq!(json["settings"]["pairs"], 2);
+    assert_eq!(number(&lockstep, "trial_s"), 0.05);
     number(&find("pipelined")["figures"], "mb_per_sec_each_way");
 
     let crowd = find("idle-crowd");

@@ -216,14 +216,18 @@ fn histogram() -> Histogram<u64> {
 
 /// CPU time (user + system) of this process, and of `child` if the server is one.
 pub fn cpu_time(child: Option<u32>) -> Duration {
-    let own = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
+    usage(nix::sys::resource::UsageWho::RUSAGE_SELF) + child.and_then(crate::process::cpu_time).unwrap_or_default()
+}
+
+/// User and system time of `who`, from getrusage.
+fn usage(who: nix::sys::resource::UsageWho) -> Duration {
+    nix::sys::resource::getrusage(who)
         .map(|u| {
             let (user, system) = (u.user_time(), u.system_time());
             Duration::from_micros((user.tv_sec() * 1_000_000 + user.tv_usec()) as u64)
                 + Duration::from_micros((system.tv_sec() * 1_000_000 + system.tv_usec()) as u64)
         })
-        .unwrap_or_default();
-    own + child.and_then(crate::process::cpu_time).unwrap_or_default()
+        .unwrap_or_default()
 }
 
 /// Resident and virtual memory and thread count of a process (this one for `None`), from
@@ -252,7 +256,12 @@ pub(crate) fn process_size(pid: Option<u32>) -> io::Result<ProcessSize> {
 }
 
 /// One lock-step client until `deadline`; checks every reply.
-fn lockstep_client(mut stream: UnixStream, deadline: Instant) -> Result<(u64, Histogram<u64>), MeasureError> {
+/// Lock-step rounds until `deadline`; those that start before `counted_from` are a warm-up.
+fn lockstep_client(
+    mut stream: UnixStream,
+    counted_from: Instant,
+    deadline: Instant,
+) -> Result<(u64, Histogram<u64>), MeasureError> {
     let mut latency = histogram();
     let mut reply = [0u8; 4];
     let mut rounds = 0u64;
@@ -264,16 +273,22 @@ fn lockstep_client(mut stream: UnixStream, deadline: Instant) -> Result<(u64, Hi
         }
         stream.write_all(PING).map_err(MeasureError::io("write"))?;
         stream.read_exact(&mut reply).map_err(MeasureError::io("read"))?;
-        latency.saturating_record(start.elapsed().as_nanos() as u64);
         if &reply != PONG {
             return Err(MeasureError::WrongReply { got: reply.escape_ascii().to_string() });
         }
-        rounds += 1;
+        if start >= counted_from {
+            latency.saturating_record(start.elapsed().as_nanos() as u64);
+            rounds += 1;
+        }
     }
     stream.write_all(END).map_err(MeasureError::io("write"))?;
     stream.shutdown(std::net::Shutdown::Write).map_err(MeasureError::io("shutdown"))?;
     Ok((rounds, latency))
 }
+
+/// How long lock-step clients run before their rounds count: the first rounds on a fresh
+/// connection pay for its server thread's first wake-ups and page faults.
+pub const WARM_UP: Duration = Duration::from_millis(5);
 
 /// `clients` lock-step clients at once for `length`: aggregate rounds, merged latency, and
 /// the fewest and most rounds one client completed (starvation).
@@ -293,13 +308,15 @@ pub fn lockstep(
             let barrier = Arc::clone(&barrier);
             thread::spawn(move || {
                 barrier.wait();
-                lockstep_client(stream, Instant::now() + length)
+                let counted_from = Instant::now() + WARM_UP;
+                lockstep_client(stream, counted_from, counted_from + length)
             })
         })
         .collect();
-    let cpu_before = cpu_time(pid);
     barrier.wait();
-    let start = Instant::now();
+    let start = Instant::now() + WARM_UP;
+    thread::sleep(WARM_UP);
+    let cpu_before = cpu_time(pid);
     let mut latency = histogram();
     let (mut total, mut fewest, mut most) = (0, u64::MAX, 0);
     let mut failure = None;
@@ -573,11 +590,18 @@ pub fn raise_descriptor_limit(wanted: u64) {
     }
 }
 
-/// Pins the calling thread (and the threads and processes it starts afterwards) to one CPU.
-pub fn pin_to_one_cpu() -> Result<(), MeasureError> {
-    let mut set = rustix::thread::CpuSet::new();
-    set.set(0);
-    rustix::thread::sched_setaffinity(None, &set).map_err(|e| MeasureError::Pin(e.into()))
+/// Pins the calling thread (and the threads and processes it starts afterwards) to one CPU:
+/// the last one this process may use. Not CPU 0, which most kernels and hypervisors load with
+/// more interrupts and timers, and never one outside the inherited mask (a container's cpuset
+/// may exclude CPU 0, where pinning to it fails).
+pub fn pin_to_one_cpu() -> Result<usize, MeasureError> {
+    use rustix::thread::{sched_getaffinity, sched_setaffinity, CpuSet};
+    let allowed = sched_getaffinity(None).map_err(|e| MeasureError::Pin(e.into()))?;
+    let cpu = (0..CpuSet::MAX_CPU).rev().find(|&cpu| allowed.is_set(cpu)).unwrap_or(0);
+    let mut set = CpuSet::new();
+    set.set(cpu);
+    sched_setaffinity(None, &set).map_err(|e| MeasureError::Pin(e.into()))?;
+    Ok(cpu)
 }
 
 /// What the machine was doing: read before and after a scenario, to say whether something
@@ -620,7 +644,10 @@ impl MachineState {
             .ok()
             .and_then(|s| s.trim().parse::<f64>().ok())
             .map(|khz| khz / 1000.0);
-        let own_cpu = cpu_time(None) + servers.iter().filter_map(|&pid| crate::process::cpu_time(pid)).sum();
+        // Servers started and stopped since an earlier reading count through RUSAGE_CHILDREN
+        // (the bench reaps them); those still running through their own /proc entries.
+        let live: Duration = servers.iter().filter_map(|&pid| crate::process::cpu_time(pid)).sum();
+        let own_cpu = cpu_time(None) + usage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN) + live;
         MachineState { at: Instant::now(), load_1m, busy, steal, total, own_cpu, cpu_mhz }
     }
 

@@ -8,12 +8,13 @@
 //! - [`report`]: the report's types (JSON, with a generated schema), the human table, and the
 //!   judgements across repetitions and against a previous report.
 //!
-//! How a figure is taken: the server under test and the baseline are both started, then
-//! measured alternately in short trials (`pairs` of them each, in ABBA order: subject,
-//! baseline, baseline, subject, ...), so that both see the same drift of the machine. The
-//! figure is the median of the per-pair ratios, reported with their interquartile range. A
-//! figure whose range is wide, or that was measured while other processes or the hypervisor
-//! took CPU time, is marked `unstable` with the reason.
+//! How a figure is taken: the server under test and the baseline are measured alternately in
+//! short trials (`pairs` of them each, in ABBA order: subject, baseline, baseline, subject,
+//! ...), so that both see the same drift of the machine, and both are started afresh for every
+//! pair, so that what is fixed per instance varies within the figure rather than between
+//! runs. The figure is the median of the per-pair ratios, reported with their interquartile
+//! range. A figure whose range is wide, or that was measured while other processes or the
+//! hypervisor took CPU time, is marked `unstable` with the reason.
 //!
 //! The benchmark is a tool, not a test: `cargo test` runs every scenario for a fraction of a
 //! second so that it keeps working, and asserts nothing about speed.
@@ -71,6 +72,20 @@ impl Scenario {
         Scenario::IdleCrowd,
     ];
 
+    /// Pairs of trials per figure when `--pairs` is not given. Pinned, a trial is steady at
+    /// 25 ms, and the 80 pairs that fit in 2 s make the quartiles of the pair ratios steady
+    /// too: ten figures in a row on the 2-vCPU VM all had their medians within each other's
+    /// interquartile ranges, where at 10 or 40 pairs the range was now and then narrow enough
+    /// to miss a neighbour's median. Unpinned, a trial samples where the scheduler put the
+    /// threads, which takes 200 ms to average out (at 25 ms the unpinned lock-step pairs
+    /// ranged from 0.45 to 1.19).
+    pub fn default_pairs(&self) -> usize {
+        match self {
+            Scenario::LockstepPinned | Scenario::IdleCrowd => 80,
+            _ => 10,
+        }
+    }
+
     /// The name on the command line and in the reports.
     pub fn name(&self) -> String {
         use clap::ValueEnum as _;
@@ -110,8 +125,9 @@ pub struct Options {
     pub scenarios: Vec<Scenario>,
     /// Time each server is measured per scenario and client count, split into `pairs` trials.
     pub duration: Duration,
-    /// Trials per server, interleaved with the other server's in ABBA order.
-    pub pairs: usize,
+    /// Trials per server, interleaved with the other server's in ABBA order; `None`: each
+    /// scenario's [`Scenario::default_pairs`].
+    pub pairs: Option<usize>,
     /// The server measured against the baseline (the reference unless `-- CMD`).
     pub subject: Subject,
     /// Also measure the seed's Python server in `lockstep` and `clients`.
@@ -131,7 +147,7 @@ impl Default for Options {
         Options {
             scenarios: Scenario::ALL.to_vec(),
             duration: Duration::from_secs(2),
-            pairs: 10,
+            pairs: None,
             subject: Subject::Reference,
             seed_python: false,
             client_counts: vec![1, 2, 4, 16, 64, 256],
@@ -143,9 +159,14 @@ impl Default for Options {
 }
 
 impl Options {
-    /// The length of one trial.
-    pub fn trial(&self) -> Duration {
-        self.duration / self.pairs.max(1) as u32
+    /// Pairs of trials of `scenario`'s figures.
+    pub fn pairs(&self, scenario: Scenario) -> usize {
+        self.pairs.unwrap_or_else(|| scenario.default_pairs()).max(1)
+    }
+
+    /// The length of one trial of `scenario`.
+    pub fn trial(&self, scenario: Scenario) -> Duration {
+        self.duration / u32::try_from(self.pairs(scenario)).unwrap_or(u32::MAX)
     }
 }
 
@@ -259,7 +280,6 @@ pub fn run(options: &Options, mut progress: impl FnMut(&str)) -> Report {
         settings: report::Settings {
             duration_s: options.duration.as_secs_f64(),
             pairs: options.pairs,
-            trial_s: options.trial().as_secs_f64(),
             repeat: options.repeat.max(1),
             unstable_spread: t.spread,
             unstable_other_load: t.other_load,
@@ -292,6 +312,7 @@ fn measure_figure(
         clients,
         idle_connections: idle,
         repeat,
+        trial_s: options.trial(scenario).as_secs_f64(),
         status: Status::Ok,
         reasons: Vec::new(),
         conditions: None,
@@ -397,19 +418,19 @@ fn trial(scenario: Scenario, running: &Running, clients: usize, length: Duration
     .map_err(|e| watchdog.blame(e))
 }
 
-/// Trials against `a` and `b` in ABBA order; returns each one's samples.
-fn abba(
-    a: (&Running, &str),
-    b: (&Running, &str),
+/// `pairs` pairs of trials in ABBA order (a b, b a, a b, ...): `pair()` sets up what one pair
+/// measures, `one(&set_up, is_a)` measures one side of it. Returns a's samples and b's.
+fn abba<T>(
     pairs: usize,
-    mut one: impl FnMut(&Running) -> Result<Sample, MeasureError>,
+    mut pair: impl FnMut() -> Result<T, ScenarioError>,
+    mut one: impl FnMut(&T, bool) -> Result<Sample, ScenarioError>,
 ) -> Result<(Vec<Sample>, Vec<Sample>), ScenarioError> {
     let (mut of_a, mut of_b) = (Vec::new(), Vec::new());
-    for pair in 0..pairs.max(1) {
-        let a_first = pair % 2 == 0;
+    for index in 0..pairs.max(1) {
+        let set_up = pair()?;
+        let a_first = index % 2 == 0;
         for is_a in [a_first, !a_first] {
-            let (running, name) = if is_a { a } else { b };
-            let sample = one(running).map_err(|source| ScenarioError::Measure { server: name.to_owned(), source })?;
+            let sample = one(&set_up, is_a)?;
             if is_a { &mut of_a } else { &mut of_b }.push(sample);
         }
     }
@@ -429,14 +450,22 @@ fn interleaved(
     clients: usize,
     options: &Options,
 ) -> Result<Measured, ScenarioError> {
-    let measured = start(subject, 0)?;
-    let baseline = start(&Subject::Baseline, 0)?;
-    let before = MachineState::now(measured.pid.as_slice());
-    let length = options.trial();
-    let (a, b) = abba((&measured, &subject.name()), (&baseline, "baseline"), options.pairs, |running| {
-        trial(scenario, running, clients, length)
-    })?;
-    let after = MachineState::now(measured.pid.as_slice());
+    let before = MachineState::now(&[]);
+    let length = options.trial(scenario);
+    // Every pair gets freshly started servers. Started once per figure, the same code gave
+    // figures whose medians differed by twice what their pairs' spread predicts (a standard
+    // deviation of 1.6% against 0.7% from resampling the pairs): something fixed per instance
+    // (where its buffers, stacks and sockets landed) that one figure samples once. Fresh
+    // instances sample it in every pair, so it shows in the spread instead of between runs.
+    let (a, b) = abba(
+        options.pairs(scenario),
+        || Ok((start(subject, 0)?, start(&Subject::Baseline, 0)?)),
+        |(measured, baseline), is_subject| {
+            let (running, name) = if is_subject { (measured, subject.name()) } else { (baseline, "baseline".into()) };
+            trial(scenario, running, clients, length).map_err(|source| ScenarioError::Measure { server: name, source })
+        },
+    )?;
+    let after = MachineState::now(&[]);
     let spread = pair_ratios(&a, &b);
     let (measured, baseline) = (side(&a), side(&b));
     let figures = match scenario {
@@ -488,18 +517,20 @@ fn crowd_side(
     let open_limit = Duration::from_secs(30) + Duration::from_millis(2) * idle as u32;
     let crowd = measure::open_crowd(&crowded.path, idle, crowded.pid.is_none(), open_limit).map_err(fail)?;
     let size_after = measure::process_size(crowded.pid).map_err(io)?;
-    let length = options.trial();
+    let length = options.trial(Scenario::IdleCrowd);
     let servers: Vec<u32> = [quiet.pid, crowded.pid].into_iter().flatten().collect();
     let before = MachineState::now(&servers);
-    let (q, c) = abba((&quiet, "quiet"), (&crowded, "crowded"), options.pairs, |running| {
-        trial(Scenario::Lockstep, running, 1, length)
-    })
-    .map_err(|e| match e {
-        ScenarioError::Measure { server, source } => {
-            ScenarioError::Measure { server: format!("{} ({server})", subject.name()), source }
-        }
-        other => other,
-    })?;
+    // One quiet and one crowded instance for the whole figure: a crowd of 10,000 takes a
+    // second to gather, too long to gather again for every pair.
+    let (q, c) = abba(
+        options.pairs(Scenario::IdleCrowd),
+        || Ok(()),
+        |(), is_quiet| {
+            let (running, which) = if is_quiet { (&quiet, "quiet") } else { (&crowded, "crowded") };
+            trial(Scenario::Lockstep, running, 1, length)
+                .map_err(|source| ScenarioError::Measure { server: format!("{} ({which})", subject.name()), source })
+        },
+    )?;
     let after = MachineState::now(&servers);
     // A server whose own limit is below the crowd makes room by closing idle connections
     // (SRV-IDLE-2): then the figure is not of N idle connections.
@@ -585,6 +616,54 @@ mod tests {
         assert_eq!((s.ratio, s.ratio_low, s.ratio_high, s.ratio_min, s.ratio_max), (3.0, 2.0, 4.0, 1.0, 5.0));
         assert_eq!(s.pair_ratios, vec![4.0, 1.0, 3.0, 2.0, 5.0]);
         assert_eq!(Spread::of(vec![1.0, 2.0]).ratio, 1.5);
+    }
+
+    // Each pair is measured on what was set up for it alone, subject and baseline taking
+    // turns to go first, so drift over the figure falls on both alike.
+    #[test]
+    fn every_pair_is_set_up_afresh_in_abba_order() {
+        let mut set_ups = 0;
+        let mut measured = Vec::new();
+        let sample = |ops| Sample {
+            ops,
+            elapsed: Duration::from_secs(1),
+            latency: None,
+            cpu: Duration::ZERO,
+            client_rounds: None,
+        };
+        let (a, b) = abba(
+            3,
+            || {
+                set_ups += 1;
+                Ok(set_ups)
+            },
+            |&pair, is_a| {
+                measured.push((pair, if is_a { 'a' } else { 'b' }));
+                Ok(sample(pair * 10 + u64::from(is_a)))
+            },
+        )
+        .unwrap();
+        assert_eq!(measured, [(1, 'a'), (1, 'b'), (2, 'b'), (2, 'a'), (3, 'a'), (3, 'b')]);
+        assert_eq!(a.iter().map(|s| s.ops).collect::<Vec<_>>(), [11, 21, 31]);
+        assert_eq!(b.iter().map(|s| s.ops).collect::<Vec<_>>(), [10, 20, 30]);
+        // A failed set-up or trial ends the figure there.
+        let failed = abba(3, || Err::<(), _>(ScenarioError::Panicked), |(), _| Ok(sample(1)));
+        assert!(matches!(failed, Err(ScenarioError::Panicked)));
+    }
+
+    #[test]
+    fn pinned_figures_take_more_pairs_unless_told() {
+        let mut options = Options { duration: Duration::from_secs(2), ..Options::default() };
+        assert_eq!(
+            (options.pairs(Scenario::LockstepPinned), options.trial(Scenario::LockstepPinned)),
+            (80, Duration::from_millis(25))
+        );
+        assert_eq!(
+            (options.pairs(Scenario::Lockstep), options.trial(Scenario::Lockstep)),
+            (10, Duration::from_millis(200))
+        );
+        options.pairs = Some(4);
+        assert_eq!(options.trial(Scenario::LockstepPinned), Duration::from_millis(500));
     }
 
     #[test]

@@ -36,10 +36,10 @@ pub struct Report {
 pub struct Settings {
     /// Time each server is measured in each scenario (split into `pairs` trials).
     pub duration_s: f64,
-    /// Trials per server per scenario, run in ABBA order (subject, baseline, baseline, subject, ...).
-    pub pairs: usize,
-    /// Length of one trial, in seconds: `duration_s` over `pairs`.
-    pub trial_s: f64,
+    /// Trials per server per figure, run in ABBA order (subject, baseline, baseline, subject,
+    /// ...), as given by `--pairs`; `null`: each scenario's default (80 for `lockstep-pinned`
+    /// and `idle-crowd`, 10 for the others). Each figure's own count is its `pairs`.
+    pub pairs: Option<usize>,
     /// Runs of the whole set of scenarios (`--repeat`).
     pub repeat: usize,
     /// A figure is unstable when the interquartile range of its pair ratios exceeds this share
@@ -91,6 +91,9 @@ pub struct ScenarioResult {
     pub idle_connections: usize,
     /// Which `--repeat` this is, from 0.
     pub repeat: usize,
+    /// Length of one trial, in seconds: the duration over the figure's pairs.
+    #[serde(default)]
+    pub trial_s: f64,
     /// Whether the figures were measured, and whether they are steady.
     pub status: Status,
     /// Why the status is not `ok`.
@@ -463,7 +466,7 @@ pub fn human(report: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<16} {:<12} {:>7} {:>18} {:>5} {:>11} {:>11} {:>7} {:>8} {:>6} {:>9}  status",
+        "{:<19} {:<12} {:>7} {:>18} {:>5} {:>11} {:>11} {:>7} {:>8} {:>6} {:>9}  status",
         "scenario",
         "server",
         "clients",
@@ -491,7 +494,7 @@ pub fn human(report: &Report) -> String {
         match &r.figures {
             None => {
                 let idle = if r.idle_connections > 0 { format!("{} idle", r.idle_connections) } else { String::new() };
-                let _ = writeln!(out, "{label:<16} {:<12} {:>7} {idle:>86}  {status}", r.server, r.clients);
+                let _ = writeln!(out, "{label:<19} {:<12} {:>7} {idle:>86}  {status}", r.server, r.clients);
             }
             Some(Figures::IdleCrowd(f)) => {
                 let side = |s: &CrowdSide| {
@@ -506,7 +509,7 @@ pub fn human(report: &Report) -> String {
                 };
                 let _ = writeln!(
                     out,
-                    "{label:<16} {:<12} {:>7} {} idle: {}  {status}",
+                    "{label:<19} {:<12} {:>7} {} idle: {}  {status}",
                     r.server,
                     r.clients,
                     f.idle_connections,
@@ -514,7 +517,7 @@ pub fn human(report: &Report) -> String {
                 );
                 let _ = writeln!(
                     out,
-                    "{:<16} {:<12} {:>7} {} idle: {}",
+                    "{:<19} {:<12} {:>7} {} idle: {}",
                     "",
                     "baseline",
                     r.clients,
@@ -532,7 +535,7 @@ pub fn human(report: &Report) -> String {
                 let p99_ratio = measured.p99_us.zip(baseline.p99_us).map(|(a, b)| a / b.max(1e-9));
                 let _ = writeln!(
                     out,
-                    "{label:<16} {:<12} {:>7} {:>18} {:>5} {:>11.0} {:>11.0} {:>7} {:>8} {:>6} {:>9.2}  {status}",
+                    "{label:<19} {:<12} {:>7} {:>18} {:>5} {:>11.0} {:>11.0} {:>7} {:>8} {:>6} {:>9.2}  {status}",
                     r.server,
                     r.clients,
                     range(spread),
@@ -548,14 +551,14 @@ pub fn human(report: &Report) -> String {
                     Figures::Pipelined(f) => {
                         let _ = writeln!(
                             out,
-                            "{:<16} MB/s each way: {:.1} (baseline {:.1})",
+                            "{:<19} MB/s each way: {:.1} (baseline {:.1})",
                             "", f.mb_per_sec_each_way, f.baseline_mb_per_sec_each_way
                         );
                     }
                     Figures::Rounds(f) if r.clients > 1 => {
                         let _ = writeln!(
                             out,
-                            "{:<16} busiest client's rounds over the least busy's: {} (baseline {})",
+                            "{:<19} busiest client's rounds over the least busy's: {} (baseline {})",
                             "",
                             opt(f.client_rounds_max_over_min, 2),
                             opt(f.baseline_client_rounds_max_over_min, 2)
@@ -566,7 +569,7 @@ pub fn human(report: &Report) -> String {
             }
         }
         for reason in &r.reasons {
-            let _ = writeln!(out, "{:<16} {}", "", reason);
+            let _ = writeln!(out, "{:<19} {}", "", reason);
         }
     }
     if !report.consistency.is_empty() {
