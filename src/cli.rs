@@ -490,8 +490,9 @@ pub struct ConformConfig {
     pub target: Target,
     /// Selection, deadlines, parallelism.
     pub options: Options,
-    /// What the selection check found odd but not fatal (a pattern that matches nothing).
-    pub warnings: Vec<conform::UnmatchedPattern>,
+    /// What the checks found odd but not fatal (a pattern that matches nothing, an argument
+    /// naming a file relative to this directory).
+    pub warnings: Vec<Warning>,
     /// Generated conversations after the fixed cases (`--explore`), if any.
     pub explore: Option<conform::explore::ExploreOptions>,
     /// Scripts to play instead of the cases (`--replay FILE`), read before any work.
@@ -509,12 +510,29 @@ pub struct ConformConfig {
 pub struct BenchConfig {
     /// What to measure, and how long.
     pub options: bench::Options,
+    /// What the checks found odd but not fatal (an argument naming a file relative to this directory).
+    pub warnings: Vec<Warning>,
     /// The report's format.
     pub format: BenchFormat,
     /// Where to draw the SVG (checked writable), if anywhere.
     pub svg: Option<PathBuf>,
     /// A previous report to compare the figures with (`--compare`), read before any work.
     pub previous: Option<bench::report::Report>,
+}
+
+/// Something odd about the command line that does not stop the run, printed before it starts.
+#[derive(Debug, thiserror::Error)]
+pub enum Warning {
+    /// `--only`/`--skip` matches no case while others do.
+    #[error(transparent)]
+    Pattern(#[from] conform::UnmatchedPattern),
+    /// An argument of CMD names a file relative to this directory.
+    #[error(transparent)]
+    Argument(#[from] conform::target::RelativeArgument),
+}
+
+fn argument_warnings(target: &Target) -> impl Iterator<Item = Warning> {
+    conform::target::relative_arguments(target).into_iter().map(Warning::from)
 }
 
 /// Turns parsed flags into a validated configuration: every check that can be made before
@@ -582,7 +600,11 @@ pub fn config(cli: Cli) -> Result<Config, UsageError> {
                 seed_python: python && !args.no_seed,
                 ..defaults
             };
-            Config::Bench(Box::new(BenchConfig { options, format: args.format, svg: args.svg, previous }))
+            let warnings = match &options.subject {
+                Subject::Command(target) => argument_warnings(target).collect(),
+                _ => Vec::new(),
+            };
+            Config::Bench(Box::new(BenchConfig { options, warnings, format: args.format, svg: args.svg, previous }))
         }
         Command::Completions(args) => Config::Completions(args.shell),
         Command::Man => Config::Man,
@@ -640,11 +662,12 @@ fn conform_config(args: ConformArgs) -> Result<Config, UsageError> {
     }
     let target = conform::target::from_command(&args.command)
         .map_err(|source| UsageError::Target { command: "conform", source })?;
-    let warnings = match conform::preflight(role, &target, &options) {
+    let mut warnings: Vec<Warning> = match conform::preflight(role, &target, &options) {
         // Exploring (or replaying) with every fixed case filtered out is a run of its own.
         Err(conform::GateError::NothingSelected { .. }) if args.explore || args.replay.is_some() => Vec::new(),
-        result => result.map_err(UsageError::Gate)?,
+        result => result.map_err(UsageError::Gate)?.into_iter().map(Warning::from).collect(),
     };
+    warnings.extend(argument_warnings(&target));
     if let Some(path) = &args.output {
         check_writable("--output", path)?;
     }
@@ -889,6 +912,9 @@ fn stop_cleanly_on_signals() -> io::Result<()> {
 }
 
 fn run_bench(config: BenchConfig) -> anyhow::Result<ExitCode> {
+    for warning in &config.warnings {
+        eprintln!("udsping: warning: {warning}");
+    }
     let progress = term::Progress::stderr("bench");
     let mut report = bench::run(&config.options, |step| progress.step(step));
     progress.finish();

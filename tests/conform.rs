@@ -698,6 +698,34 @@ fn a_selection_of_no_case_is_a_usage_error_and_an_unmatched_pattern_a_warning() 
         .stderr(predicate::str::contains("[1/1] PASS  server/5.1/lockstep"));
 }
 
+// `-- python3 server.py` from the script's directory, as a newcomer writes it: CMD runs in a
+// fresh directory, so the gate says before the run which argument will not be found there and
+// what to pass instead; passed that way, the same script is judged.
+#[test]
+fn a_relative_script_argument_is_warned_about_with_the_fix() {
+    let Some((dir, _)) = seed_script("server.py") else { return };
+    let only = ["conform", "server", "--only", "server/5.1/lockstep"];
+    let output = udsping().current_dir(dir.path()).args(only).args(["--", "python3", "server.py"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let absolute = dir.path().join("server.py").to_string_lossy().into_owned();
+    let warning = format!(
+        "udsping: warning: CMD's argument \"server.py\" names a file in this directory, but CMD runs in a fresh \
+         directory where it does not exist; to pass this one, give {absolute:?}"
+    );
+    assert!(stderr.lines().next() == Some(warning.as_str()), "{stderr}");
+    // python3 exits at once, not finding the script where it runs: the case fails.
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("can\\'t open file"), "{stdout}");
+    udsping()
+        .current_dir(dir.path())
+        .args(only)
+        .args(["--", "python3", &absolute])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("warning").not());
+}
+
 // A gate started with SIGINT and SIGQUIT ignored (as a shell starts a background job) gives
 // the same verdict: CMD gets them at their default, so a wrapper can trap and forward them
 // (a non-interactive shell cannot trap a signal that was ignored when it started).

@@ -30,6 +30,37 @@ pub fn from_command(command: &[String]) -> Result<Target, TargetError> {
     Ok(target)
 }
 
+/// An argument of CMD that names a file or directory relative to the current directory. CMD
+/// runs in a fresh directory (for each case of the gate, for each server the bench starts),
+/// where the same relative path names nothing, so `-- python3 server.py` would fail every
+/// case. Arguments are passed as written (a name there may be meant for that directory, such
+/// as a socket path), so this is a warning with the fix, not a rewrite.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "CMD's argument {argument:?} names a file in this directory, but CMD runs in a fresh directory where it does not exist; to pass this one, give {absolute:?}"
+)]
+pub struct RelativeArgument {
+    /// The argument as given.
+    pub argument: String,
+    /// The same file as an absolute path.
+    pub absolute: String,
+}
+
+/// The arguments of `target` that name an existing regular file or directory relative to the
+/// current directory (sockets and `{socket}` excepted: those are addresses, not inputs).
+pub fn relative_arguments(target: &Target) -> Vec<RelativeArgument> {
+    target
+        .args
+        .iter()
+        .filter(|arg| !arg.contains("{socket}") && !arg.starts_with('-') && Path::new(arg.as_str()).is_relative())
+        .filter(|arg| std::fs::metadata(arg.as_str()).is_ok_and(|m| m.is_file() || m.is_dir()))
+        .filter_map(|arg| {
+            let absolute = std::path::absolute(arg.as_str()).ok()?;
+            Some(RelativeArgument { argument: arg.clone(), absolute: absolute.to_string_lossy().into_owned() })
+        })
+        .collect()
+}
+
 /// Checks that the target's program can be started.
 pub fn check(target: &Target) -> Result<(), TargetError> {
     target.check().map_err(|_| TargetError::NotExecutable { program: target.program.clone() })
@@ -58,6 +89,19 @@ mod tests {
         let plain = dir.path().join("not-executable");
         std::fs::write(&plain, "").unwrap();
         assert!(from_command(&[plain.to_string_lossy().into_owned()]).is_err());
+    }
+
+    #[test]
+    fn a_relative_file_argument_is_named_with_its_absolute_path() {
+        // The package root is the current directory of unit tests.
+        let target = from_command(&["sh".into(), "Cargo.toml".into(), "{socket}".into(), "-x".into()]).unwrap();
+        let found = relative_arguments(&target);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].argument, "Cargo.toml");
+        assert_eq!(Path::new(&found[0].absolute), std::path::absolute("Cargo.toml").unwrap());
+        assert!(found[0].to_string().contains("runs in a fresh directory"));
+        let none = from_command(&["sh".into(), "no-such-file".into(), "/etc/hostname".into()]).unwrap();
+        assert!(relative_arguments(&none).is_empty());
     }
 
     #[test]
