@@ -247,7 +247,8 @@ pub enum FormatArg {
 doing read 4 bytes, write \"pong\"), alternately in short trials (ABBA order, both servers started afresh for \
 each pair), and reported as the median of the per-pair ratios with their interquartile range. A figure is marked UNSTABLE when that range exceeds 10% of the \
 median, or other processes used over 10% of the CPUs, or the hypervisor stole over 2% of CPU time meanwhile. \
-Every trial has a deadline (its length + 2 s): a server that stalls fails its scenario, the run goes on. \
+Every trial has a deadline (its length + 2 s): a server that stalls fails its scenario, the run goes on; \
+a server that fails its first two figures without one measured is not measured again. \
 The reference and the baseline run in this process; CMD and the seed's Python server (included when python3 \
 is found) run as child processes.\n\n\
 Exit status: 0 every scenario measured; 1 a scenario failed; 2 usage error (or an unreadable --compare file)."

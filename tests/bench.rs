@@ -270,6 +270,29 @@ fn a_stalling_server_fails_its_scenario_in_bounded_time() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.lines().last().unwrap().starts_with("udsping: bench: 1 measurement(s) failed"), "{stderr}");
     eprintln!("the drip server's scenario failed after {:?}", started.elapsed());
+
+    // Every scenario: the first two figures wait out their deadlines, and the rest are not run
+    // for the same cause rather than each waiting out its own.
+    let output = Command::cargo_bin("udsping")
+        .unwrap()
+        .args(["bench", "--duration", "200ms", "--no-seed", "--idle-connections", "10", "--format", "json", "--"])
+        .arg(&program)
+        .arg("{socket}")
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let results = json["results"].as_array().unwrap();
+    let reasons: Vec<&str> = results.iter().map(|r| r["reasons"][0].as_str().unwrap()).collect();
+    assert!(results.iter().all(|r| r["status"] == "failed" && r["figures"].is_null()), "{reasons:#?}");
+    assert_eq!(results.len(), 1 + 1 + 1 + 6 + 2 + 1, "{reasons:#?}");
+    for reason in &reasons[..2] {
+        assert!(reason.starts_with("against drip: the trial did not end within"), "{reason}");
+    }
+    for reason in &reasons[2..] {
+        assert!(reason.starts_with("not run: drip failed its first 2 figures (against drip: the trial"), "{reason}");
+    }
 }
 
 // SPEC: SRV-IDLE-2 — a server whose own limit is below the crowd makes room by closing the

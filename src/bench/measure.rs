@@ -45,7 +45,7 @@ pub enum MeasureError {
         received: u64,
     },
     /// The watchdog fired: the trial ran past its time limit.
-    #[error("the trial did not end within {limit:?} of its start (the server stalls or is too slow to measure)")]
+    #[error("the trial did not end within {:.2} s of its start (the server stalls or is too slow to measure)", limit.as_secs_f64())]
     Deadline {
         /// The time limit the trial had.
         limit: Duration,

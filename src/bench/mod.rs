@@ -245,14 +245,45 @@ pub fn stderr_progress() -> impl FnMut(&str) {
     }
 }
 
+/// Figures of one server that must fail, with none measured, before the run stops measuring
+/// it: a server that stalls or dies in its first figures would make every other figure wait
+/// out its deadline for the same reason (as the gate stops starting a target that failed to
+/// start in its first cases).
+const FAILED_FIGURES_BEFORE_STOPPING: usize = 2;
+
+/// What one server's figures so far say about it.
+#[derive(Default)]
+struct EarlyStop {
+    measured: bool,
+    failures: Vec<String>,
+}
+
+impl EarlyStop {
+    fn cause(&self, server: &str) -> Option<String> {
+        (!self.measured && self.failures.len() >= FAILED_FIGURES_BEFORE_STOPPING).then(|| {
+            format!("not run: {server} failed its first {} figures ({})", self.failures.len(), self.failures[0])
+        })
+    }
+
+    fn record(&mut self, result: &ScenarioResult) {
+        if result.figures.is_some() {
+            self.measured = true;
+        } else if result.status == Status::Failed {
+            self.failures.push(result.reasons.first().cloned().unwrap_or_default());
+        }
+    }
+}
+
 /// Runs every requested scenario `repeat` times; `progress` gets a line before each
-/// measurement (and an empty one at the end). Failures become `failed` entries; the run goes on.
+/// measurement (and an empty one at the end). Failures become `failed` entries; the run goes
+/// on, except for a server that failed its first figures without one measured.
 pub fn run(options: &Options, mut progress: impl FnMut(&str)) -> Report {
     let mut results = Vec::new();
     let mut subjects = vec![options.subject.clone()];
     if options.seed_python {
         subjects.push(Subject::SeedPython);
     }
+    let mut stops: Vec<EarlyStop> = subjects.iter().map(|_| EarlyStop::default()).collect();
     for repeat in 0..options.repeat.max(1) {
         for &scenario in &options.scenarios {
             let sizes: Vec<(usize, usize)> = match scenario {
@@ -263,10 +294,20 @@ pub fn run(options: &Options, mut progress: impl FnMut(&str)) -> Report {
             };
             let with_python = matches!(scenario, Scenario::Lockstep | Scenario::Clients);
             for (clients, idle) in sizes {
-                for subject in subjects.iter().filter(|s| with_python || !matches!(s, Subject::SeedPython)) {
+                for (subject, stop) in subjects.iter().zip(&mut stops) {
+                    if matches!(subject, Subject::SeedPython) && !with_python {
+                        continue;
+                    }
+                    let entry = entry(scenario, subject, clients, idle, repeat, options);
+                    if let Some(cause) = stop.cause(&subject.name()) {
+                        results.push(ScenarioResult { status: Status::Failed, reasons: vec![cause], ..entry });
+                        continue;
+                    }
                     let crowd = if idle > 0 { format!(", {idle} idle") } else { String::new() };
                     progress(&format!("{scenario} {} vs baseline, {clients} client(s){crowd}", subject.name()));
-                    results.push(measure_figure(scenario, subject, clients, idle, repeat, options));
+                    let result = measure_figure(entry, subject, options);
+                    stop.record(&result);
+                    results.push(result);
                 }
             }
         }
@@ -297,8 +338,8 @@ pub fn run(options: &Options, mut progress: impl FnMut(&str)) -> Report {
     }
 }
 
-/// One figure: a scenario at one size against one server, with its status.
-fn measure_figure(
+/// The report entry of one figure, before it is measured.
+fn entry(
     scenario: Scenario,
     subject: &Subject,
     clients: usize,
@@ -306,7 +347,7 @@ fn measure_figure(
     repeat: usize,
     options: &Options,
 ) -> ScenarioResult {
-    let mut result = ScenarioResult {
+    ScenarioResult {
         scenario,
         server: subject.name(),
         clients,
@@ -317,7 +358,12 @@ fn measure_figure(
         reasons: Vec::new(),
         conditions: None,
         figures: None,
-    };
+    }
+}
+
+/// One figure: a scenario at one size against one server, with its status.
+fn measure_figure(mut result: ScenarioResult, subject: &Subject, options: &Options) -> ScenarioResult {
+    let (scenario, clients, idle) = (result.scenario, result.clients, result.idle_connections);
     let measured = if matches!(scenario, Scenario::LockstepPinned | Scenario::IdleCrowd) {
         // The servers' threads (or processes) inherit the CPU mask of the thread that starts
         // them, so the whole figure is taken on a pinned thread of its own. The idle crowd is
@@ -649,6 +695,37 @@ mod tests {
         // A failed set-up or trial ends the figure there.
         let failed = abba(3, || Err::<(), _>(ScenarioError::Panicked), |(), _| Ok(sample(1)));
         assert!(matches!(failed, Err(ScenarioError::Panicked)));
+    }
+
+    // A server that stalls in its first two figures is not measured again; one that has
+    // measured once keeps being measured, whatever fails later.
+    #[test]
+    fn a_server_is_given_up_only_after_failing_its_first_figures() {
+        let blank = entry(Scenario::Lockstep, &Subject::Reference, 1, 0, 0, &Options::default());
+        let failed = ScenarioResult { status: Status::Failed, reasons: vec!["it stalled".into()], ..blank.clone() };
+        let not_measured =
+            ScenarioResult { status: Status::NotMeasured, reasons: vec!["too many".into()], ..blank.clone() };
+        let measured = ScenarioResult {
+            figures: Some(Figures::Connect(ConnectFigures {
+                spread: Spread::of(vec![1.0]),
+                measured: side(&[]),
+                baseline: side(&[]),
+            })),
+            ..blank
+        };
+
+        let mut stop = EarlyStop::default();
+        stop.record(&failed);
+        stop.record(&not_measured);
+        assert_eq!(stop.cause("drip"), None);
+        stop.record(&failed);
+        assert_eq!(stop.cause("drip").unwrap(), "not run: drip failed its first 2 figures (it stalled)");
+
+        let mut stop = EarlyStop::default();
+        for result in [&measured, &failed, &failed, &failed] {
+            stop.record(result);
+        }
+        assert_eq!(stop.cause("flaky"), None);
     }
 
     #[test]
