@@ -313,6 +313,7 @@ impl Child {
             reap(victim);
         }
         LIVE.lock().unwrap_or_else(|p| p.into_inner()).retain(|(pid, _)| *pid != self.child.id());
+        reap_dead_orphans();
         // The pipes reach EOF once every writer is dead; the flag covers a writer that
         // escaped even the marker (it cleared its environment).
         self.stop_reading.store(true, Ordering::SeqCst);
@@ -353,6 +354,28 @@ fn kill_tree(pid: u32, marker: &str) -> Vec<u32> {
         }
     }
     victims.into_iter().collect()
+}
+
+/// Reaps the dead processes re-parented to this one (a child subreaper): a daemonizing
+/// command's intermediate process exits at once, in a session of its own, and nothing else
+/// would ever wait for it. Commands still guarded (in `LIVE`) are left to their guards; the
+/// lock that every start takes keeps a command just started from being taken for an orphan.
+fn reap_dead_orphans() {
+    let live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+    for pid in children(std::process::id()) {
+        if live.iter().any(|(guarded, _)| *guarded == pid) || !is_zombie(pid) {
+            continue;
+        }
+        if let Some(process) = Pid::from_raw(pid as i32) {
+            let _ = rustix::process::waitpid(Some(process), WaitOptions::NOHANG);
+        }
+    }
+}
+
+/// Whether `pid` has died and waits to be reaped (state `Z` in /proc/PID/stat).
+fn is_zombie(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) == Some("Z")
 }
 
 /// Reaps `pid` if it is (or becomes, within a moment) a child of this process.
@@ -482,11 +505,15 @@ fn looks_like_error(line: &[u8]) -> bool {
         .any(|w| line.contains(w))
 }
 
-/// Target-written bytes made safe for a report: printable ASCII as is, everything else
-/// (control characters, ANSI escapes, `\r`, non-ASCII) escaped; at most `limit` bytes shown.
+/// Target-written bytes made safe for a report: printable ASCII as is (but `"` and `\`), and
+/// everything else (control characters, ANSI escapes, `\r`, non-ASCII) escaped; at most
+/// `limit` bytes shown.
 pub fn escape(bytes: &[u8], limit: usize) -> String {
     let shown = &bytes[..bytes.len().min(limit)];
-    let mut text = shown.escape_ascii().to_string();
+    // An apostrophe cannot drive a terminal and is common in error messages ("can't open
+    // file"); quotes and backslashes stay escaped, so that a quoted excerpt reads unambiguously.
+    let mut text: String =
+        shown.iter().map(|&b| if b == b'\'' { "'".to_string() } else { b.escape_ascii().to_string() }).collect();
     if bytes.len() > limit {
         text.push_str(&format!("... ({} bytes)", bytes.len()));
     }
@@ -566,6 +593,12 @@ fn read_output(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escaped_bytes_cannot_drive_a_terminal_and_read_as_written() {
+        assert_eq!(escape(b"can't open \"x\"\x1b[2J\r\xff", 100), "can't open \\\"x\\\"\\x1b[2J\\r\\xff");
+        assert_eq!(escape(b"abcdef", 3), "abc... (6 bytes)");
+    }
 
     #[test]
     fn a_flood_keeps_its_ends_and_its_error_lines() {

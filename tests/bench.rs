@@ -321,3 +321,138 @@ fn a_crowd_the_server_cannot_hold_fails_the_figure() {
         "{reason}"
     );
 }
+
+// A server written the way an outside implementer would, with one defect chosen at build time
+// (`-DSURPLUS`, ...): the bench must fail it with the reason that names the defect, not a
+// stall or an errno.
+const DEFECTIVE_SERVER: &str = r#"
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+    signal(SIGPIPE, SIG_IGN);
+#ifdef SLOW_START
+    usleep(300 * 1000);
+#endif
+#ifdef DAEMON
+    if (fork() > 0) return 0;
+    setsid();
+#endif
+    int listener = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un address = {0};
+    address.sun_family = AF_UNIX;
+    strncpy(address.sun_path, argv[1], sizeof address.sun_path - 1);
+    if (bind(listener, (struct sockaddr *)&address, sizeof address) != 0 || listen(listener, 64) != 0) {
+        perror("srv");
+        return 1;
+    }
+    for (;;) {
+        int client = accept(listener, NULL, NULL);
+        if (client < 0) continue;
+        char buffer[4096];
+        size_t have = 0;
+        long rounds = 0;
+        int open = 1;
+        ssize_t n;
+        while (open && (n = read(client, buffer + have, sizeof buffer - have)) > 0) {
+            have += n;
+            while (open && have >= 4 && memcmp(buffer, "ping", 4) == 0) {
+                memmove(buffer, buffer + 4, have - 4);
+                have -= 4;
+                rounds++;
+#ifdef CRASH
+                fprintf(stderr, "srv: giving up at round %ld\n", rounds);
+                abort();
+#endif
+#ifdef CLOSE_AFTER
+                if (rounds > CLOSE_AFTER) { open = 0; break; }
+#endif
+#ifdef SURPLUS
+                write(client, "pongpong", 8);
+#else
+                write(client, "pong", 4);
+#endif
+            }
+            if (have >= 4) have = 0; /* "end" or anything else: wait for EOF */
+        }
+        close(client);
+    }
+}
+"#;
+
+fn build_defective(dir: &std::path::Path, define: &str) -> Option<std::path::PathBuf> {
+    let source = dir.join("srv.c");
+    let program = dir.join("srv");
+    std::fs::write(&source, DEFECTIVE_SERVER).unwrap();
+    match std::process::Command::new("cc").arg(define).arg("-o").arg(&program).arg(&source).status() {
+        Ok(status) if status.success() => Some(program),
+        other => {
+            eprintln!("SKIPPED: no C compiler to build the defective server ({other:?})");
+            None
+        }
+    }
+}
+
+#[rstest::rstest]
+#[case::surplus_pong("-DSURPLUS", &[], "the server sent \"pongpong\" for one ping, 4 byte(s) more than the pong owed (round 1")]
+#[case::closes_early("-DCLOSE_AFTER=50", &[], "the server closed the connection after 50 round(s), with 0 byte(s)")]
+#[case::dies("-DCRASH", &[], "the server was killed by signal 6 (SIGABRT); its stderr: srv: giving up at round 1")]
+// Whether the daemon accepts before the bench sees its parent exit is a race; either way the
+// parent's exit 0 is the reason.
+#[case::daemonizes("-DDAEMON", &[], "srv exited with status 0 ")]
+#[case::never_ready("-DSLOW_START", &["--startup-timeout", "100ms"], "within 0.1 s (--startup-timeout)")]
+fn a_defective_server_fails_with_the_reason_that_names_its_defect(
+    #[case] define: &str,
+    #[case] options: &[&str],
+    #[case] reason: &str,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(program) = build_defective(dir.path(), define) else { return };
+    let output = Command::cargo_bin("udsping")
+        .unwrap()
+        .args(["bench", "--scenario", "lockstep-pinned", "--duration", "200ms", "--no-seed", "--format", "json"])
+        .args(options)
+        .arg("--")
+        .arg(&program)
+        .arg("{socket}")
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let result = &json["results"][0];
+    assert_eq!(result["status"], "failed", "{result}");
+    let got = result["reasons"][0].as_str().unwrap();
+    assert!(got.contains(reason), "expected {reason:?} in {got:?}");
+    if define == "-DDAEMON" {
+        assert!(got.contains("foreground"), "{got}");
+    }
+}
+
+// A server that takes longer to start than a trial lasts is started once for the figure
+// rather than once per pair (80 starts of 300 ms would take longer than the measuring), and
+// the report says so.
+#[test]
+fn a_server_slower_to_start_than_a_trial_is_started_once_and_noted() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(program) = build_defective(dir.path(), "-DSLOW_START") else { return };
+    let output = Command::cargo_bin("udsping")
+        .unwrap()
+        .args(["bench", "--scenario", "lockstep-pinned", "--duration", "200ms", "--no-seed", "--format", "json", "--"])
+        .arg(&program)
+        .arg("{socket}")
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let result = &json["results"][0];
+    assert!(number(result, "startup_s") >= 0.3, "{result}");
+    let note = result["notes"][0].as_str().unwrap();
+    assert!(note.contains("srv was started once for the figure, not for every pair"), "{note}");
+}

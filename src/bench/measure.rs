@@ -36,6 +36,28 @@ pub enum MeasureError {
         /// The bytes received instead, ASCII-escaped.
         got: String,
     },
+    /// The server sent more than the one `pong` owed for a ping.
+    #[error("the server sent {got:?} for one ping, {extra} byte(s) more than the pong owed (round {round} on the connection)")]
+    Surplus {
+        /// What arrived, ASCII-escaped (at most 64 bytes).
+        got: String,
+        /// Bytes beyond the pong.
+        extra: usize,
+        /// The round, counting from 1.
+        round: u64,
+    },
+    /// The server closed (or reset) a connection in the middle of the rounds.
+    #[error(
+        "the server {how} the connection after {rounds} round(s), with {received} byte(s) of the next pong received"
+    )]
+    Closed {
+        /// `closed` or `reset`.
+        how: &'static str,
+        /// Rounds completed on the connection.
+        rounds: u64,
+        /// Bytes of the pending reply that had arrived.
+        received: usize,
+    },
     /// The connection ended before every ping sent was answered.
     #[error("sent {sent} pings, received {received} pongs")]
     Lost {
@@ -256,6 +278,24 @@ pub(crate) fn process_size(pid: Option<u32>) -> io::Result<ProcessSize> {
 }
 
 /// One lock-step client until `deadline`; checks every reply.
+/// Reads at least a pong's worth of bytes into `reply` (more, if more came at once); returns
+/// how many. `rounds`: completed on the connection so far, for the message if it ends.
+fn read_reply(stream: &mut UnixStream, reply: &mut [u8], rounds: u64) -> Result<usize, MeasureError> {
+    let mut received = 0;
+    while received < PONG.len() {
+        match stream.read(&mut reply[received..]) {
+            Ok(0) => return Err(MeasureError::Closed { how: "closed", rounds, received }),
+            Ok(n) => received += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                return Err(MeasureError::Closed { how: "reset", rounds, received })
+            }
+            Err(e) => return Err(MeasureError::Io { what: "read", source: e }),
+        }
+    }
+    Ok(received)
+}
+
 /// Lock-step rounds until `deadline`; those that start before `counted_from` are a warm-up.
 fn lockstep_client(
     mut stream: UnixStream,
@@ -263,8 +303,10 @@ fn lockstep_client(
     deadline: Instant,
 ) -> Result<(u64, Histogram<u64>), MeasureError> {
     let mut latency = histogram();
-    let mut reply = [0u8; 4];
-    let mut rounds = 0u64;
+    // Room for more than a pong, so that one read shows a surplus that came with it (a correct
+    // server sends exactly 4 bytes, and reading into a larger buffer costs nothing).
+    let mut reply = [0u8; 64];
+    let (mut counted, mut all) = (0u64, 0u64);
     // The clock is read once per round anyway (latency), so the deadline costs nothing more.
     loop {
         let start = Instant::now();
@@ -272,18 +314,23 @@ fn lockstep_client(
             break;
         }
         stream.write_all(PING).map_err(MeasureError::io("write"))?;
-        stream.read_exact(&mut reply).map_err(MeasureError::io("read"))?;
-        if &reply != PONG {
-            return Err(MeasureError::WrongReply { got: reply.escape_ascii().to_string() });
+        let received = read_reply(&mut stream, &mut reply, all)?;
+        all += 1;
+        if &reply[..PONG.len()] != PONG {
+            return Err(MeasureError::WrongReply { got: reply[..PONG.len()].escape_ascii().to_string() });
+        }
+        if received > PONG.len() {
+            let (got, extra) = (reply[..received].escape_ascii().to_string(), received - PONG.len());
+            return Err(MeasureError::Surplus { got, extra, round: all });
         }
         if start >= counted_from {
             latency.saturating_record(start.elapsed().as_nanos() as u64);
-            rounds += 1;
+            counted += 1;
         }
     }
     stream.write_all(END).map_err(MeasureError::io("write"))?;
     stream.shutdown(std::net::Shutdown::Write).map_err(MeasureError::io("shutdown"))?;
-    Ok((rounds, latency))
+    Ok((counted, latency))
 }
 
 /// How long lock-step clients run before their rounds count: the first rounds on a fresh
@@ -401,7 +448,7 @@ pub fn connect(
                     let mut stream = connect_bounded(&path, &watchdog)?;
                     let mut reply = [0u8; 4];
                     stream.write_all(PING).map_err(MeasureError::io("write"))?;
-                    stream.read_exact(&mut reply).map_err(MeasureError::io("read"))?;
+                    read_reply(&mut stream, &mut reply, 0)?;
                     stream.write_all(END).map_err(MeasureError::io("write"))?;
                     // The baseline does not parse `end`; EOF ends its connection.
                     stream.shutdown(std::net::Shutdown::Write).map_err(MeasureError::io("shutdown"))?;

@@ -140,6 +140,8 @@ pub struct Options {
     pub repeat: usize,
     /// Beyond which a figure is marked `unstable`.
     pub thresholds: Thresholds,
+    /// How long a server started as a child process may take to accept a connection.
+    pub startup_timeout: Duration,
 }
 
 impl Default for Options {
@@ -154,6 +156,7 @@ impl Default for Options {
             idle_counts: vec![1000, 10_000],
             repeat: 1,
             thresholds: Thresholds::default(),
+            startup_timeout: subject::STARTUP_TIMEOUT,
         }
     }
 }
@@ -218,6 +221,14 @@ enum ScenarioError {
         #[source]
         source: MeasureError,
     },
+    /// The server's process ended during a trial: that, not what the client then saw, is the cause.
+    #[error("against {server}: {death} (the client saw: {source})")]
+    Died {
+        server: String,
+        death: String,
+        #[source]
+        source: MeasureError,
+    },
     #[error("the measurement thread panicked")]
     Panicked,
 }
@@ -227,22 +238,6 @@ pub fn read_report(path: &Path) -> Result<Report, BenchError> {
     let text =
         std::fs::read_to_string(path).map_err(|source| BenchError::ReadPrevious { path: path.to_owned(), source })?;
     serde_json::from_str(&text).map_err(|source| BenchError::ParsePrevious { path: path.to_owned(), source })
-}
-
-/// A progress callback for a terminal (one line rewritten in place) or a log (a line each).
-pub fn stderr_progress() -> impl FnMut(&str) {
-    use std::io::IsTerminal;
-    let terminal = std::io::stderr().is_terminal();
-    move |step: &str| {
-        if terminal {
-            eprint!("\r\x1b[2Kbench: {step}");
-            if step.is_empty() {
-                eprint!("\r\x1b[2K");
-            }
-        } else if !step.is_empty() {
-            eprintln!("bench: {step}");
-        }
-    }
 }
 
 /// Figures of one server that must fail, with none measured, before the run stops measuring
@@ -275,7 +270,7 @@ impl EarlyStop {
 }
 
 /// Runs every requested scenario `repeat` times; `progress` gets a line before each
-/// measurement (and an empty one at the end). Failures become `failed` entries; the run goes
+/// measurement. Failures become `failed` entries; the run goes
 /// on, except for a server that failed its first figures without one measured.
 pub fn run(options: &Options, mut progress: impl FnMut(&str)) -> Report {
     let mut results = Vec::new();
@@ -312,7 +307,6 @@ pub fn run(options: &Options, mut progress: impl FnMut(&str)) -> Report {
             }
         }
     }
-    progress("");
     let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
     let t = options.thresholds;
     Report {
@@ -356,6 +350,8 @@ fn entry(
         trial_s: options.trial(scenario).as_secs_f64(),
         status: Status::Ok,
         reasons: Vec::new(),
+        notes: Vec::new(),
+        startup_s: None,
         conditions: None,
         figures: None,
     }
@@ -383,9 +379,22 @@ fn measure_figure(mut result: ScenarioResult, subject: &Subject, options: &Optio
         interleaved(scenario, subject, clients, options)
     };
     match measured {
-        Ok((figures, before, after)) => {
+        Ok(Measured { figures, before, after, startup, fresh_per_pair }) => {
             let conditions = conditions(&before, &after);
             (result.status, result.reasons) = judge(figures.spread(), &conditions, &options.thresholds);
+            if let Some(reason) = empty_trial(&figures, result.trial_s) {
+                result.status = Status::Unstable;
+                result.reasons.push(reason);
+            }
+            if !fresh_per_pair && scenario != Scenario::IdleCrowd {
+                result.notes.push(format!(
+                    "note: {} was started once for the figure, not for every pair: it took {:.2} s to accept connections, longer than a trial ({:.0} ms)",
+                    subject.name(),
+                    startup.as_secs_f64(),
+                    result.trial_s * 1000.0
+                ));
+            }
+            result.startup_s = Some(startup.as_secs_f64());
             result.conditions = Some(conditions);
             result.figures = Some(figures);
         }
@@ -446,6 +455,18 @@ fn judge(spread: &Spread, c: &Conditions, t: &Thresholds) -> (Status, Vec<String
     (if reasons.is_empty() { Status::Ok } else { Status::Unstable }, reasons)
 }
 
+/// A figure with a trial that completed nothing (its ratio 0, or a baseline's division by
+/// almost nothing) is not to be trusted: on a loaded machine a trial of a few milliseconds may
+/// pass before its client thread runs at all.
+fn empty_trial(figures: &Figures, trial_s: f64) -> Option<String> {
+    figures.sides().iter().any(|side| side.ops_per_sec_min <= 0.0).then(|| {
+        format!(
+            "unstable: a trial of {:.0} ms completed nothing (too short for this machine's load: raise --duration)",
+            trial_s * 1000.0
+        )
+    })
+}
+
 /// A trial may overrun its length by this much (connecting its clients, one last round)
 /// before its watchdog fails it.
 fn trial_limit(trial: Duration, clients: usize) -> Duration {
@@ -483,10 +504,50 @@ fn abba<T>(
     Ok((of_a, of_b))
 }
 
-type Measured = (Figures, MachineState, MachineState);
+/// One figure as measured, with the machine's state before and after and how the server
+/// under test was started.
+struct Measured {
+    figures: Figures,
+    before: MachineState,
+    after: MachineState,
+    /// The first instance's time from start to accepting a connection.
+    startup: Duration,
+    /// Whether every pair had its own instance of the server under test.
+    fresh_per_pair: bool,
+}
 
-fn start(subject: &Subject, idle: usize) -> Result<Running, ScenarioError> {
-    subject::start_with(subject, idle).map_err(|source| ScenarioError::Start { server: subject.name(), source })
+fn start(subject: &Subject, idle: usize, options: &Options) -> Result<Running, ScenarioError> {
+    subject::start(subject, idle, options.startup_timeout)
+        .map_err(|source| ScenarioError::Start { server: subject.name(), source })
+}
+
+/// One trial against `running`, blaming the server's death when it died meanwhile.
+fn trial_of(
+    scenario: Scenario,
+    running: &Running,
+    name: String,
+    clients: usize,
+    length: Duration,
+) -> Result<Sample, ScenarioError> {
+    trial(scenario, running, clients, length).map_err(|source| match running.death() {
+        Some(death) => ScenarioError::Died { server: name, death, source },
+        None => ScenarioError::Measure { server: name, source },
+    })
+}
+
+/// The server under test in one pair: its own instance, or the figure's.
+enum Instance<'a> {
+    Own(Box<Running>),
+    Figure(&'a Running),
+}
+
+impl Instance<'_> {
+    fn running(&self) -> &Running {
+        match self {
+            Instance::Own(running) => running,
+            Instance::Figure(running) => running,
+        }
+    }
 }
 
 /// A figure of the subject against the baseline, trial by trial.
@@ -503,12 +564,27 @@ fn interleaved(
     // deviation of 1.6% against 0.7% from resampling the pairs): something fixed per instance
     // (where its buffers, stacks and sockets landed) that one figure samples once. Fresh
     // instances sample it in every pair, so it shows in the spread instead of between runs.
+    // A server that takes longer than a trial to start is started once for the figure, so
+    // restarting never takes longer than measuring (one that takes 3 s would make 80 pairs
+    // take 4 minutes).
+    let mut first = Some(start(subject, 0, options)?);
+    let startup = first.as_ref().map_or(Duration::ZERO, |running| running.startup);
+    let fresh_per_pair = startup < length;
+    let shared = if fresh_per_pair { None } else { first.take() };
     let (a, b) = abba(
         options.pairs(scenario),
-        || Ok((start(subject, 0)?, start(&Subject::Baseline, 0)?)),
+        || {
+            let measured = match (&shared, first.take()) {
+                (Some(running), _) => Instance::Figure(running),
+                (None, Some(running)) => Instance::Own(Box::new(running)),
+                (None, None) => Instance::Own(Box::new(start(subject, 0, options)?)),
+            };
+            Ok((measured, start(&Subject::Baseline, 0, options)?))
+        },
         |(measured, baseline), is_subject| {
-            let (running, name) = if is_subject { (measured, subject.name()) } else { (baseline, "baseline".into()) };
-            trial(scenario, running, clients, length).map_err(|source| ScenarioError::Measure { server: name, source })
+            let (running, name) =
+                if is_subject { (measured.running(), subject.name()) } else { (baseline, "baseline".into()) };
+            trial_of(scenario, running, name, clients, length)
         },
     )?;
     let after = MachineState::now(&[]);
@@ -534,7 +610,7 @@ fn interleaved(
             baseline_client_rounds_max_over_min: starvation(&b),
         }),
     };
-    Ok((figures, before, after))
+    Ok(Measured { figures, before, after, startup, fresh_per_pair })
 }
 
 /// `idle-crowd` for the subject and then the baseline: a quiet instance and a crowded one of
@@ -542,21 +618,23 @@ fn interleaved(
 fn idle_crowd(subject: &Subject, idle: usize, options: &Options) -> Result<Measured, ScenarioError> {
     measure::raise_descriptor_limit(idle as u64 * 2 + 256);
     // The conditions are those of the subject's trials, whose ratio is the figure's headline.
-    let (measured, before, after) = crowd_side(subject, idle, options)?;
+    let (measured, before, after, startup) = crowd_side(subject, idle, options)?;
     let (baseline, ..) = crowd_side(&Subject::Baseline, idle, options)?;
-    Ok((Figures::IdleCrowd(Box::new(IdleCrowdFigures { idle_connections: idle, measured, baseline })), before, after))
+    let figures = Figures::IdleCrowd(Box::new(IdleCrowdFigures { idle_connections: idle, measured, baseline }));
+    Ok(Measured { figures, before, after, startup, fresh_per_pair: false })
 }
 
 fn crowd_side(
     subject: &Subject,
     idle: usize,
     options: &Options,
-) -> Result<(CrowdSide, MachineState, MachineState), ScenarioError> {
+) -> Result<(CrowdSide, MachineState, MachineState, Duration), ScenarioError> {
     let fail = |source| ScenarioError::Measure { server: subject.name(), source };
     let io = |source| fail(MeasureError::Io { what: "cannot read /proc/PID/status", source });
     let threads_before = measure::process_size(None).map_err(io)?.threads;
-    let quiet = start(subject, 0)?;
-    let crowded = start(subject, idle)?;
+    let quiet = start(subject, 0, options)?;
+    let crowded = start(subject, idle, options)?;
+    let startup = quiet.startup;
     let size_before = measure::process_size(crowded.pid).map_err(io)?;
     // Connecting 10,000 clients takes about a second; a server that cannot take them all
     // (its own limit) fails this bound instead of hanging the run.
@@ -573,8 +651,7 @@ fn crowd_side(
         || Ok(()),
         |(), is_quiet| {
             let (running, which) = if is_quiet { (&quiet, "quiet") } else { (&crowded, "crowded") };
-            trial(Scenario::Lockstep, running, 1, length)
-                .map_err(|source| ScenarioError::Measure { server: format!("{} ({which})", subject.name()), source })
+            trial_of(Scenario::Lockstep, running, format!("{} ({which})", subject.name()), 1, length)
         },
     )?;
     let after = MachineState::now(&servers);
@@ -595,7 +672,7 @@ fn crowd_side(
         vsz_bytes_per_idle: per(size_before.vsz_bytes, size_after.vsz_bytes),
         threads_per_idle: per(size_before.threads, size_after.threads),
     };
-    Ok((side, before, after))
+    Ok((side, before, after, startup))
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -726,6 +803,28 @@ mod tests {
             stop.record(result);
         }
         assert_eq!(stop.cause("flaky"), None);
+    }
+
+    #[test]
+    fn a_trial_that_completed_nothing_makes_the_figure_unstable() {
+        let sample = |ops| Sample {
+            ops,
+            elapsed: Duration::from_millis(25),
+            latency: None,
+            cpu: Duration::ZERO,
+            client_rounds: None,
+        };
+        let figures = |subject: &[Sample]| {
+            let baseline = [sample(100), sample(100)];
+            Figures::Connect(ConnectFigures {
+                spread: pair_ratios(subject, &baseline),
+                measured: side(subject),
+                baseline: side(&baseline),
+            })
+        };
+        assert_eq!(empty_trial(&figures(&[sample(90), sample(95)]), 0.025), None);
+        let reason = empty_trial(&figures(&[sample(90), sample(0)]), 0.025).unwrap();
+        assert!(reason.contains("a trial of 25 ms completed nothing"), "{reason}");
     }
 
     #[test]

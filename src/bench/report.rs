@@ -98,6 +98,14 @@ pub struct ScenarioResult {
     pub status: Status,
     /// Why the status is not `ok`.
     pub reasons: Vec<String>,
+    /// How the figure was taken where that departs from the usual (not a failure): a server
+    /// started once for the whole figure because starting it takes longer than a trial.
+    #[serde(default)]
+    pub notes: Vec<String>,
+    /// Seconds the server under test took from being started to accepting a connection (its
+    /// first instance in the figure); `None` when it did not start.
+    #[serde(default)]
+    pub startup_s: Option<f64>,
     /// The machine's state over the measurement; `None` when it failed or was not made.
     pub conditions: Option<Conditions>,
     /// `None` when the measurement failed.
@@ -147,6 +155,18 @@ impl Figures {
             Figures::Pipelined(f) => &f.spread,
             Figures::Connect(f) => &f.spread,
             Figures::IdleCrowd(f) => &f.measured.crowded_over_quiet,
+        }
+    }
+
+    /// Every server's side of the figure (for `idle-crowd`: the quiet and crowded instances).
+    pub fn sides(&self) -> Vec<&Side> {
+        match self {
+            Figures::Rounds(f) => vec![&f.measured, &f.baseline],
+            Figures::Pipelined(f) => vec![&f.measured, &f.baseline],
+            Figures::Connect(f) => vec![&f.measured, &f.baseline],
+            Figures::IdleCrowd(f) => {
+                vec![&f.measured.quiet, &f.measured.crowded, &f.baseline.quiet, &f.baseline.crowded]
+            }
         }
     }
 }
@@ -568,8 +588,8 @@ pub fn human(report: &Report) -> String {
                 }
             }
         }
-        for reason in &r.reasons {
-            let _ = writeln!(out, "{:<19} {}", "", reason);
+        for line in r.reasons.iter().chain(&r.notes) {
+            let _ = writeln!(out, "{:<19} {}", "", line);
         }
     }
     if !report.consistency.is_empty() {

@@ -7,9 +7,9 @@ use std::io::{self, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::process::Target;
 use crate::server::{Server, ServerConfig, ShutdownHandle};
@@ -65,11 +65,33 @@ pub struct Running {
     pub path: PathBuf,
     /// The process whose memory and CPU the server uses: `None` for this process.
     pub pid: Option<u32>,
+    /// How long it took from starting the server to its accepting a connection.
+    pub startup: Duration,
     // Fields drop in order: the process goes before its directory.
-    _child: Option<crate::process::Child>,
+    child: Option<Mutex<crate::process::Child>>,
     _workdir: Option<tempfile::TempDir>,
     _dir: Option<tempfile::TempDir>,
     stop: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl Running {
+    /// How the server's process ended, if it has (waiting up to 250 ms for one that is dying,
+    /// so that its death, not the client's broken connection, is the explanation), with the
+    /// end of its stderr. `None` for a server in this process or one still running.
+    pub fn death(&self) -> Option<String> {
+        let mut child = self.child.as_ref()?.lock().unwrap_or_else(|p| p.into_inner());
+        let deadline = Instant::now() + Duration::from_millis(250);
+        let status = loop {
+            match child.try_status() {
+                Some(status) => break status,
+                None if Instant::now() >= deadline => return None,
+                None => thread::sleep(Duration::from_millis(5)),
+            }
+        };
+        let stderr = child.output().stderr.excerpt(3);
+        let stderr = if stderr.is_empty() { "nothing".to_string() } else { stderr };
+        Some(format!("the server {}; its stderr: {stderr}", crate::process::describe_status(status)))
+    }
 }
 
 impl Drop for Running {
@@ -82,14 +104,20 @@ impl Drop for Running {
 
 const SEED_SERVER: &str = crate::seed::SERVER_PY;
 
-/// Starts `subject` and returns once it accepts connections.
-pub fn start(subject: &Subject) -> Result<Running, StartError> {
-    start_with(subject, 0)
+/// How long a server started as a child process may take to accept its first connection.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Starts `subject` and returns once it accepts connections, with room for `idle` connections
+/// besides the measuring clients (the reference's limit is raised to fit them; other servers
+/// have their own). A child process has `startup_timeout` to get there.
+pub fn start(subject: &Subject, idle: usize, startup_timeout: Duration) -> Result<Running, StartError> {
+    let started = Instant::now();
+    let mut running = start_untimed(subject, idle, startup_timeout)?;
+    running.startup = started.elapsed();
+    Ok(running)
 }
 
-/// Like [`start`], with room for `idle` connections besides the measuring clients (the
-/// reference's limit is raised to fit them; other servers have their own).
-pub fn start_with(subject: &Subject, idle: usize) -> Result<Running, StartError> {
+fn start_untimed(subject: &Subject, idle: usize, startup_timeout: Duration) -> Result<Running, StartError> {
     match subject {
         Subject::Reference => {
             let dir = tempfile::tempdir().map_err(StartError::TempDir)?;
@@ -103,7 +131,15 @@ pub fn start_with(subject: &Subject, idle: usize) -> Result<Running, StartError>
                 shutdown.shutdown();
                 let _ = thread.join();
             };
-            Ok(Running { path, pid: None, _dir: Some(dir), _child: None, _workdir: None, stop: Some(Box::new(stop)) })
+            Ok(Running {
+                path,
+                pid: None,
+                startup: Duration::ZERO,
+                child: None,
+                _workdir: None,
+                _dir: Some(dir),
+                stop: Some(Box::new(stop)),
+            })
         }
         Subject::Baseline => {
             let dir = tempfile::tempdir().map_err(StartError::TempDir)?;
@@ -115,22 +151,30 @@ pub fn start_with(subject: &Subject, idle: usize) -> Result<Running, StartError>
                 let _ = UnixStream::connect(&wake_path); // wakes the blocking accept
                 let _ = thread.join();
             };
-            Ok(Running { path, pid: None, _dir: Some(dir), _child: None, _workdir: None, stop: Some(Box::new(stop)) })
+            Ok(Running {
+                path,
+                pid: None,
+                startup: Duration::ZERO,
+                child: None,
+                _workdir: None,
+                _dir: Some(dir),
+                stop: Some(Box::new(stop)),
+            })
         }
         Subject::SeedPython => {
             let dir = tempfile::tempdir().map_err(StartError::TempDir)?;
             let script = dir.path().join("seed_server.py");
             std::fs::write(&script, SEED_SERVER).map_err(StartError::Setup)?;
             let target = Target { program: "python3".into(), args: vec![script.to_string_lossy().into_owned()] };
-            let mut running = start_command(&target)?;
+            let mut running = start_command(&target, startup_timeout)?;
             running._dir = Some(dir);
             Ok(running)
         }
-        Subject::Command(target) => start_command(target),
+        Subject::Command(target) => start_command(target, startup_timeout),
     }
 }
 
-fn start_command(target: &Target) -> Result<Running, StartError> {
+fn start_command(target: &Target, startup_timeout: Duration) -> Result<Running, StartError> {
     let dir = tempfile::Builder::new().prefix("udsping-bench-").tempdir().map_err(StartError::TempDir)?;
     let path = dir.path().join("udsocket");
     let socket = path.to_string_lossy().into_owned();
@@ -138,23 +182,46 @@ fn start_command(target: &Target) -> Result<Running, StartError> {
     let env = [("UDSPING_SOCKET", path.clone().into_os_string())];
     let mut child = crate::process::Child::spawn(target, dir.path(), &socket, &env, &marker)
         .map_err(|e| StartError::Command(e.to_string()))?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + startup_timeout;
     while crate::net::connect_bounded(&path, deadline).is_err() {
         if let Some(status) = child.try_status() {
             let stderr = child.output().stderr.excerpt(3);
+            // Exiting 0 at once is what a daemonizing server does.
+            let hint = if status.success() { " (a server must stay in the foreground)" } else { "" };
             return Err(StartError::Command(format!(
-                "{} {} before accepting connections; stderr: {stderr}",
+                "{} {} before accepting connections{hint}; stderr: {stderr}",
                 target.program,
                 crate::process::describe_status(status)
             )));
         }
-        if std::time::Instant::now() >= deadline {
-            return Err(StartError::Command(format!("nothing accepted connections at {} within 10 s", path.display())));
+        if Instant::now() >= deadline {
+            return Err(StartError::Command(format!(
+                "nothing accepted connections at {} within {:.1} s (--startup-timeout)",
+                path.display(),
+                startup_timeout.as_secs_f64()
+            )));
         }
         thread::sleep(Duration::from_millis(5));
     }
+    // As in the gate: a CMD that returned while something it started serves has left the
+    // process whose CPU and memory would be measured, and whose death would be noticed.
+    if let Some(status) = child.try_status() {
+        return Err(StartError::Command(format!(
+            "{} {} while something it started accepts connections: run the server in the foreground (`exec` it from a wrapper)",
+            target.program,
+            crate::process::describe_status(status)
+        )));
+    }
     let pid = Some(child.id());
-    Ok(Running { path, pid, _child: Some(child), _workdir: Some(dir), _dir: None, stop: None })
+    Ok(Running {
+        path,
+        pid,
+        startup: Duration::ZERO,
+        child: Some(Mutex::new(child)),
+        _workdir: Some(dir),
+        _dir: None,
+        stop: None,
+    })
 }
 
 /// The raw baseline: the least a server can do to move the same bytes.
