@@ -88,8 +88,7 @@ impl Running {
                 None => thread::sleep(Duration::from_millis(5)),
             }
         };
-        let stderr = child.output().stderr.excerpt(3);
-        let stderr = if stderr.is_empty() { "nothing".to_string() } else { stderr };
+        let stderr = stderr_of(&child);
         Some(format!("the server {}; its stderr: {stderr}", crate::process::describe_status(status)))
     }
 }
@@ -103,6 +102,18 @@ impl Drop for Running {
 }
 
 const SEED_SERVER: &str = crate::seed::SERVER_PY;
+
+/// The end of an exited command's stderr, once its pipe has been read to the end (what it
+/// wrote last may still be in the pipe when it is seen to exit).
+fn stderr_of(child: &crate::process::Child) -> String {
+    child.settle_output(Duration::from_millis(250));
+    let stderr = child.output().stderr.excerpt(3);
+    if stderr.is_empty() {
+        "nothing".to_string()
+    } else {
+        stderr
+    }
+}
 
 /// How long a server started as a child process may take to accept its first connection.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -185,7 +196,7 @@ fn start_command(target: &Target, startup_timeout: Duration) -> Result<Running, 
     let deadline = Instant::now() + startup_timeout;
     while crate::net::connect_bounded(&path, deadline).is_err() {
         if let Some(status) = child.try_status() {
-            let stderr = child.output().stderr.excerpt(3);
+            let stderr = stderr_of(&child);
             // Exiting 0 at once is what a daemonizing server does.
             let hint = if status.success() { " (a server must stay in the foreground)" } else { "" };
             return Err(StartError::Command(format!(
