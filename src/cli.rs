@@ -244,13 +244,14 @@ pub enum FormatArg {
 #[derive(Debug, Args)]
 #[command(
     after_help = "Every figure is measured in the same run as the raw baseline (a std-only thread per connection \
-reading up to 4 KiB and writing a pong per 4 bytes read), alternately in short trials (ABBA order, both servers started afresh for \
-each pair), and reported as the median of the per-pair ratios with their interquartile range. A figure is marked UNSTABLE when that range exceeds 10% of the \
-median, or other processes used over 10% of the CPUs, or the hypervisor stole over 2% of CPU time meanwhile. \
+reading up to 4 KiB and writing a pong per 4 bytes read), alternately in short trials (ABBA order), and reported as \
+the median of the per-pair ratios with their interquartile range. A figure is marked UNSTABLE when that range exceeds \
+10% of the median, or other processes used over 10% of the CPUs, or the hypervisor stole over 2% of CPU time \
+meanwhile, or a trial completed nothing. \
 Every trial has a deadline (its length + 2 s + 10 ms per client): a server that stalls fails its scenario, the run goes on; \
 a server that fails its first two figures without one measured is not measured again. \
-The reference and the baseline run in this process; CMD and the seed's Python server (included when python3 \
-is found) run as child processes, each started afresh for every pair unless starting it takes longer than a trial.\n\n\
+The reference and the baseline run in this process, started afresh for each trial; CMD and the seed's Python \
+server (included when python3 is found) run as child processes, started once per figure (the baseline then too).\n\n\
 Exit status: 0 every scenario measured; 1 a scenario failed; 2 usage error (or an unreadable --compare file)."
 )]
 pub struct BenchArgs {
@@ -264,8 +265,7 @@ pub struct BenchArgs {
     /// lockstep-pinned and idle-crowd, 10 for the others].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub pairs: Option<u64>,
-    /// How long a server started as a child process (CMD, the seed's) may take to accept a
-    /// connection.
+    /// How long a server started as a child process (CMD, the seed's) may take to listen.
     #[arg(long, default_value = "5s", value_parser = parse_positive_duration, value_name = "DURATION")]
     pub startup_timeout: Duration,
     /// Run the whole set of scenarios this many times and say whether the runs agree.

@@ -16,6 +16,9 @@ fn main() -> ExitCode {
         let line = format!("udsping: internal error: {}\n", info.to_string().replace('\n', " "));
         let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
     }));
+    // Every child of this process is started through `udsping::process`, so a dead child no
+    // guard owns is an orphan a daemonizing target left to the gate or the bench to reap.
+    udsping::process::reap_orphans();
     let parsed = match Cli::try_parse() {
         Ok(parsed) => parsed,
         Err(error) => {

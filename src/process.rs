@@ -313,7 +313,9 @@ impl Child {
             reap(victim);
         }
         LIVE.lock().unwrap_or_else(|p| p.into_inner()).retain(|(pid, _)| *pid != self.child.id());
-        reap_dead_orphans();
+        if REAP_ORPHANS.load(Ordering::SeqCst) {
+            reap_dead_orphans();
+        }
         // The pipes reach EOF once every writer is dead; the flag covers a writer that
         // escaped even the marker (it cleared its environment).
         self.stop_reading.store(true, Ordering::SeqCst);
@@ -356,10 +358,22 @@ fn kill_tree(pid: u32, marker: &str) -> Vec<u32> {
     victims.into_iter().collect()
 }
 
-/// Reaps the dead processes re-parented to this one (a child subreaper): a daemonizing
-/// command's intermediate process exits at once, in a session of its own, and nothing else
-/// would ever wait for it. Commands still guarded (in `LIVE`) are left to their guards; the
-/// lock that every start takes keeps a command just started from being taken for an orphan.
+/// Set by [`reap_orphans`]: clean-ups also reap dead orphans.
+static REAP_ORPHANS: AtomicBool = AtomicBool::new(false);
+
+/// Makes every clean-up also reap the dead processes re-parented to this one (a child
+/// subreaper): a daemonizing command's intermediate process exits at once, in a session of
+/// its own, and nothing else would ever wait for it. Only for a process whose every other
+/// child is started through this module, such as the `udsping` command: a zombie not in
+/// `LIVE` is taken for an orphan, so in a process that spawns children of its own (a test
+/// harness) this would reap what someone else waits for.
+pub fn reap_orphans() {
+    REAP_ORPHANS.store(true, Ordering::SeqCst);
+}
+
+/// Reaps the dead children of this process that no guard owns. Commands still guarded (in
+/// `LIVE`) are left to their guards; the lock that every start takes keeps a command just
+/// started from being taken for an orphan.
 fn reap_dead_orphans() {
     let live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
     for pid in children(std::process::id()) {
@@ -512,8 +526,14 @@ pub fn escape(bytes: &[u8], limit: usize) -> String {
     let shown = &bytes[..bytes.len().min(limit)];
     // An apostrophe cannot drive a terminal and is common in error messages ("can't open
     // file"); quotes and backslashes stay escaped, so that a quoted excerpt reads unambiguously.
-    let mut text: String =
-        shown.iter().map(|&b| if b == b'\'' { "'".to_string() } else { b.escape_ascii().to_string() }).collect();
+    let mut text = String::with_capacity(shown.len());
+    for &byte in shown {
+        if byte == b'\'' {
+            text.push('\'');
+        } else {
+            text.extend(byte.escape_ascii().map(char::from));
+        }
+    }
     if bytes.len() > limit {
         text.push_str(&format!("... ({} bytes)", bytes.len()));
     }

@@ -709,7 +709,7 @@ fn a_relative_script_argument_is_warned_about_with_the_fix() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     let absolute = dir.path().join("server.py").to_string_lossy().into_owned();
     let warning = format!(
-        "udsping: warning: CMD's argument \"server.py\" names a file in this directory, but CMD runs in a fresh \
+        "udsping: warning: CMD's argument \"server.py\" names a file or directory here, but CMD runs in a fresh \
          directory where it does not exist; to pass this one, give {absolute:?}"
     );
     assert!(stderr.lines().next() == Some(warning.as_str()), "{stderr}");

@@ -137,6 +137,8 @@ pub struct Sample {
     pub latency: Option<Histogram<u64>>,
     /// CPU time of client and server together.
     pub cpu: Duration,
+    /// Operations completed in the time `cpu` covers (for lock-step, the warm-up's too).
+    pub cpu_ops: u64,
     /// The fewest and the most rounds one client completed (starvation), with several clients.
     pub client_rounds: Option<(u64, u64)>,
 }
@@ -296,12 +298,21 @@ fn read_reply(stream: &mut UnixStream, reply: &mut [u8], rounds: u64) -> Result<
     Ok(received)
 }
 
+/// What one lock-step client did in a trial.
+struct ClientRounds {
+    /// Rounds after the warm-up, and their latencies.
+    counted: u64,
+    latency: Histogram<u64>,
+    /// Every round, the warm-up's included.
+    all: u64,
+}
+
 /// Lock-step rounds until `deadline`; those that start before `counted_from` are a warm-up.
 fn lockstep_client(
     mut stream: UnixStream,
     counted_from: Instant,
     deadline: Instant,
-) -> Result<(u64, Histogram<u64>), MeasureError> {
+) -> Result<ClientRounds, MeasureError> {
     let mut latency = histogram();
     // Room for more than a pong, so that one read shows a surplus that came with it (a correct
     // server sends exactly 4 bytes, and reading into a larger buffer costs nothing).
@@ -330,7 +341,7 @@ fn lockstep_client(
     }
     stream.write_all(END).map_err(MeasureError::io("write"))?;
     stream.shutdown(std::net::Shutdown::Write).map_err(MeasureError::io("shutdown"))?;
-    Ok((counted, latency))
+    Ok(ClientRounds { counted, latency, all })
 }
 
 /// How long lock-step clients run before their rounds count: the first rounds on a fresh
@@ -360,20 +371,23 @@ pub fn lockstep(
             })
         })
         .collect();
+    // CPU time is read around the whole trial, warm-up included (reading it as the warm-up
+    // ends would mean waking up on the clients' CPU at that moment), and set against every
+    // round in that time.
+    let cpu_before = cpu_time(pid);
     barrier.wait();
     let start = Instant::now() + WARM_UP;
-    thread::sleep(WARM_UP);
-    let cpu_before = cpu_time(pid);
     let mut latency = histogram();
-    let (mut total, mut fewest, mut most) = (0, u64::MAX, 0);
+    let (mut total, mut all, mut fewest, mut most) = (0, 0, u64::MAX, 0);
     let mut failure = None;
     for thread in threads {
         match thread.join().map_err(|_| MeasureError::Panicked).and_then(|r| r) {
-            Ok((rounds, h)) => {
-                latency.add(&h)?;
-                total += rounds;
-                fewest = fewest.min(rounds);
-                most = most.max(rounds);
+            Ok(client) => {
+                latency.add(&client.latency)?;
+                total += client.counted;
+                all += client.all;
+                fewest = fewest.min(client.counted);
+                most = most.max(client.counted);
             }
             Err(e) => failure = failure.or(Some(e)),
         }
@@ -383,7 +397,8 @@ pub fn lockstep(
     }
     let elapsed = start.elapsed();
     let client_rounds = (clients > 1).then_some((fewest, most));
-    Ok(Sample { ops: total, elapsed, latency: Some(latency), cpu: cpu_time(pid) - cpu_before, client_rounds })
+    let cpu = cpu_time(pid) - cpu_before;
+    Ok(Sample { ops: total, elapsed, latency: Some(latency), cpu, cpu_ops: all, client_rounds })
 }
 
 /// One client streams pings in 64 KiB writes from one thread and reads pongs on another.
@@ -421,7 +436,8 @@ pub fn pipelined(path: &Path, pid: Option<u32>, length: Duration, watchdog: &Wat
     if received != sent {
         return Err(MeasureError::Lost { sent: sent / 4, received: received / 4 });
     }
-    Ok(Sample { ops: received / 4, elapsed, latency: None, cpu: cpu_time(pid) - cpu_before, client_rounds: None })
+    let ops = received / 4;
+    Ok(Sample { ops, elapsed, latency: None, cpu: cpu_time(pid) - cpu_before, cpu_ops: ops, client_rounds: None })
 }
 
 /// Short sessions (connect, one ping, `end`, wait for the close) back to back from `clients`
@@ -483,6 +499,7 @@ pub fn connect(
         elapsed: start.elapsed(),
         latency: Some(latency),
         cpu: cpu_time(pid) - cpu_before,
+        cpu_ops: total,
         client_rounds: None,
     })
 }
@@ -691,10 +708,7 @@ impl MachineState {
             .ok()
             .and_then(|s| s.trim().parse::<f64>().ok())
             .map(|khz| khz / 1000.0);
-        // Servers started and stopped since an earlier reading count through RUSAGE_CHILDREN
-        // (the bench reaps them); those still running through their own /proc entries.
-        let live: Duration = servers.iter().filter_map(|&pid| crate::process::cpu_time(pid)).sum();
-        let own_cpu = cpu_time(None) + usage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN) + live;
+        let own_cpu = cpu_time(None) + servers.iter().filter_map(|&pid| crate::process::cpu_time(pid)).sum();
         MachineState { at: Instant::now(), load_1m, busy, steal, total, own_cpu, cpu_mhz }
     }
 

@@ -10,9 +10,10 @@
 //!
 //! How a figure is taken: the server under test and the baseline are measured alternately in
 //! short trials (`pairs` of them each, in ABBA order: subject, baseline, baseline, subject,
-//! ...), so that both see the same drift of the machine, and both are started afresh for every
-//! pair, so that what is fixed per instance varies within the figure rather than between
-//! runs. The figure is the median of the per-pair ratios, reported with their interquartile
+//! ...), so that both see the same drift of the machine. Servers in this process (the
+//! reference, the baseline) are started afresh for each trial, so that what is fixed per
+//! instance varies within the figure rather than between runs; a server in a child process is
+//! started once per figure, and the baseline with it. The figure is the median of the per-pair ratios, reported with their interquartile
 //! range. A figure whose range is wide, or that was measured while other processes or the
 //! hypervisor took CPU time, is marked `unstable` with the reason.
 //!
@@ -140,7 +141,7 @@ pub struct Options {
     pub repeat: usize,
     /// Beyond which a figure is marked `unstable`.
     pub thresholds: Thresholds,
-    /// How long a server started as a child process may take to accept a connection.
+    /// How long a server started as a child process may take to listen.
     pub startup_timeout: Duration,
 }
 
@@ -168,7 +169,7 @@ impl Options {
     }
 
     /// The length of one trial of `scenario`.
-    pub fn trial(&self, scenario: Scenario) -> Duration {
+    pub fn trial_length(&self, scenario: Scenario) -> Duration {
         self.duration / u32::try_from(self.pairs(scenario)).unwrap_or(u32::MAX)
     }
 }
@@ -229,8 +230,39 @@ enum ScenarioError {
         #[source]
         source: MeasureError,
     },
+    /// A server process exited while something it started went on serving (a daemon).
+    #[error(
+        "against {server}: the server {status} while something it started went on serving: run the server in the foreground (`exec` it from a wrapper)"
+    )]
+    LeftServing { server: String, status: String },
+    /// The bench could not set itself up (not the server's doing).
+    #[error("cannot set up the measurement: {0}")]
+    Setup(#[source] MeasureError),
     #[error("the measurement thread panicked")]
     Panicked,
+}
+
+impl ScenarioError {
+    /// Whether the failure is `server`'s own doing, rather than the bench's, the machine's
+    /// or the baseline's: what the early stop counts.
+    fn blames(&self, server: &str) -> bool {
+        match self {
+            ScenarioError::Start { server: failed, .. }
+            | ScenarioError::Died { server: failed, .. }
+            | ScenarioError::LeftServing { server: failed, .. } => failed.starts_with(server),
+            ScenarioError::Measure { server: failed, source } => {
+                failed.starts_with(server)
+                    && !matches!(
+                        source,
+                        MeasureError::Pin(_)
+                            | MeasureError::Descriptors { .. }
+                            | MeasureError::Panicked
+                            | MeasureError::Histogram(_)
+                    )
+            }
+            ScenarioError::Setup(_) | ScenarioError::Panicked => false,
+        }
+    }
 }
 
 /// Reads a previous JSON report for `--compare`.
@@ -250,21 +282,26 @@ const FAILED_FIGURES_BEFORE_STOPPING: usize = 2;
 #[derive(Default)]
 struct EarlyStop {
     measured: bool,
-    failures: Vec<String>,
+    /// Figures failed by the server's own doing, and the first one's reason.
+    failures: usize,
+    first: Option<String>,
 }
 
 impl EarlyStop {
     fn cause(&self, server: &str) -> Option<String> {
-        (!self.measured && self.failures.len() >= FAILED_FIGURES_BEFORE_STOPPING).then(|| {
-            format!("not run: {server} failed its first {} figures ({})", self.failures.len(), self.failures[0])
-        })
+        let first =
+            self.first.as_deref().filter(|_| !self.measured && self.failures >= FAILED_FIGURES_BEFORE_STOPPING)?;
+        Some(format!("not run: {server} failed its first {} figures ({first})", self.failures))
     }
 
-    fn record(&mut self, result: &ScenarioResult) {
+    /// Counts `result`; `servers_fault`: it failed by the server's own doing (not the
+    /// bench's, the machine's or the baseline's).
+    fn record(&mut self, result: &ScenarioResult, servers_fault: bool) {
         if result.figures.is_some() {
             self.measured = true;
-        } else if result.status == Status::Failed {
-            self.failures.push(result.reasons.first().cloned().unwrap_or_default());
+        } else if servers_fault {
+            self.failures += 1;
+            self.first.get_or_insert_with(|| result.reasons.first().cloned().unwrap_or_default());
         }
     }
 }
@@ -300,8 +337,8 @@ pub fn run(options: &Options, mut progress: impl FnMut(&str)) -> Report {
                     }
                     let crowd = if idle > 0 { format!(", {idle} idle") } else { String::new() };
                     progress(&format!("{scenario} {} vs baseline, {clients} client(s){crowd}", subject.name()));
-                    let result = measure_figure(entry, subject, options);
-                    stop.record(&result);
+                    let (result, servers_fault) = measure_figure(entry, subject, options);
+                    stop.record(&result, servers_fault);
                     results.push(result);
                 }
             }
@@ -347,18 +384,18 @@ fn entry(
         clients,
         idle_connections: idle,
         repeat,
-        trial_s: options.trial(scenario).as_secs_f64(),
+        trial_s: options.trial_length(scenario).as_secs_f64(),
         status: Status::Ok,
         reasons: Vec::new(),
-        notes: Vec::new(),
         startup_s: None,
         conditions: None,
         figures: None,
     }
 }
 
-/// One figure: a scenario at one size against one server, with its status.
-fn measure_figure(mut result: ScenarioResult, subject: &Subject, options: &Options) -> ScenarioResult {
+/// One figure: a scenario at one size against one server, with its status, and whether a
+/// failure was the server's own doing.
+fn measure_figure(mut result: ScenarioResult, subject: &Subject, options: &Options) -> (ScenarioResult, bool) {
     let (scenario, clients, idle) = (result.scenario, result.clients, result.idle_connections);
     let measured = if matches!(scenario, Scenario::LockstepPinned | Scenario::IdleCrowd) {
         // The servers' threads (or processes) inherit the CPU mask of the thread that starts
@@ -367,7 +404,7 @@ fn measure_figure(mut result: ScenarioResult, subject: &Subject, options: &Optio
         // with the crowd.
         let (subject, options) = (subject.clone(), options.clone());
         std::thread::spawn(move || -> Result<_, ScenarioError> {
-            measure::pin_to_one_cpu().map_err(|source| ScenarioError::Measure { server: subject.name(), source })?;
+            measure::pin_to_one_cpu().map_err(ScenarioError::Setup)?;
             match scenario {
                 Scenario::IdleCrowd => idle_crowd(&subject, idle, &options),
                 _ => interleaved(scenario, &subject, clients, &options),
@@ -379,20 +416,12 @@ fn measure_figure(mut result: ScenarioResult, subject: &Subject, options: &Optio
         interleaved(scenario, subject, clients, options)
     };
     match measured {
-        Ok(Measured { figures, before, after, startup, fresh_per_pair }) => {
+        Ok(Measured { figures, before, after, startup }) => {
             let conditions = conditions(&before, &after);
             (result.status, result.reasons) = judge(figures.spread(), &conditions, &options.thresholds);
             if let Some(reason) = empty_trial(&figures, result.trial_s) {
                 result.status = Status::Unstable;
                 result.reasons.push(reason);
-            }
-            if !fresh_per_pair && scenario != Scenario::IdleCrowd {
-                result.notes.push(format!(
-                    "note: {} was started once for the figure, not for every pair: it took {:.2} s to accept connections, longer than a trial ({:.0} ms)",
-                    subject.name(),
-                    startup.as_secs_f64(),
-                    result.trial_s * 1000.0
-                ));
             }
             result.startup_s = Some(startup.as_secs_f64());
             result.conditions = Some(conditions);
@@ -403,9 +432,10 @@ fn measure_figure(mut result: ScenarioResult, subject: &Subject, options: &Optio
             // cannot take a load is noted, not a failure of the run.
             result.status = if matches!(subject, Subject::SeedPython) { Status::NotMeasured } else { Status::Failed };
             result.reasons.push(e.to_string());
+            return (result, e.blames(&subject.name()));
         }
     }
-    result
+    (result, false)
 }
 
 fn conditions(before: &MachineState, after: &MachineState) -> Conditions {
@@ -473,81 +503,63 @@ fn trial_limit(trial: Duration, clients: usize) -> Duration {
     trial + Duration::from_secs(2) + Duration::from_millis(10) * clients as u32
 }
 
-/// One trial of `scenario` against a started server.
-fn trial(scenario: Scenario, running: &Running, clients: usize, length: Duration) -> Result<Sample, MeasureError> {
-    let watchdog = Arc::new(Watchdog::start(trial_limit(length, clients)));
-    let (path, pid) = (&running.path, running.pid);
-    match scenario {
-        Scenario::Pipelined => measure::pipelined(path, pid, length, &watchdog),
-        Scenario::Connect => measure::connect(path, pid, clients, length, &watchdog),
-        _ => measure::lockstep(path, pid, clients, length, &watchdog),
-    }
-    .map_err(|e| watchdog.blame(e))
-}
-
-/// `pairs` pairs of trials in ABBA order (a b, b a, a b, ...): `pair()` sets up what one pair
-/// measures, `one(&set_up, is_a)` measures one side of it. Returns a's samples and b's.
-fn abba<T>(
-    pairs: usize,
-    mut pair: impl FnMut() -> Result<T, ScenarioError>,
-    mut one: impl FnMut(&T, bool) -> Result<Sample, ScenarioError>,
-) -> Result<(Vec<Sample>, Vec<Sample>), ScenarioError> {
-    let (mut of_a, mut of_b) = (Vec::new(), Vec::new());
-    for index in 0..pairs.max(1) {
-        let set_up = pair()?;
-        let a_first = index % 2 == 0;
-        for is_a in [a_first, !a_first] {
-            let sample = one(&set_up, is_a)?;
-            if is_a { &mut of_a } else { &mut of_b }.push(sample);
-        }
-    }
-    Ok((of_a, of_b))
-}
-
-/// One figure as measured, with the machine's state before and after and how the server
-/// under test was started.
-struct Measured {
-    figures: Figures,
-    before: MachineState,
-    after: MachineState,
-    /// The first instance's time from start to accepting a connection.
-    startup: Duration,
-    /// Whether every pair had its own instance of the server under test.
-    fresh_per_pair: bool,
-}
-
-fn start(subject: &Subject, idle: usize, options: &Options) -> Result<Running, ScenarioError> {
-    subject::start(subject, idle, options.startup_timeout)
-        .map_err(|source| ScenarioError::Start { server: subject.name(), source })
-}
-
-/// One trial against `running`, blaming the server's death when it died meanwhile.
-fn trial_of(
+/// One trial of `scenario` against a started server; a failure blames the server's death
+/// when its process died meanwhile, and a server process that exited while something it
+/// started went on serving is a failure too (what was measured is not the process watched).
+fn run_trial(
     scenario: Scenario,
     running: &Running,
     name: String,
     clients: usize,
     length: Duration,
 ) -> Result<Sample, ScenarioError> {
-    trial(scenario, running, clients, length).map_err(|source| match running.death() {
-        Some(death) => ScenarioError::Died { server: name, death, source },
-        None => ScenarioError::Measure { server: name, source },
-    })
+    let watchdog = Arc::new(Watchdog::start(trial_limit(length, clients)));
+    let (path, pid) = (&running.path, running.pid);
+    let sample = match scenario {
+        Scenario::Pipelined => measure::pipelined(path, pid, length, &watchdog),
+        Scenario::Connect => measure::connect(path, pid, clients, length, &watchdog),
+        _ => measure::lockstep(path, pid, clients, length, &watchdog),
+    }
+    .map_err(|e| watchdog.blame(e))
+    .map_err(|source| match running.death() {
+        Some(death) => ScenarioError::Died { server: name.clone(), death, source },
+        None => ScenarioError::Measure { server: name.clone(), source },
+    })?;
+    match running.exited() {
+        Some(status) => Err(ScenarioError::LeftServing { server: name, status }),
+        None => Ok(sample),
+    }
 }
 
-/// The server under test in one pair: its own instance, or the figure's.
-enum Instance<'a> {
-    Own(Box<Running>),
-    Figure(&'a Running),
-}
-
-impl Instance<'_> {
-    fn running(&self) -> &Running {
-        match self {
-            Instance::Own(running) => running,
-            Instance::Figure(running) => running,
+/// `pairs` pairs of trials in ABBA order (a b, b a, a b, ...): `one(is_a)` measures one
+/// side. Returns a's samples and b's.
+fn abba(
+    pairs: usize,
+    mut one: impl FnMut(bool) -> Result<Sample, ScenarioError>,
+) -> Result<(Vec<Sample>, Vec<Sample>), ScenarioError> {
+    let (mut of_a, mut of_b) = (Vec::new(), Vec::new());
+    for index in 0..pairs.max(1) {
+        let a_first = index % 2 == 0;
+        for is_a in [a_first, !a_first] {
+            let sample = one(is_a)?;
+            if is_a { &mut of_a } else { &mut of_b }.push(sample);
         }
     }
+    Ok((of_a, of_b))
+}
+
+/// One figure as measured, with the machine's state before and after.
+struct Measured {
+    figures: Figures,
+    before: MachineState,
+    after: MachineState,
+    /// The server under test's (first) instance's time from start to listening.
+    startup: Duration,
+}
+
+fn start(subject: &Subject, idle: usize, options: &Options) -> Result<Running, ScenarioError> {
+    subject::start(subject, idle, options.startup_timeout)
+        .map_err(|source| ScenarioError::Start { server: subject.name(), source })
 }
 
 /// A figure of the subject against the baseline, trial by trial.
@@ -557,37 +569,42 @@ fn interleaved(
     clients: usize,
     options: &Options,
 ) -> Result<Measured, ScenarioError> {
-    let before = MachineState::now(&[]);
-    let length = options.trial(scenario);
-    // Every pair gets freshly started servers. Started once per figure, the same code gave
-    // figures whose medians differed by twice what their pairs' spread predicts (a standard
-    // deviation of 1.6% against 0.7% from resampling the pairs): something fixed per instance
-    // (where its buffers, stacks and sockets landed) that one figure samples once. Fresh
-    // instances sample it in every pair, so it shows in the spread instead of between runs.
-    // A server that takes longer than a trial to start is started once for the figure, so
-    // restarting never takes longer than measuring (one that takes 3 s would make 80 pairs
-    // take 4 minutes).
-    let mut first = Some(start(subject, 0, options)?);
-    let startup = first.as_ref().map_or(Duration::ZERO, |running| running.startup);
-    let fresh_per_pair = startup < length;
-    let shared = if fresh_per_pair { None } else { first.take() };
-    let (a, b) = abba(
-        options.pairs(scenario),
-        || {
-            let measured = match (&shared, first.take()) {
-                (Some(running), _) => Instance::Figure(running),
-                (None, Some(running)) => Instance::Own(Box::new(running)),
-                (None, None) => Instance::Own(Box::new(start(subject, 0, options)?)),
-            };
-            Ok((measured, start(&Subject::Baseline, 0, options)?))
-        },
-        |(measured, baseline), is_subject| {
-            let (running, name) =
-                if is_subject { (measured.running(), subject.name()) } else { (baseline, "baseline".into()) };
-            trial_of(scenario, running, name, clients, length)
-        },
-    )?;
-    let after = MachineState::now(&[]);
+    let length = options.trial_length(scenario);
+    // Servers in this process (the reference, the baseline) are started afresh for each of
+    // their trials. Started once per figure, the reference gave figures whose medians differed
+    // by twice what their pairs' spread predicts (a standard deviation of 1.6% against 0.7%
+    // from resampling the pairs): something fixed per instance (where its buffers, stacks and
+    // sockets landed) that one figure samples once. Fresh instances sample it in every pair,
+    // so it shows in the spread instead of between runs; each is started just before its own
+    // trial, so that neither waits idle through the other's.
+    //
+    // A server in a child process is started once for the figure, and the baseline with it:
+    // a process exec'd for each trial would be measured cold against a warm baseline, and
+    // one that takes seconds to start would make 80 starts outlast the measuring.
+    let shared = match subject {
+        Subject::Reference => None,
+        _ => Some((start(subject, 0, options)?, start(&Subject::Baseline, 0, options)?)),
+    };
+    let servers: Vec<u32> = shared.iter().filter_map(|(measured, _)| measured.pid).collect();
+    let mut startup = shared.as_ref().map(|(measured, _)| measured.startup);
+    let before = MachineState::now(&servers);
+    let (a, b) = abba(options.pairs(scenario), |is_subject| {
+        let (server, name) =
+            if is_subject { (subject, subject.name()) } else { (&Subject::Baseline, "baseline".into()) };
+        match &shared {
+            Some((measured, baseline)) => {
+                run_trial(scenario, if is_subject { measured } else { baseline }, name, clients, length)
+            }
+            None => {
+                let running = start(server, 0, options)?;
+                if is_subject {
+                    startup.get_or_insert(running.startup);
+                }
+                run_trial(scenario, &running, name, clients, length)
+            }
+        }
+    })?;
+    let after = MachineState::now(&servers);
     let spread = pair_ratios(&a, &b);
     let (measured, baseline) = (side(&a), side(&b));
     let figures = match scenario {
@@ -610,7 +627,7 @@ fn interleaved(
             baseline_client_rounds_max_over_min: starvation(&b),
         }),
     };
-    Ok(Measured { figures, before, after, startup, fresh_per_pair })
+    Ok(Measured { figures, before, after, startup: startup.unwrap_or_default() })
 }
 
 /// `idle-crowd` for the subject and then the baseline: a quiet instance and a crowded one of
@@ -621,7 +638,7 @@ fn idle_crowd(subject: &Subject, idle: usize, options: &Options) -> Result<Measu
     let (measured, before, after, startup) = crowd_side(subject, idle, options)?;
     let (baseline, ..) = crowd_side(&Subject::Baseline, idle, options)?;
     let figures = Figures::IdleCrowd(Box::new(IdleCrowdFigures { idle_connections: idle, measured, baseline }));
-    Ok(Measured { figures, before, after, startup, fresh_per_pair: false })
+    Ok(Measured { figures, before, after, startup })
 }
 
 fn crowd_side(
@@ -641,19 +658,15 @@ fn crowd_side(
     let open_limit = Duration::from_secs(30) + Duration::from_millis(2) * idle as u32;
     let crowd = measure::open_crowd(&crowded.path, idle, crowded.pid.is_none(), open_limit).map_err(fail)?;
     let size_after = measure::process_size(crowded.pid).map_err(io)?;
-    let length = options.trial(Scenario::IdleCrowd);
+    let length = options.trial_length(Scenario::IdleCrowd);
     let servers: Vec<u32> = [quiet.pid, crowded.pid].into_iter().flatten().collect();
     let before = MachineState::now(&servers);
     // One quiet and one crowded instance for the whole figure: a crowd of 10,000 takes a
     // second to gather, too long to gather again for every pair.
-    let (q, c) = abba(
-        options.pairs(Scenario::IdleCrowd),
-        || Ok(()),
-        |(), is_quiet| {
-            let (running, which) = if is_quiet { (&quiet, "quiet") } else { (&crowded, "crowded") };
-            trial_of(Scenario::Lockstep, running, format!("{} ({which})", subject.name()), 1, length)
-        },
-    )?;
+    let (q, c) = abba(options.pairs(Scenario::IdleCrowd), |is_quiet| {
+        let (running, which) = if is_quiet { (&quiet, "quiet") } else { (&crowded, "crowded") };
+        run_trial(Scenario::Lockstep, running, format!("{} ({which})", subject.name()), 1, length)
+    })?;
     let after = MachineState::now(&servers);
     // A server whose own limit is below the crowd makes room by closing idle connections
     // (SRV-IDLE-2): then the figure is not of N idle connections.
@@ -709,6 +722,7 @@ fn side(samples: &[Sample]) -> Side {
     let at = |q: f64| latency.as_ref().filter(|h| !h.is_empty()).map(|h| h.value_at_quantile(q) as f64 / 1000.0);
     let ops: u64 = samples.iter().map(|s| s.ops).sum();
     let cpu: Duration = samples.iter().map(|s| s.cpu).sum();
+    let cpu_ops: u64 = samples.iter().map(|s| s.cpu_ops).sum();
     Side {
         ops,
         ops_per_sec: median(rates.clone()),
@@ -717,7 +731,7 @@ fn side(samples: &[Sample]) -> Side {
         p50_us: at(0.5),
         p99_us: at(0.99),
         p999_us: at(0.999),
-        cpu_s_per_million_ops: cpu.as_secs_f64() / (ops.max(1) as f64 / 1e6),
+        cpu_s_per_million_ops: cpu.as_secs_f64() / (cpu_ops.max(1) as f64 / 1e6),
     }
 }
 
@@ -741,37 +755,55 @@ mod tests {
         assert_eq!(Spread::of(vec![1.0, 2.0]).ratio, 1.5);
     }
 
-    // Each pair is measured on what was set up for it alone, subject and baseline taking
-    // turns to go first, so drift over the figure falls on both alike.
+    // Subject and baseline take turns to go first, so drift over the figure falls on both
+    // alike; a failed trial ends the figure there.
     #[test]
-    fn every_pair_is_set_up_afresh_in_abba_order() {
-        let mut set_ups = 0;
+    fn pairs_run_in_abba_order() {
         let mut measured = Vec::new();
         let sample = |ops| Sample {
             ops,
             elapsed: Duration::from_secs(1),
             latency: None,
             cpu: Duration::ZERO,
+            cpu_ops: ops,
             client_rounds: None,
         };
-        let (a, b) = abba(
-            3,
-            || {
-                set_ups += 1;
-                Ok(set_ups)
-            },
-            |&pair, is_a| {
-                measured.push((pair, if is_a { 'a' } else { 'b' }));
-                Ok(sample(pair * 10 + u64::from(is_a)))
-            },
-        )
+        let (a, b) = abba(3, |is_a| {
+            measured.push(if is_a { 'a' } else { 'b' });
+            Ok(sample(measured.len() as u64))
+        })
         .unwrap();
-        assert_eq!(measured, [(1, 'a'), (1, 'b'), (2, 'b'), (2, 'a'), (3, 'a'), (3, 'b')]);
-        assert_eq!(a.iter().map(|s| s.ops).collect::<Vec<_>>(), [11, 21, 31]);
-        assert_eq!(b.iter().map(|s| s.ops).collect::<Vec<_>>(), [10, 20, 30]);
-        // A failed set-up or trial ends the figure there.
-        let failed = abba(3, || Err::<(), _>(ScenarioError::Panicked), |(), _| Ok(sample(1)));
+        assert_eq!(measured, ['a', 'b', 'b', 'a', 'a', 'b']);
+        assert_eq!(a.iter().map(|s| s.ops).collect::<Vec<_>>(), [1, 4, 5]);
+        assert_eq!(b.iter().map(|s| s.ops).collect::<Vec<_>>(), [2, 3, 6]);
+        let mut trials = 0;
+        let failed = abba(3, |_| {
+            trials += 1;
+            if trials == 2 {
+                Err(ScenarioError::Panicked)
+            } else {
+                Ok(sample(1))
+            }
+        });
         assert!(matches!(failed, Err(ScenarioError::Panicked)));
+        assert_eq!(trials, 2);
+    }
+
+    // Only the server's own failures count towards giving up on it.
+    #[test]
+    fn a_failure_of_the_bench_or_the_baseline_does_not_blame_the_server() {
+        let stall = MeasureError::Deadline { limit: Duration::from_secs(2) };
+        assert!(ScenarioError::Measure { server: "drip".into(), source: stall }.blames("drip"));
+        let crowd = ScenarioError::Measure { server: "drip (crowded)".into(), source: MeasureError::Panicked };
+        assert!(!crowd.blames("drip"));
+        let limit = MeasureError::Descriptors { count: 10, needed: 30, limit: 20 };
+        assert!(!ScenarioError::Measure { server: "drip".into(), source: limit }.blames("drip"));
+        let baseline = MeasureError::Deadline { limit: Duration::from_secs(2) };
+        assert!(!ScenarioError::Measure { server: "baseline".into(), source: baseline }.blames("drip"));
+        assert!(!ScenarioError::Setup(MeasureError::Panicked).blames("drip"));
+        assert!(
+            ScenarioError::LeftServing { server: "drip".into(), status: "exited with status 0".into() }.blames("drip")
+        );
     }
 
     // A server that stalls in its first two figures is not measured again; one that has
@@ -792,15 +824,17 @@ mod tests {
         };
 
         let mut stop = EarlyStop::default();
-        stop.record(&failed);
-        stop.record(&not_measured);
+        stop.record(&failed, true);
+        stop.record(&not_measured, false);
+        stop.record(&failed, false); // the bench's or the baseline's failure
         assert_eq!(stop.cause("drip"), None);
-        stop.record(&failed);
+        stop.record(&failed, true);
         assert_eq!(stop.cause("drip").unwrap(), "not run: drip failed its first 2 figures (it stalled)");
 
         let mut stop = EarlyStop::default();
-        for result in [&measured, &failed, &failed, &failed] {
-            stop.record(result);
+        stop.record(&measured, false);
+        for _ in 0..3 {
+            stop.record(&failed, true);
         }
         assert_eq!(stop.cause("flaky"), None);
     }
@@ -812,6 +846,7 @@ mod tests {
             elapsed: Duration::from_millis(25),
             latency: None,
             cpu: Duration::ZERO,
+            cpu_ops: ops,
             client_rounds: None,
         };
         let figures = |subject: &[Sample]| {
@@ -831,15 +866,15 @@ mod tests {
     fn pinned_figures_take_more_pairs_unless_told() {
         let mut options = Options { duration: Duration::from_secs(2), ..Options::default() };
         assert_eq!(
-            (options.pairs(Scenario::LockstepPinned), options.trial(Scenario::LockstepPinned)),
+            (options.pairs(Scenario::LockstepPinned), options.trial_length(Scenario::LockstepPinned)),
             (80, Duration::from_millis(25))
         );
         assert_eq!(
-            (options.pairs(Scenario::Lockstep), options.trial(Scenario::Lockstep)),
+            (options.pairs(Scenario::Lockstep), options.trial_length(Scenario::Lockstep)),
             (10, Duration::from_millis(200))
         );
         options.pairs = Some(4);
-        assert_eq!(options.trial(Scenario::LockstepPinned), Duration::from_millis(500));
+        assert_eq!(options.trial_length(Scenario::LockstepPinned), Duration::from_millis(500));
     }
 
     #[test]

@@ -98,12 +98,9 @@ pub struct ScenarioResult {
     pub status: Status,
     /// Why the status is not `ok`.
     pub reasons: Vec<String>,
-    /// How the figure was taken where that departs from the usual (not a failure): a server
-    /// started once for the whole figure because starting it takes longer than a trial.
-    #[serde(default)]
-    pub notes: Vec<String>,
-    /// Seconds the server under test took from being started to accepting a connection (its
-    /// first instance in the figure); `None` when it did not start.
+    /// Seconds the server under test took from being started to listening (a connection to
+    /// its socket succeeding), for its first instance in the figure; `None` when it did not
+    /// start.
     #[serde(default)]
     pub startup_s: Option<f64>,
     /// The machine's state over the measurement; `None` when it failed or was not made.
@@ -588,7 +585,7 @@ pub fn human(report: &Report) -> String {
                 }
             }
         }
-        for line in r.reasons.iter().chain(&r.notes) {
+        for line in &r.reasons {
             let _ = writeln!(out, "{:<19} {}", "", line);
         }
     }

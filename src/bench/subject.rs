@@ -65,7 +65,7 @@ pub struct Running {
     pub path: PathBuf,
     /// The process whose memory and CPU the server uses: `None` for this process.
     pub pid: Option<u32>,
-    /// How long it took from starting the server to its accepting a connection.
+    /// How long it took from starting the server to a connection to its socket succeeding.
     pub startup: Duration,
     // Fields drop in order: the process goes before its directory.
     child: Option<Mutex<crate::process::Child>>,
@@ -75,6 +75,13 @@ pub struct Running {
 }
 
 impl Running {
+    /// How the server's process exited, if it has (never waits); `None` for a server in this
+    /// process or one still running.
+    pub fn exited(&self) -> Option<String> {
+        let mut child = self.child.as_ref()?.lock().unwrap_or_else(|p| p.into_inner());
+        child.try_status().map(crate::process::describe_status)
+    }
+
     /// How the server's process ended, if it has (waiting up to 250 ms for one that is dying,
     /// so that its death, not the client's broken connection, is the explanation), with the
     /// end of its stderr. `None` for a server in this process or one still running.

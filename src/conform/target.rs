@@ -37,7 +37,7 @@ pub fn from_command(command: &[String]) -> Result<Target, TargetError> {
 /// as a socket path), so this is a warning with the fix, not a rewrite.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "CMD's argument {argument:?} names a file in this directory, but CMD runs in a fresh directory where it does not exist; to pass this one, give {absolute:?}"
+    "CMD's argument {argument:?} names a file or directory here, but CMD runs in a fresh directory where it does not exist; to pass this one, give {absolute:?}"
 )]
 pub struct RelativeArgument {
     /// The argument as given.
