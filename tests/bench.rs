@@ -21,6 +21,21 @@ fn quick() -> Options {
     }
 }
 
+/// `udsping bench ARGS -- CMD...` with a JSON report: its exit code and the report.
+fn bench_json(args: &[&str], command: &[&std::ffi::OsStr]) -> (Option<i32>, Value) {
+    let output = Command::cargo_bin("udsping")
+        .unwrap()
+        .arg("bench")
+        .args(args)
+        .args(["--no-seed", "--format", "json", "--"])
+        .args(command)
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    let json = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {output:?}"));
+    (output.status.code(), json)
+}
+
 fn number(value: &Value, field: &str) -> f64 {
     value[field].as_f64().unwrap_or_else(|| panic!("no number {field} in {value}"))
 }
@@ -273,16 +288,9 @@ fn a_stalling_server_fails_its_scenario_in_bounded_time() {
 
     // Every scenario: the first two figures wait out their deadlines, and the rest are not run
     // for the same cause rather than each waiting out its own.
-    let output = Command::cargo_bin("udsping")
-        .unwrap()
-        .args(["bench", "--duration", "200ms", "--no-seed", "--idle-connections", "10", "--format", "json", "--"])
-        .arg(&program)
-        .arg("{socket}")
-        .timeout(Duration::from_secs(120))
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1), "{output:?}");
-    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let (code, json) =
+        bench_json(&["--duration", "200ms", "--idle-connections", "10"], &[program.as_os_str(), "{socket}".as_ref()]);
+    assert_eq!(code, Some(1), "{json}");
     let results = json["results"].as_array().unwrap();
     let reasons: Vec<&str> = results.iter().map(|r| r["reasons"][0].as_str().unwrap()).collect();
     assert!(results.iter().all(|r| r["status"] == "failed" && r["figures"].is_null()), "{reasons:#?}");
@@ -422,21 +430,11 @@ fn a_defective_server_fails_with_the_reason_that_names_its_defect(
 ) {
     let dir = tempfile::tempdir().unwrap();
     let Some(program) = build_defective(dir.path(), define) else { return };
-    let output = Command::cargo_bin("udsping")
-        .unwrap()
-        // One long trial: every defect shows in its first rounds (or, for the late daemon, when
-        // the trial ends), however slow the machine.
-        .args(["bench", "--scenario", "lockstep-pinned", "--duration", "1s", "--pairs", "1", "--no-seed"])
-        .args(["--format", "json"])
-        .args(options)
-        .arg("--")
-        .arg(&program)
-        .arg("{socket}")
-        .timeout(Duration::from_secs(60))
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1), "{output:?}");
-    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    // One long trial: every defect shows in its first rounds (or, for the late daemon, when
+    // the trial ends), however slow the machine.
+    let args = [&["--scenario", "lockstep-pinned", "--duration", "1s", "--pairs", "1"], options].concat();
+    let (code, json) = bench_json(&args, &[program.as_os_str(), "{socket}".as_ref()]);
+    assert_eq!(code, Some(1), "{json}");
     let result = &json["results"][0];
     assert_eq!(result["status"], "failed", "{result}");
     let got = result["reasons"][0].as_str().unwrap();
@@ -454,17 +452,9 @@ fn a_server_slow_to_start_is_measured_with_its_start_up_time() {
     let dir = tempfile::tempdir().unwrap();
     let Some(program) = build_defective(dir.path(), "-DSLOW_START") else { return };
     let starts = dir.path().join("starts");
-    let output = Command::cargo_bin("udsping")
-        .unwrap()
-        .args(["bench", "--scenario", "lockstep-pinned", "--duration", "200ms", "--no-seed", "--format", "json", "--"])
-        .arg(&program)
-        .arg("{socket}")
-        .arg(&starts)
-        .timeout(Duration::from_secs(120))
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(0), "{output:?}");
-    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let command = [program.as_os_str(), "{socket}".as_ref(), starts.as_os_str()];
+    let (code, json) = bench_json(&["--scenario", "lockstep-pinned", "--duration", "200ms"], &command);
+    assert_eq!(code, Some(0), "{json}");
     let result = &json["results"][0];
     assert!(number(result, "startup_s") >= 0.3, "{result}");
     assert_eq!(number(&result["figures"], "pairs"), 80.0);

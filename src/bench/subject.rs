@@ -75,6 +75,20 @@ pub struct Running {
 }
 
 impl Running {
+    /// A server running in this process, in `dir`, stopped by `stop`.
+    fn in_process(path: PathBuf, dir: tempfile::TempDir, stop: impl FnOnce() + Send + 'static) -> Running {
+        let stop: Box<dyn FnOnce() + Send> = Box::new(stop);
+        Running {
+            path,
+            pid: None,
+            startup: Duration::ZERO,
+            child: None,
+            _workdir: None,
+            _dir: Some(dir),
+            stop: Some(stop),
+        }
+    }
+
     /// How the server's process exited, if it has (never waits); `None` for a server in this
     /// process or one still running.
     pub fn exited(&self) -> Option<String> {
@@ -149,15 +163,7 @@ fn start_untimed(subject: &Subject, idle: usize, startup_timeout: Duration) -> R
                 shutdown.shutdown();
                 let _ = thread.join();
             };
-            Ok(Running {
-                path,
-                pid: None,
-                startup: Duration::ZERO,
-                child: None,
-                _workdir: None,
-                _dir: Some(dir),
-                stop: Some(Box::new(stop)),
-            })
+            Ok(Running::in_process(path, dir, stop))
         }
         Subject::Baseline => {
             let dir = tempfile::tempdir().map_err(StartError::TempDir)?;
@@ -169,15 +175,7 @@ fn start_untimed(subject: &Subject, idle: usize, startup_timeout: Duration) -> R
                 let _ = UnixStream::connect(&wake_path); // wakes the blocking accept
                 let _ = thread.join();
             };
-            Ok(Running {
-                path,
-                pid: None,
-                startup: Duration::ZERO,
-                child: None,
-                _workdir: None,
-                _dir: Some(dir),
-                stop: Some(Box::new(stop)),
-            })
+            Ok(Running::in_process(path, dir, stop))
         }
         Subject::SeedPython => {
             let dir = tempfile::tempdir().map_err(StartError::TempDir)?;
