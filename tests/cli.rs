@@ -21,19 +21,7 @@ fn udsping() -> TestCommand {
 
 /// Starts `udsping serve` on `path` and waits until it accepts.
 fn spawn_server(path: &Path, extra: &[&str]) -> ChildGuard {
-    let child = Command::cargo_bin("udsping")
-        .unwrap()
-        .arg("serve")
-        .arg("--socket")
-        .arg(path)
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let guard = ChildGuard::new(child);
-    wait_for_listener(path);
-    guard
+    spawn_serve(path, extra, Stdio::null(), Stdio::piped())
 }
 
 /// One line on stderr, prefixed, no backtrace.

@@ -223,6 +223,12 @@ fn udsping() -> TestCommand {
     TestCommand::cargo_bin("udsping").unwrap()
 }
 
+/// `udsping conform ARGS --format json -- CMD...`, which must pass; its JSON report.
+fn passing_json_report(args: &[&str], command: &[&str]) -> serde_json::Value {
+    let output = udsping().arg("conform").args(args).args(["--format", "json", "--"]).args(command).assert().success();
+    serde_json::from_slice(&output.get_output().stdout).unwrap()
+}
+
 #[test]
 fn list_names_cases_levels_and_requirements() {
     udsping()
@@ -253,15 +259,8 @@ fn missing_command_is_a_harness_error_not_a_pass() {
 #[test]
 fn abstract_flag_runs_the_abstract_cases() {
     let bin = env!("CARGO_BIN_EXE_udsping");
-    let output = udsping()
-        .args(["conform", "server", "--abstract", "--only", "server/7.*", "--format", "json"])
-        .args(["--", bin, "serve", "--socket", "{socket}"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let report: serde_json::Value = serde_json::from_slice(&output).unwrap();
+    let report =
+        passing_json_report(&["server", "--abstract", "--only", "server/7.*"], &[bin, "serve", "--socket", "{socket}"]);
     assert_eq!(report["options"]["addressing"], "abstract");
     let outcome =
         |id: &str| report["cases"].as_array().unwrap().iter().find(|c| c["id"] == id).unwrap()["outcome"].clone();
@@ -760,15 +759,7 @@ fn a_socket_path_too_long_is_a_harness_error() {
 #[test]
 fn default_rounds_are_skipped_when_cmd_sets_options() {
     let bin = env!("CARGO_BIN_EXE_udsping");
-    let output = udsping()
-        .args(["conform", "client", "--strict", "--format", "json"])
-        .args(["--", bin, "ping", "--socket", "{socket}", "--rounds", "10"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let report: serde_json::Value = serde_json::from_slice(&output).unwrap();
+    let report = passing_json_report(&["client", "--strict"], &[bin, "ping", "--socket", "{socket}", "--rounds", "10"]);
     let case = report["cases"].as_array().unwrap().iter().find(|c| c["id"] == "client/6/default-rounds").unwrap();
     assert_eq!(case["outcome"], "skip");
     assert!(case["message"].as_str().unwrap().contains("\"--rounds\""));

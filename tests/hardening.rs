@@ -281,22 +281,6 @@ fn process_cpu_time_agrees_with_getrusage() {
 }
 
 /// `udsping serve` as a child with the given stdout and stderr, waited for until it listens.
-fn serve_child_with(path: &std::path::Path, extra: &[&str], stdout: Stdio, stderr: Stdio) -> ChildGuard {
-    let child = Command::cargo_bin("udsping")
-        .unwrap()
-        .arg("serve")
-        .arg("--socket")
-        .arg(path)
-        .args(extra)
-        .stdout(stdout)
-        .stderr(stderr)
-        .spawn()
-        .unwrap();
-    let guard = ChildGuard::new(child);
-    wait_for_listener(path);
-    guard
-}
-
 /// A pipe whose read end is already closed: every write to it fails with EPIPE.
 fn broken_pipe() -> Stdio {
     let (reader, writer) = rustix::pipe::pipe().unwrap();
@@ -311,7 +295,7 @@ fn a_log_reader_that_went_away_kills_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("udsocket");
     let extra = ["--stats-interval", "10ms", "--allow-uid", "0", "--allow-uid", "4242"];
-    let mut server = serve_child_with(&path, &extra, broken_pipe(), broken_pipe());
+    let mut server = spawn_serve(&path, &extra, broken_pipe(), broken_pipe());
     for _ in 0..20 {
         server.signal(signal_hook::consts::SIGUSR1);
     }
@@ -334,7 +318,7 @@ fn an_unread_log_stalls_nothing() {
         let (reader, writer) = rustix::pipe::pipe().unwrap();
         (Stdio::from(writer), reader)
     };
-    let mut server = serve_child_with(&path, &["--log-messages"], unread, Stdio::piped());
+    let mut server = spawn_serve(&path, &["--log-messages"], unread, Stdio::piped());
     // Two lines per ping: 64 KiB of pipe and 4096 queued lines are full well before the end.
     let summary = client::run(&ClientConfig { rounds: 20_000, ..ClientConfig::new(&path) });
     assert_eq!(summary.expect("served with an unread stdout").rounds, 20_000);
@@ -563,7 +547,7 @@ fn a_full_unread_stderr_stalls_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("udsocket");
     let (reader, writer) = rustix::pipe::pipe().unwrap();
-    let mut server = serve_child_with(&path, &["--stats-interval", "1ms"], Stdio::null(), Stdio::from(writer));
+    let mut server = spawn_serve(&path, &["--stats-interval", "1ms"], Stdio::null(), Stdio::from(writer));
     // Full: the pipe holds 64 KiB by default; wait until nearly all of it is taken.
     let queued = || rustix::io::ioctl_fionread(&reader).unwrap_or(0);
     assert!(wait_until(DEADLINE, || queued() >= 60 * 1024), "stderr never filled: {} bytes", queued());

@@ -220,29 +220,19 @@ fn run_gate_step(inputs: &[(&str, &str)], dir: &Path) -> std::process::Output {
 fn the_action_gate_step_runs_the_gate_and_writes_junit() {
     let dir = tempfile::tempdir().unwrap();
     let server = format!("{} serve --socket {{socket}}", env!("CARGO_BIN_EXE_udsping"));
-    let output = run_gate_step(
-        &[
-            ("role", "server"),
-            ("command", &server),
-            ("args", "--only server/5.* --jobs '2'"),
-            ("junit", "out/report.xml"),
-        ],
-        dir.path(),
-    );
+    let inputs = [
+        ("role", "server"),
+        ("command", server.as_str()),
+        ("args", "--only server/5.* --jobs '2'"),
+        ("junit", "out/report.xml"),
+    ];
+    let output = run_gate_step(&inputs, dir.path());
     // The report's directory does not exist: the gate says so before running anything.
     assert_eq!(output.status.code(), Some(2), "{}", String::from_utf8_lossy(&output.stderr));
     std::fs::create_dir(dir.path().join("out")).unwrap();
     // A file the glob would match if the shell expanded it: the gate must get the pattern.
     std::fs::create_dir_all(dir.path().join("server/5.x")).unwrap();
-    let output = run_gate_step(
-        &[
-            ("role", "server"),
-            ("command", &server),
-            ("args", "--only server/5.* --jobs '2'"),
-            ("junit", "out/report.xml"),
-        ],
-        dir.path(),
-    );
+    let output = run_gate_step(&inputs, dir.path());
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("conform: ") && stdout.contains(" 0 failed"), "{stdout}");

@@ -127,6 +127,30 @@ pub fn wait_for_listener(path: &Path) {
     assert!(wait_until(DEADLINE, || UnixStream::connect(path).is_ok()), "nothing listens at {}", path.display());
 }
 
+/// `udsping serve --socket PATH EXTRA...` as a child with the given stdout and stderr, killed
+/// and reaped by its guard, returned once it listens.
+pub fn spawn_serve(
+    path: &Path,
+    extra: &[&str],
+    stdout: std::process::Stdio,
+    stderr: std::process::Stdio,
+) -> ChildGuard {
+    use assert_cmd::cargo::CommandCargoExt as _;
+    let child = std::process::Command::cargo_bin("udsping")
+        .expect("the udsping binary")
+        .arg("serve")
+        .arg("--socket")
+        .arg(path)
+        .args(extra)
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .expect("start udsping serve");
+    let guard = ChildGuard::new(child);
+    wait_for_listener(path);
+    guard
+}
+
 /// Connects with bounded reads and writes, so a broken server fails a test instead of hanging it.
 pub fn connect(path: &Path) -> UnixStream {
     let stream = UnixStream::connect(path).expect("connect to the server");
