@@ -135,13 +135,19 @@ fn signal_name(signal: Signal) -> &'static str {
 
 /// CPU time (user + system) a process has used so far, from `/proc/PID/stat`.
 pub fn cpu_time(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may contain spaces and parentheses, so the fields are counted
-    // from its last ')': field 3 (the state letter) comes first, utime and stime are 14 and 15.
-    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(14 - 3);
+    // Field 3 (the state letter) comes first; utime and stime are fields 14 and 15.
+    let stat = stat_from_state(pid)?;
+    let mut fields = stat.split_whitespace().skip(14 - 3);
     let mut next = || fields.next()?.parse::<u64>().ok();
     let ticks = next()? + next()?;
     Some(Duration::from_secs_f64(ticks as f64 / rustix::param::clock_ticks_per_second() as f64))
+}
+
+/// `/proc/PID/stat` from field 3 (the state letter) on. The command name (field 2) may contain
+/// spaces and parentheses, so the fields are counted from its last ')'.
+fn stat_from_state(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(stat.rsplit_once(')')?.1.to_owned())
 }
 
 /// Makes this process the reaper of its orphaned descendants (Linux), once.
@@ -292,6 +298,15 @@ impl Child {
         }
     }
 
+    /// The end of its stderr for a message (the last lines and the error-looking ones before
+    /// them, escaped), after waiting up to `settle` for the pipes to be read to their end.
+    pub fn stderr_tail(&self, settle: Duration) -> String {
+        if !settle.is_zero() {
+            self.settle_output(settle);
+        }
+        self.output().stderr.excerpt(3)
+    }
+
     /// What the command wrote so far.
     pub fn output(&self) -> Output {
         self.output.lock().unwrap_or_else(|p| p.into_inner()).clone()
@@ -388,8 +403,7 @@ fn reap_dead_orphans() {
 
 /// Whether `pid` has died and waits to be reaped (state `Z` in /proc/PID/stat).
 fn is_zombie(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-    stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) == Some("Z")
+    stat_from_state(pid).is_some_and(|stat| stat.split_whitespace().next() == Some("Z"))
 }
 
 /// Reaps `pid` if it is (or becomes, within a moment) a child of this process.

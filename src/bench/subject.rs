@@ -127,8 +127,7 @@ const SEED_SERVER: &str = crate::seed::SERVER_PY;
 /// The end of an exited command's stderr, once its pipe has been read to the end (what it
 /// wrote last may still be in the pipe when it is seen to exit).
 fn stderr_of(child: &crate::process::Child) -> String {
-    child.settle_output(Duration::from_millis(250));
-    let stderr = child.output().stderr.excerpt(3);
+    let stderr = child.stderr_tail(Duration::from_millis(250));
     if stderr.is_empty() {
         "nothing".to_string()
     } else {

@@ -553,7 +553,8 @@ impl Ctx {
     /// The implementation's stderr as a short excerpt for a message: its last lines and the
     /// lines before them that look like errors, escaped.
     pub fn stderr_tail(&self) -> String {
-        self.settled_output().map(|o| o.stderr.excerpt(3)).unwrap_or_default()
+        let settle = if self.exit_noted { Duration::from_millis(500) } else { Duration::ZERO };
+        self.process.as_ref().map(|process| process.stderr_tail(settle)).unwrap_or_default()
     }
 
     /// What the process wrote, once it is all in if the process has exited.
