@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{SEED_CLIENT, SEED_SERVER};
+use common::{interrupts_at_default_for_targets, SEED_CLIENT, SEED_SERVER};
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -129,6 +129,7 @@ fn seed_script(name: &str) -> Option<(tempfile::TempDir, Target)> {
 #[test]
 fn seed_server_verdict() {
     let Some((_dir, target)) = seed_script("server.py") else { return };
+    interrupts_at_default_for_targets();
     let report = conform::run(Role::Server, &target, &Options::default());
     let expected: BTreeSet<&str> = [
         "server/4.2/split-ping",

@@ -127,6 +127,18 @@ pub fn wait_for_listener(path: &Path) {
     assert!(wait_until(DEADLINE, || UnixStream::connect(path).is_ok()), "nothing listens at {}", path.display());
 }
 
+/// Makes SIGINT and SIGQUIT act as their defaults here, so that targets started from this test
+/// process get them at their defaults too. A shell starts a background job with both ignored,
+/// and an ignored signal stays ignored across exec: the seed's Python server then never sees
+/// the gate's SIGINT. `udsping conform` itself handles them (its targets get the defaults at
+/// exec); a test that runs the gate in-process must do the same.
+pub fn interrupts_at_default_for_targets() {
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGQUIT] {
+        let always = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        signal_hook::flag::register_conditional_default(signal, always).expect("a signal handler");
+    }
+}
+
 /// `udsping serve --socket PATH EXTRA...` as a child with the given stdout and stderr, killed
 /// and reaped by its guard, returned once it listens.
 pub fn spawn_serve(
