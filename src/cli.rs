@@ -865,6 +865,9 @@ fn run_conform(config: ConformConfig) -> anyhow::Result<ExitCode> {
                         report::case_line(case, strict),
                         conform::harness::human_duration(case.duration)
                     );
+                    if let Some(first_run) = &case.first_run {
+                        eprintln!("        {}", report::first_run_line(first_run));
+                    }
                 });
             if let Some(explore) = &config.explore {
                 suite.cases.extend(conform::explore::explore_all(config.role, &config.target, explore));

@@ -673,6 +673,51 @@ fn a_target_that_never_starts_stops_the_run_early(#[case] program: &str, #[case]
         report.cases.iter().filter(|c| c.message.as_ref().is_some_and(|m| m.contains("failed to start in the first")));
     let not_applicable = not_applicable(Role::Server, Addressing::Path).len();
     assert!(stopped.count() >= report.cases.len() - not_applicable - 6, "{}", describe_failures(&report));
+    assert!(report.cases.iter().all(|c| c.first_run.is_none()), "a target that never started was run again");
+}
+
+// A target slow only on its first start (node or a JVM on a cold page cache, the first
+// process after a VM is restored) is no verdict on the target: the case whose start ran out of
+// --startup-timeout runs once more after the others, its second run's verdict stands, and the
+// report shows the first. `mkdir` is atomic, so exactly one start of the run is slow: that of
+// a case waiting for a connection, or of one waiting for a refusal (a path too long).
+#[rstest::rstest]
+#[case::client(Role::Client, "ping")]
+#[case::server(Role::Server, "serve")]
+fn a_target_slow_only_on_its_first_start_is_run_again(#[case] role: Role, #[case] subcommand: &str) {
+    let (tmp, bin) = (tempfile::tempdir().unwrap(), env!("CARGO_BIN_EXE_udsping"));
+    let mark = tmp.path().join("started-once");
+    let script =
+        format!(r#"if mkdir "$SLOW_MARK" 2>/dev/null; then sleep 3; fi; exec "$0" {subcommand} --socket "$1""#);
+    let output = gate(tmp.path())
+        .env("SLOW_MARK", &mark)
+        .args([
+            role.as_str(),
+            "--startup-timeout",
+            "1s",
+            "--format",
+            "json",
+            "--",
+            "sh",
+            "-c",
+            &script,
+            bin,
+            "{socket}",
+        ])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let ran_twice: Vec<&serde_json::Value> =
+        report["cases"].as_array().unwrap().iter().filter(|c| !c["first_run"].is_null()).collect();
+    assert_eq!(ran_twice.len(), 1, "{stderr}");
+    assert_eq!(ran_twice[0]["outcome"], "pass");
+    let first_run = ran_twice[0]["first_run"].as_str().unwrap();
+    // Whichever case won the `mkdir`: one that waits for a connection, or for a refusal.
+    let slow_start = first_run.contains("(--startup-timeout)") || first_run.ends_with("it is still running");
+    assert!(first_run.starts_with("fail after ") && slow_start, "{first_run}");
+    assert!(stderr.contains("run again after the other cases; its first run: fail"), "{stderr}");
 }
 
 #[test]

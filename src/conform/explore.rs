@@ -744,6 +744,7 @@ pub fn reports(exploration: &Exploration, target: &Target, options: &ExploreOpti
             message: Some(format!("harness error: {error}")),
             transcript: None,
             script: None,
+            first_run: None,
         });
     }
     let Some(found) = &exploration.found else {
@@ -762,6 +763,7 @@ pub fn reports(exploration: &Exploration, target: &Target, options: &ExploreOpti
                 message: None,
                 transcript: None,
                 script: None,
+                first_run: None,
             });
         }
         return out;
@@ -813,6 +815,7 @@ pub fn reports(exploration: &Exploration, target: &Target, options: &ExploreOpti
             original_steps: Some(found.original.steps.len()),
             confirmation: Some(found.confirmation.clone()),
         })),
+        first_run: None,
     });
     out
 }
@@ -882,6 +885,7 @@ pub fn replay(scripts: &[(String, Script)], target: &Target, options: &ExploreOp
                     original_steps: None,
                     confirmation: None,
                 })),
+                first_run: None,
             }
         })
         .collect()

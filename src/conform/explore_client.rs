@@ -485,6 +485,7 @@ pub fn reports(
         message,
         transcript,
         script: None,
+        first_run: None,
     };
     if let Some(error) = harness_error {
         let message = Some(format!("harness error: {error}"));

@@ -503,6 +503,7 @@ pub fn reports(
         message,
         transcript,
         script: None,
+        first_run: None,
     };
     if let Some(error) = error {
         let message = Some(format!("harness error: {error}"));

@@ -395,6 +395,9 @@ pub struct Ctx {
     pub started: bool,
     /// Why a plain start (nothing prepared at the path) failed, for the run's early stop.
     pub start_failure: Option<String>,
+    /// A start ran out of `startup_timeout` with the process still running: the case is run
+    /// again at the end if the target started in another case (a cold first start is slow).
+    pub start_timed_out: bool,
     /// A harness error that no other case can avoid either ("CMD must stay in the foreground").
     pub fatal: Option<String>,
     perm_watch: Option<PermWatch>,
@@ -456,6 +459,7 @@ impl Ctx {
             prepared: false,
             started: false,
             start_failure: None,
+            start_timed_out: false,
             fatal: None,
             perm_watch: None,
             exit_noted: false,
@@ -661,6 +665,7 @@ impl Ctx {
                     self.socket.display(),
                     human_duration(self.startup_timeout)
                 ));
+                self.start_timed_out = true;
                 if !self.prepared {
                     self.start_failure = Some(message.clone());
                 }
@@ -684,6 +689,16 @@ impl Ctx {
         Ok(status)
     }
 
+    /// A wait for a refusal at start-up (a server that must not serve, a client with nothing
+    /// to connect to) that ran out while the process had shown no sign of life may be a slow
+    /// start rather than a refusal that never comes: like a start that timed out, the case is
+    /// run again if the target started elsewhere.
+    fn note_start_timeout(&mut self) {
+        if !self.started {
+            self.start_timed_out = true;
+        }
+    }
+
     /// Waits (up to `limit`) for the process to exit by itself.
     pub fn wait_exit_within(&mut self, what: &str, limit: Duration) -> Result<ExitStatus, Problem> {
         self.exit_expected = true;
@@ -693,6 +708,7 @@ impl Ctx {
                 return self.left_something_running(status);
             }
             if Instant::now() >= deadline {
+                self.note_start_timeout();
                 return fail(format!(
                     "{what}; expected {} to exit within {}; it is still running",
                     self.who(),
@@ -725,6 +741,7 @@ impl Ctx {
                 return Err(problem);
             }
             if Instant::now() >= deadline {
+                self.note_start_timeout();
                 return fail(format!(
                     "{what}; expected {} to exit within {}; it is still running",
                     self.who(),
@@ -841,6 +858,7 @@ impl Ctx {
                     "the client did not connect within {} of starting (--startup-timeout)",
                     human_duration(self.startup_timeout)
                 ));
+                self.start_timed_out = true;
                 self.start_failure = Some(message.clone());
                 return fail(message);
             }

@@ -191,6 +191,10 @@ pub struct CaseReport {
     pub transcript: Option<Transcript>,
     /// For a script-shaped case (exploration, replay): the script and how it failed.
     pub script: Option<Box<explore::ScriptReport>>,
+    /// What the case's first run saw, when the target did not start within
+    /// `--startup-timeout` there but did in other cases, so the case was run once more after
+    /// the others; this report is that second run's.
+    pub first_run: Option<String>,
 }
 
 /// How to run the suite.
@@ -484,7 +488,9 @@ impl EarlyStop {
     }
 }
 
-/// Runs the selected cases of `role` against `target`, `options.jobs` at a time.
+/// Runs the selected cases of `role` against `target`, `options.jobs` at a time. A case whose
+/// start ran out of `options.startup_timeout` runs once more after the others if the target
+/// started in another case; its report is the second run's, with [`CaseReport::first_run`].
 pub fn run(role: Role, target: &Target, options: &Options) -> SuiteReport {
     run_with_progress(role, target, options, &|_, _, _| {})
 }
@@ -499,28 +505,58 @@ pub fn run_with_progress(
     let requirements = spec::requirements();
     let all = cases(role);
     let total = all.iter().filter(|c| options.selects(c) && c.needs.excluded_by(options.addressing).is_none()).count();
-    let slots: Vec<Mutex<Option<CaseReport>>> = all.iter().map(|_| Mutex::new(None)).collect();
-    let next = AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<(CaseReport, bool)>>> = all.iter().map(|_| Mutex::new(None)).collect();
     let done = AtomicUsize::new(0);
     let early_stop = Mutex::new(EarlyStop::default());
-    std::thread::scope(|scope| {
-        for _ in 0..options.jobs.max(1) {
-            scope.spawn(|| loop {
-                let index = next.fetch_add(1, Ordering::SeqCst);
-                let Some(case) = all.get(index) else { break };
-                let report = run_case(case, &requirements, target, options, &early_stop);
-                if !matches!(report.outcome, Outcome::Skip) || report.duration > Duration::ZERO {
-                    progress(&report, done.fetch_add(1, Ordering::SeqCst) + 1, total);
-                }
-                *slots[index].lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
-            });
-        }
-    });
+    let run_all = |indices: &[usize], first_runs: &[Option<String>]| {
+        let next = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..options.jobs.max(1).min(indices.len()) {
+                scope.spawn(|| loop {
+                    let at = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(&index) = indices.get(at) else { break };
+                    let (mut report, timed_out) = run_case(&all[index], &requirements, target, options, &early_stop);
+                    report.first_run = first_runs.get(at).cloned().flatten();
+                    if !matches!(report.outcome, Outcome::Skip) || report.duration > Duration::ZERO {
+                        progress(&report, done.fetch_add(1, Ordering::SeqCst) + 1, total);
+                    }
+                    *slots[index].lock().unwrap_or_else(|p| p.into_inner()) = Some((report, timed_out));
+                });
+            }
+        });
+    };
+    run_all(&(0..all.len()).collect::<Vec<_>>(), &[]);
+    // A start that ran out of --startup-timeout while the target started in other cases says
+    // more about the machine than the target: the first start after boot, a cold page cache or
+    // a JIT can take longer than any warm one. Such cases run once more, after the others.
+    let started_somewhere = early_stop.lock().unwrap_or_else(|p| p.into_inner()).started;
+    let (again, first_runs): (Vec<usize>, Vec<Option<String>>) = slots
+        .iter()
+        .enumerate()
+        .filter_map(|(index, slot)| match &*slot.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some((report, true)) if started_somewhere => Some((index, Some(first_run_summary(report)))),
+            _ => None,
+        })
+        .unzip();
+    if !again.is_empty() {
+        done.store(total - again.len(), Ordering::SeqCst);
+        run_all(&again, &first_runs);
+    }
     let cases = slots
         .into_iter()
-        .map(|slot| slot.into_inner().unwrap_or_else(|p| p.into_inner()).expect("every case ran"))
+        .map(|slot| slot.into_inner().unwrap_or_else(|p| p.into_inner()).expect("every case ran").0)
         .collect();
     SuiteReport { role, target: target.clone(), options: options.clone(), cases }
+}
+
+/// A case's first run in a line, for the report of its second: `fail after 5.2 s: ...`.
+fn first_run_summary(report: &CaseReport) -> String {
+    format!(
+        "{} after {}: {}",
+        report.outcome.as_str(),
+        harness::human_duration(report.duration),
+        report.message.as_deref().unwrap_or("(no message)")
+    )
 }
 
 fn run_case(
@@ -529,7 +565,7 @@ fn run_case(
     target: &Target,
     options: &Options,
     early_stop: &Mutex<EarlyStop>,
-) -> CaseReport {
+) -> (CaseReport, bool) {
     let (level, section) = describe(requirements, case.requirements, case.section_number());
     let mut report = CaseReport {
         id: case.id,
@@ -542,25 +578,27 @@ fn run_case(
         message: None,
         transcript: None,
         script: None,
+        first_run: None,
     };
     if !options.selects(case) {
         report.message = Some("not selected by --only/--skip".into());
-        return report;
+        return (report, false);
     }
     if let Some(reason) = case.needs.excluded_by(options.addressing) {
         report.message = Some(reason.into());
-        return report;
+        return (report, false);
     }
     if let Some(cause) = early_stop.lock().unwrap_or_else(|p| p.into_inner()).cause() {
         (report.outcome, report.message) = (Outcome::Error, Some(cause));
         report.duration = Duration::from_nanos(1);
-        return report;
+        return (report, false);
     }
     let started = Instant::now();
     let side = match case.role {
         Role::Server => harness::Side::Server,
         Role::Client => harness::Side::Client,
     };
+    let mut timed_out = false;
     let (result, transcript) = match Ctx::for_side(target, options.timeout, options.addressing, side) {
         Ok(mut ctx) => {
             ctx.startup_timeout = options.startup_timeout;
@@ -581,6 +619,7 @@ fn run_case(
             let mut stop = early_stop.lock().unwrap_or_else(|p| p.into_inner());
             stop.started |= ctx.started;
             stop.failed_starts.extend(ctx.start_failure.take());
+            timed_out = ctx.start_timed_out;
             if stop.fatal.is_none() {
                 stop.fatal = ctx.fatal.take();
             }
@@ -600,5 +639,5 @@ fn run_case(
         Err(Problem::Skip(message)) => (Outcome::Skip, Some(message)),
         Err(Problem::Harness(message)) => (Outcome::Error, Some(format!("harness error: {message}"))),
     };
-    report
+    (report, timed_out)
 }

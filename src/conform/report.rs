@@ -40,6 +40,11 @@ pub fn case_line(case: &CaseReport, strict: bool) -> String {
     format!("{:<5} {:<40} {} [{}]", label(case, strict), case.id, case.title, case.level.as_str())
 }
 
+/// Under a case that ran twice: what its first run saw.
+pub fn first_run_line(first_run: &str) -> String {
+    format!("run again after the other cases; its first run: {first_run}")
+}
+
 /// One profile's verdict in words: `core met: 14 of 14 observable MUSTs checked, all passed`.
 pub fn profile_line(profile: &ProfileVerdict) -> String {
     let counts = format!("{} of {} observable MUSTs checked", profile.checked, profile.observable);
@@ -71,6 +76,9 @@ pub fn human(report: &SuiteReport, verbose: bool) -> String {
         if let Some(message) = case.message.as_ref().filter(|_| case.outcome != Outcome::Pass) {
             let _ = writeln!(out, "        {message}");
         }
+        if let Some(first_run) = &case.first_run {
+            let _ = writeln!(out, "        {}", first_run_line(first_run));
+        }
         if verbose || matches!(case.outcome, Outcome::Fail | Outcome::Error | Outcome::Inconclusive) {
             if let Some(transcript) = &case.transcript {
                 for line in transcript_text(transcript).lines() {
@@ -92,6 +100,15 @@ pub fn human(report: &SuiteReport, verbose: bool) -> String {
         "not observable from outside, so not claimed by this report: {} (see src/conform/mod.rs, NOT_OBSERVABLE)",
         unobservable.join(", ")
     );
+    let ran_twice = report.cases.iter().filter(|c| c.first_run.is_some()).count();
+    if ran_twice > 0 {
+        let _ = writeln!(
+            out,
+            "ran twice: {ran_twice} case(s) whose first start did not connect within --startup-timeout ({}), \
+             though other starts did; if this machine is slow to start the target, raise --startup-timeout",
+            super::harness::human_duration(report.options.startup_timeout)
+        );
+    }
     if warnings > 0 && !report.options.strict {
         let _ = writeln!(out, "warnings: {warnings} SHOULD case(s) failed (use --strict to fail on them)");
     }
@@ -148,6 +165,11 @@ pub struct JsonCase<'a> {
     /// seed; what `--replay` reads back.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub script: Option<&'a super::explore::ScriptReport>,
+    /// When the target did not start within `--startup-timeout` in the case's first run but
+    /// started in other cases, the case ran once more after the others and this is its second
+    /// run: what the first saw (`"fail after 5.2 s: ..."`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_run: Option<&'a str>,
 }
 
 /// The run's options in the JSON report.
@@ -266,6 +288,7 @@ pub fn json_report(report: &SuiteReport) -> JsonReport<'_> {
             message: c.message.as_deref(),
             transcript: c.transcript.as_ref().map(transcript_json),
             script: c.script.as_deref(),
+            first_run: c.first_run.as_deref(),
         })
         .collect();
     JsonReport {
@@ -332,6 +355,10 @@ pub fn junit(report: &SuiteReport) -> Result<String, quick_junit::SerializeError
         test_case.set_classname(format!("{}.{}", report.role.as_str(), case.section)).set_time(case.duration);
         if let Some(transcript) = &case.transcript {
             test_case.set_system_out(transcript_text(transcript));
+        }
+        // A success carries no message in JUnit, so a second run says why it ran on stderr.
+        if let Some(first_run) = &case.first_run {
+            test_case.set_system_err(first_run_line(first_run));
         }
         suites.last_mut().expect("a suite was pushed").add_test_case(test_case);
     }
