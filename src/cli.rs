@@ -177,7 +177,8 @@ pub struct ConformArgs {
     /// The same in milliseconds (the former spelling, kept for scripts).
     #[arg(long, hide = true, conflicts_with = "timeout", value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout_ms: Option<u64>,
-    /// How long a server may take to accept its first connection (a client, to connect).
+    /// How long a server may take to accept its first connection (a client, to connect). A
+    /// case whose start ran out of it runs once more at the end if other starts succeeded.
     #[arg(long, default_value = "5s", value_parser = parse_positive_duration, value_name = "DURATION")]
     pub startup_timeout: Duration,
     /// SHOULD failures also fail the run.
@@ -265,7 +266,8 @@ pub struct BenchArgs {
     /// lockstep-pinned and idle-crowd, 10 for the others].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub pairs: Option<u64>,
-    /// How long a server started as a child process (CMD, the seed's) may take to listen.
+    /// How long a server started as a child process (CMD, the seed's) may take to listen. A
+    /// figure whose start ran out of it is taken once more at the end if other starts succeeded.
     #[arg(long, default_value = "5s", value_parser = parse_positive_duration, value_name = "DURATION")]
     pub startup_timeout: Duration,
     /// Run the whole set of scenarios this many times and say whether the runs agree.
@@ -679,6 +681,7 @@ fn conform_config(args: ConformArgs) -> Result<Config, UsageError> {
     }
     let mut explore = conform::explore::ExploreOptions {
         timeout: options.timeout,
+        startup_timeout: options.startup_timeout,
         jobs: options.jobs,
         addressing: options.addressing,
         time: args.explore_time,

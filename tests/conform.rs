@@ -676,48 +676,87 @@ fn a_target_that_never_starts_stops_the_run_early(#[case] program: &str, #[case]
     assert!(report.cases.iter().all(|c| c.first_run.is_none()), "a target that never started was run again");
 }
 
-// A target slow only on its first start (node or a JVM on a cold page cache, the first
-// process after a VM is restored) is no verdict on the target: the case whose start ran out of
-// --startup-timeout runs once more after the others, its second run's verdict stands, and the
-// report shows the first. `mkdir` is atomic, so exactly one start of the run is slow: that of
-// a case waiting for a connection, or of one waiting for a refusal (a path too long).
-#[rstest::rstest]
-#[case::client(Role::Client, "ping")]
-#[case::server(Role::Server, "serve")]
-fn a_target_slow_only_on_its_first_start_is_run_again(#[case] role: Role, #[case] subcommand: &str) {
-    let (tmp, bin) = (tempfile::tempdir().unwrap(), env!("CARGO_BIN_EXE_udsping"));
-    let mark = tmp.path().join("started-once");
-    let script =
-        format!(r#"if mkdir "$SLOW_MARK" 2>/dev/null; then sleep 3; fi; exec "$0" {subcommand} --socket "$1""#);
-    let output = gate(tmp.path())
-        .env("SLOW_MARK", &mark)
-        .args([
-            role.as_str(),
-            "--startup-timeout",
-            "1s",
-            "--format",
-            "json",
-            "--",
-            "sh",
-            "-c",
-            &script,
-            bin,
-            "{socket}",
-        ])
+/// `udsping conform ROLE ARGS --format json -- sh -c SCRIPT udsping {socket}` with
+/// `$SLOW_MARK` naming a path in `tmp` the script may `mkdir` (atomic: one start wins).
+fn gate_with_script(
+    tmp: &std::path::Path,
+    role: Role,
+    args: &[&str],
+    script: &str,
+) -> (Option<i32>, serde_json::Value) {
+    let output = gate(tmp)
+        .env("SLOW_MARK", tmp.join("started-once"))
+        .arg(role.as_str())
+        .args(args)
+        .args(["--format", "json", "--", "sh", "-c", script, env!("CARGO_BIN_EXE_udsping"), "{socket}"])
         .output()
         .unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
-    let ran_twice: Vec<&serde_json::Value> =
-        report["cases"].as_array().unwrap().iter().filter(|c| !c["first_run"].is_null()).collect();
-    assert_eq!(ran_twice.len(), 1, "{stderr}");
-    assert_eq!(ran_twice[0]["outcome"], "pass");
-    let first_run = ran_twice[0]["first_run"].as_str().unwrap();
-    // Whichever case won the `mkdir`: one that waits for a connection, or for a refusal.
-    let slow_start = first_run.contains("(--startup-timeout)") || first_run.ends_with("it is still running");
-    assert!(first_run.starts_with("fail after ") && slow_start, "{first_run}");
-    assert!(stderr.contains("run again after the other cases; its first run: fail"), "{stderr}");
+    let report = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stderr)));
+    (output.status.code(), report)
+}
+
+fn cases_run_twice(report: &serde_json::Value) -> Vec<&serde_json::Value> {
+    report["cases"].as_array().unwrap().iter().filter(|c| !c["first_run"].is_null()).collect()
+}
+
+// A target slow only on its first start (node or a JVM on a cold page cache, the first
+// process after a VM is restored) is no verdict on the target: the case whose start showed no
+// sign of life within --startup-timeout runs once more after the others, its second run's
+// verdict stands, and the report shows the first. Only one start is slow: the client's first
+// (a race between the first two cases, both waiting for a connection), the server's first
+// with nothing at an ordinary path (not the path-too-long case, which waits for a refusal).
+#[rstest::rstest]
+#[case::client(Role::Client, r#"if mkdir "$SLOW_MARK" 2>/dev/null; then sleep 3; fi; exec "$0" ping --socket "$1""#)]
+#[case::server(
+    Role::Server,
+    r#"if [ ! -e "$1" ] && [ ${#1} -le 107 ] && mkdir "$SLOW_MARK" 2>/dev/null; then sleep 3; fi; exec "$0" serve --socket "$1""#
+)]
+fn a_target_slow_only_on_its_first_start_is_run_again(#[case] role: Role, #[case] script: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, report) = gate_with_script(tmp.path(), role, &["--startup-timeout", "1s"], script);
+    assert_eq!(code, Some(0), "{report:#}");
+    let twice = cases_run_twice(&report);
+    assert_eq!(twice.len(), 1, "{report:#}");
+    assert_eq!(twice[0]["outcome"], "pass");
+    let first = &twice[0]["first_run"];
+    assert_eq!(first["outcome"], "fail");
+    assert!(first["message"].as_str().unwrap().contains("within 1.0 s of starting (--startup-timeout)"), "{first}");
+}
+
+// What is not run again: a first start that said something before its time ran out (it has
+// shown how it behaves), and a refusal that never comes. Either fails, once.
+#[rstest::rstest]
+#[case::talks_then_hangs(
+    "server/5.1/lockstep",
+    r#"if mkdir "$SLOW_MARK" 2>/dev/null; then echo "warming up" >&2; sleep 3; fi; exec "$0" serve --socket "$1""#,
+    "stderr: warming up"
+)]
+#[case::refuses_then_hangs(
+    "server/7.1/regular-file",
+    r#"if [ -f "$1" ] && mkdir "$SLOW_MARK" 2>/dev/null; then echo "refusing: $1 is in use" >&2; sleep 5; exit 1; fi; exec "$0" serve --socket "$1""#,
+    "expected the server to exit within 1.0 s (--startup-timeout); it is still running; stderr: refusing"
+)]
+fn a_start_that_showed_how_it_behaves_is_not_run_again(#[case] only: &str, #[case] script: &str, #[case] said: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = ["--startup-timeout", "1s", "--timeout", "1s", "--only", only];
+    let (code, report) = gate_with_script(tmp.path(), Role::Server, &args, script);
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_eq!(cases_run_twice(&report).len(), 0, "{report:#}");
+    let message = report["cases"].as_array().unwrap().iter().find(|c| c["id"] == only).unwrap()["message"].clone();
+    assert!(message.as_str().unwrap().contains(said), "{message}");
+}
+
+// A refusal is how a start ends, so it is awaited for --startup-timeout (not only --timeout):
+// a server that takes 1 s to start refuses a path too long in time.
+#[test]
+fn a_refusal_is_awaited_for_the_start_up_time_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = r#"if [ ${#1} -gt 107 ]; then sleep 1; fi; exec "$0" serve --socket "$1""#;
+    let args = ["--startup-timeout", "3s", "--timeout", "500ms", "--only", "server/3/path-too-long"];
+    let (code, report) = gate_with_script(tmp.path(), Role::Server, &args, script);
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(cases_run_twice(&report).len(), 0, "{report:#}");
 }
 
 #[test]

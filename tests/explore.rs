@@ -35,6 +35,11 @@ fn subtle(defect: &str) -> Target {
     Target { program: path.to_string_lossy().into_owned(), args: vec![defect.into(), "{socket}".into()] }
 }
 
+/// `timeout` per expected event, and the default 5 s to start.
+fn waits(timeout: Duration) -> udsping::conform::harness::Waits {
+    udsping::conform::harness::Waits { timeout, startup_timeout: Duration::from_secs(5) }
+}
+
 fn options(seed: u64, cases: u32) -> ExploreOptions {
     ExploreOptions { cases, timeout: Duration::from_secs(5), ..ExploreOptions::new(seed) }
 }
@@ -247,7 +252,7 @@ fn the_reference_client_passes_client_exploration() {
     let target =
         Target { program: bin, args: ["ping", "--socket", "{socket}"].into_iter().map(String::from).collect() };
     let addressing = udsping::conform::harness::Addressing::Path;
-    let (ran, found, error) = client::explore(&target, 30, 1, Duration::from_secs(5), addressing, None);
+    let (ran, found, error) = client::explore(&target, 30, 1, waits(Duration::from_secs(5)), addressing, None);
     assert!(error.is_none(), "{error:?}");
     assert!(found.is_none(), "{:?}", found.map(|f| format!("{}\n{}", f.failure, f.minimal)));
     assert_eq!(ran, 30);
@@ -259,7 +264,7 @@ fn the_reference_client_passes_client_exploration() {
 fn client_exploration_finds_end_after_a_late_wrong_reply() {
     let addressing = udsping::conform::harness::Addressing::Path;
     let (_, found, error) =
-        client::explore(&subtle("client-late-end"), 60, 1, Duration::from_secs(5), addressing, None);
+        client::explore(&subtle("client-late-end"), 60, 1, waits(Duration::from_secs(5)), addressing, None);
     assert!(error.is_none(), "{error:?}");
     let found = found.expect("client exploration found nothing");
     assert_eq!(found.minimal.to_string(), "rounds 1..49: replied \"pong\"\nround 50: replied \"Pong\"\n");
@@ -275,7 +280,7 @@ fn client_exploration_finds_extra_bytes_after_a_pong() {
     // A short timeout: the defective client waits for a reply forever, and each run of the
     // shrinking waits this long to see that.
     let (_, found, error) =
-        client::explore(&subtle("client-extra-bytes"), 60, 1, Duration::from_millis(500), addressing, None);
+        client::explore(&subtle("client-extra-bytes"), 60, 1, waits(Duration::from_millis(500)), addressing, None);
     assert!(error.is_none(), "{error:?}");
     let found = found.expect("client exploration found nothing");
     assert_eq!(found.minimal.round, 1, "{}", found.minimal);
@@ -360,19 +365,19 @@ fn defective(defect: &str) -> Target {
 #[test]
 fn lifecycle_exploration_judges_against_section_7() {
     let timeout = Duration::from_secs(5);
-    let (ran, found, error) = lifecycle::explore(&reference(), 20, 1, timeout);
+    let (ran, found, error) = lifecycle::explore(&reference(), 20, 1, waits(timeout));
     assert!(error.is_none(), "{error:?}");
     assert!(found.is_none(), "{:?}", found.map(|f| format!("{}: {}", f.minimal, f.failure)));
     assert_eq!(ran, 20);
 
     // A short deadline for the fixtures: a server that does not refuse is seen by waiting it out.
     let timeout = Duration::from_secs(1);
-    let (_, found, _) = lifecycle::explore(&defective("server-keeps-socket"), 20, 1, timeout);
+    let (_, found, _) = lifecycle::explore(&defective("server-keeps-socket"), 20, 1, waits(timeout));
     let found = found.expect("a server that leaves its socket file behind");
     assert_eq!(found.minimal.to_string(), "at the path: Nothing; then Start Term");
     assert_eq!(found.failure.requirements, ["LIFE-SHUT-1"]);
 
-    let (_, found, _) = lifecycle::explore(&defective("server-unlinks-files"), 20, 1, timeout);
+    let (_, found, _) = lifecycle::explore(&defective("server-unlinks-files"), 20, 1, waits(timeout));
     let found = found.expect("a server that deletes a regular file at its path");
     assert_eq!(found.minimal.to_string(), "at the path: RegularFile; then Start");
     assert_eq!(found.failure.requirements, ["LIFE-FOREIGN-1"]);

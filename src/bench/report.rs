@@ -107,6 +107,20 @@ pub struct ScenarioResult {
     pub conditions: Option<Conditions>,
     /// `None` when the measurement failed.
     pub figures: Option<Figures>,
+    /// When the server under test showed no sign of life within `--startup-timeout` for this
+    /// figure but started for another, the figure was taken once more after the others and
+    /// this is the second: what the first saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_run: Option<FirstRun>,
+}
+
+/// A figure's first run, when it was taken twice.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct FirstRun {
+    /// How it ended (`failed`).
+    pub status: Status,
+    /// Why.
+    pub reasons: Vec<String>,
 }
 
 /// What else the machine was doing while a scenario was measured.
@@ -587,6 +601,10 @@ pub fn human(report: &Report) -> String {
         }
         for line in &r.reasons {
             let _ = writeln!(out, "{:<19} {}", "", line);
+        }
+        if let Some(first_run) = &r.first_run {
+            let reasons = first_run.reasons.join("; ");
+            let _ = writeln!(out, "{:<19} taken again after the other figures; its first run: {reasons}", "");
         }
     }
     if !report.consistency.is_empty() {

@@ -30,6 +30,15 @@ pub enum StartError {
     /// The command did not start serving (the gate's own words say how).
     #[error("{0}")]
     Command(String),
+    /// The command was still running, silent and not listening (nothing at the path) when
+    /// `--startup-timeout` ran out.
+    #[error("nothing accepted connections at {path} within {:.1} s (--startup-timeout)", .timeout.as_secs_f64())]
+    TimedOut {
+        /// The socket path it was given.
+        path: PathBuf,
+        /// The start-up timeout.
+        timeout: Duration,
+    },
 }
 
 /// A server to measure.
@@ -210,10 +219,17 @@ fn start_command(target: &Target, startup_timeout: Duration) -> Result<Running, 
             )));
         }
         if Instant::now() >= deadline {
+            // As in the gate: only a start with no sign of life (nothing written, nothing at
+            // the path) may be a slow one worth trying again.
+            let output = child.output();
+            if output.stdout.total == 0 && output.stderr.total == 0 && std::fs::symlink_metadata(&path).is_err() {
+                return Err(StartError::TimedOut { path, timeout: startup_timeout });
+            }
             return Err(StartError::Command(format!(
-                "nothing accepted connections at {} within {:.1} s (--startup-timeout)",
+                "nothing accepted connections at {} within {:.1} s (--startup-timeout); stderr: {}",
                 path.display(),
-                startup_timeout.as_secs_f64()
+                startup_timeout.as_secs_f64(),
+                stderr_of(&child)
             )));
         }
         thread::sleep(Duration::from_millis(5));

@@ -27,7 +27,7 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 use serde::{Deserialize, Serialize};
 
-use super::harness::{Addressing, Ctx, Problem, Target, Transcript};
+use super::harness::{Addressing, Ctx, Problem, Target, Transcript, Waits};
 use super::model::{self, Action};
 use super::rows::QUIET;
 use super::script::{self, Bytes, Script, ScriptError, ScriptFailure};
@@ -60,6 +60,8 @@ pub struct ExploreOptions {
     pub time: Option<Duration>,
     /// How long any one expectation waits for the target (`--timeout`).
     pub timeout: Duration,
+    /// How long the target may take to start (`--startup-timeout`).
+    pub startup_timeout: Duration,
     /// Worker threads, each with its own target process (`--jobs`).
     pub jobs: usize,
     /// How the target's socket is named: a path or an abstract name.
@@ -76,6 +78,11 @@ pub struct ExploreOptions {
 }
 
 impl ExploreOptions {
+    /// The waits for the target that these options give.
+    pub fn waits(&self) -> Waits {
+        Waits { timeout: self.timeout, startup_timeout: self.startup_timeout }
+    }
+
     /// The defaults, with `seed`.
     pub fn new(seed: u64) -> Self {
         ExploreOptions {
@@ -83,6 +90,7 @@ impl ExploreOptions {
             seed,
             time: None,
             timeout: Duration::from_millis(2000),
+            startup_timeout: Duration::from_secs(5),
             jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
             addressing: Addressing::Path,
             shrink_iterations: SHRINK_ITERATIONS,
@@ -470,7 +478,7 @@ fn start(target: &Target, options: &ExploreOptions) -> Result<Ctx, ScriptError> 
         | Problem::Inconclusive(message)
         | Problem::Skip(message) => ScriptError::Harness { step: 0, message },
     };
-    let mut ctx = Ctx::new(target, options.timeout, options.addressing).map_err(harness)?;
+    let mut ctx = Ctx::new(target, options.waits(), options.addressing).map_err(harness)?;
     ctx.start_server().map_err(harness)?;
     Ok(ctx)
 }
@@ -827,16 +835,16 @@ pub fn explore_all(role: super::Role, target: &Target, options: &ExploreOptions)
     use super::{explore_client as client, explore_lifecycle as lifecycle};
     let started = Instant::now();
     if role == super::Role::Client {
-        let (timeout, addressing) = (options.timeout, options.addressing);
+        let (waits, addressing) = (options.waits(), options.addressing);
         let (ran, found, error) =
-            client::explore(target, options.client_cases, options.seed, timeout, addressing, options.time);
+            client::explore(target, options.client_cases, options.seed, waits, addressing, options.time);
         return client::reports(ran, found.as_ref(), error.as_deref(), options.seed, started.elapsed());
     }
     let exploration = explore(target, options);
     let mut out = reports(&exploration, target, options);
     if options.addressing == Addressing::Path {
         let started = Instant::now();
-        let (ran, found, error) = lifecycle::explore(target, options.lifecycle_cases, options.seed, options.timeout);
+        let (ran, found, error) = lifecycle::explore(target, options.lifecycle_cases, options.seed, options.waits());
         out.extend(lifecycle::reports(ran, found.as_ref(), error.as_deref(), options.seed, started.elapsed()));
     }
     out

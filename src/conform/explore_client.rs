@@ -19,7 +19,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
 
 use super::explore::{rng_for, Confirmation, SECTION_CLIENT};
-use super::harness::{Addressing, Ctx, Problem, Target, Transcript};
+use super::harness::{Addressing, Ctx, Problem, Target, Transcript, Waits};
 use super::script::{Bytes, Observation};
 use super::{CaseReport, Outcome};
 use crate::proto::{ClientSession, PING, PONG};
@@ -171,14 +171,14 @@ fn from_problem(problem: Problem, round: u32, requirements: &[&'static str]) -> 
 }
 
 /// Plays `plan` as the server of one run of the client `target`.
-fn play(target: &Target, timeout: Duration, addressing: Addressing, plan: &ClientPlan) -> Result<(), RunError> {
+fn play(target: &Target, waits: Waits, addressing: Addressing, plan: &ClientPlan) -> Result<(), RunError> {
     let harness = |problem: Problem| match problem {
         Problem::Fail(message)
         | Problem::Harness(message)
         | Problem::Inconclusive(message)
         | Problem::Skip(message) => RunError::Harness(message),
     };
-    let mut ctx = Ctx::new(target, timeout, addressing).map_err(harness)?;
+    let mut ctx = Ctx::new(target, waits, addressing).map_err(harness)?;
     let listener = ctx.listen().map_err(harness)?;
     ctx.spawn().map_err(harness)?;
     let result = serve(&mut ctx, &listener, plan);
@@ -192,7 +192,13 @@ fn play(target: &Target, timeout: Duration, addressing: Addressing, plan: &Clien
 }
 
 fn serve(ctx: &mut Ctx, listener: &std::os::unix::net::UnixListener, plan: &ClientPlan) -> Result<(), RunError> {
-    let mut conn = ctx.accept(listener).map_err(|p| from_problem(p, 1, &["CLT-LOCKSTEP-1"]))?;
+    let mut conn = match ctx.accept(listener) {
+        Ok(conn) => conn,
+        // A client that showed no sign of life before --startup-timeout ran out has not
+        // taken part in the conversation: that is no failure of CLT-LOCKSTEP-1.
+        Err(Problem::Fail(message)) if ctx.start_timed_out => return Err(RunError::Harness(message)),
+        Err(problem) => return Err(from_problem(problem, 1, &["CLT-LOCKSTEP-1"])),
+    };
     let failed = |round, expected, observed, requirements: &[&'static str]| {
         Err(RunError::Failed(Box::new(ClientFailure {
             round,
@@ -397,7 +403,7 @@ pub fn explore(
     target: &Target,
     cases: u32,
     seed: u64,
-    timeout: Duration,
+    waits: Waits,
     addressing: Addressing,
     time: Option<Duration>,
 ) -> (u64, Option<ClientFound>, Option<String>) {
@@ -422,7 +428,7 @@ pub fn explore(
         let errors = RefCell::new(None);
         let result = runner.run_one(tree, |plan| {
             runs.set(runs.get() + 1);
-            match play(target, timeout, addressing, &plan) {
+            match play(target, waits, addressing, &plan) {
                 Ok(()) => Ok(()),
                 Err(RunError::Failed(failure)) => {
                     let message = failure.to_string();
@@ -444,7 +450,7 @@ pub fn explore(
             let mut failure = None;
             for _ in 0..super::explore::CONFIRM_RUNS {
                 confirmation.runs += 1;
-                if let Err(RunError::Failed(f)) = play(target, timeout, addressing, &minimal) {
+                if let Err(RunError::Failed(f)) = play(target, waits, addressing, &minimal) {
                     confirmation.failed += 1;
                     failure.get_or_insert(*f);
                 }

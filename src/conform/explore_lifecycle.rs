@@ -22,7 +22,7 @@ use rustix::process::Signal;
 use serde::{Deserialize, Serialize};
 
 use super::explore::{rng_for, Confirmation};
-use super::harness::{Addressing, Ctx, Problem, Target, Transcript};
+use super::harness::{Addressing, Ctx, Problem, Target, Transcript, Waits};
 use super::{CaseReport, Outcome};
 use crate::spec;
 
@@ -266,14 +266,14 @@ fn setup(ctx: &Ctx, occupant: Occupant) -> std::io::Result<Option<std::os::unix:
 }
 
 /// Plays `plan` against `target` in a fresh directory.
-fn play(target: &Target, timeout: Duration, plan: &LifecyclePlan) -> Result<(), RunError> {
+fn play(target: &Target, waits: Waits, plan: &LifecyclePlan) -> Result<(), RunError> {
     let harness = |problem: Problem| match problem {
         Problem::Fail(message)
         | Problem::Harness(message)
         | Problem::Inconclusive(message)
         | Problem::Skip(message) => RunError::Harness(message),
     };
-    let mut ctx = Ctx::new(target, timeout, Addressing::Path).map_err(harness)?;
+    let mut ctx = Ctx::new(target, waits, Addressing::Path).map_err(harness)?;
     let listener = setup(&ctx, plan.occupant).map_err(|e| RunError::Harness(format!("cannot set up the path: {e}")))?;
     ctx.note(&format!("put {:?} at the path", plan.occupant));
     let mut model = match plan.occupant {
@@ -434,12 +434,7 @@ pub struct LifecycleFound {
 
 /// Runs `cases` generated lifecycles against the server `target`; shrinks and confirms the
 /// first failure. Returns how many ran, what was found, and a harness error.
-pub fn explore(
-    target: &Target,
-    cases: u32,
-    seed: u64,
-    timeout: Duration,
-) -> (u64, Option<LifecycleFound>, Option<String>) {
+pub fn explore(target: &Target, cases: u32, seed: u64, waits: Waits) -> (u64, Option<LifecycleFound>, Option<String>) {
     for index in 0..u64::from(cases) {
         let config =
             Config { cases: 1, failure_persistence: None, max_shrink_iters: 100, verbose: 0, ..Config::default() };
@@ -448,7 +443,7 @@ pub fn explore(
         let Ok(tree) = plans().new_tree(&mut runner) else { break };
         let last = RefCell::new(None);
         let errors = RefCell::new(None);
-        let result = runner.run_one(tree, |plan| match play(target, timeout, &plan) {
+        let result = runner.run_one(tree, |plan| match play(target, waits, &plan) {
             Ok(()) => Ok(()),
             Err(RunError::Failed(failure)) => {
                 let message = failure.to_string();
@@ -468,7 +463,7 @@ pub fn explore(
             let mut failure = None;
             for _ in 0..super::explore::CONFIRM_RUNS {
                 confirmation.runs += 1;
-                if let Err(RunError::Failed(f)) = play(target, timeout, &minimal) {
+                if let Err(RunError::Failed(f)) = play(target, waits, &minimal) {
                     confirmation.failed += 1;
                     failure.get_or_insert(*f);
                 }

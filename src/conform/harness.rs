@@ -393,10 +393,11 @@ pub struct Ctx {
     prepared: bool,
     /// Whether the server accepted its first connection (for the run's early stop).
     pub started: bool,
-    /// Why a plain start (nothing prepared at the path) failed, for the run's early stop.
+    /// Why a plain start (nothing prepared at the path) failed, or a refusal was awaited in
+    /// vain from a silent process, for the run's early stop.
     pub start_failure: Option<String>,
-    /// A start ran out of `startup_timeout` with the process still running: the case is run
-    /// again at the end if the target started in another case (a cold first start is slow).
+    /// A start ran out of `startup_timeout` with no sign of life (see [`Ctx::no_sign_of_life`]):
+    /// the case is run again at the end if the target started in another case.
     pub start_timed_out: bool,
     /// A harness error that no other case can avoid either ("CMD must stay in the foreground").
     pub fatal: Option<String>,
@@ -415,8 +416,11 @@ impl Drop for Ctx {
 }
 
 impl Ctx {
-    pub(crate) fn new(target: &Target, timeout: Duration, addressing: Addressing) -> Result<Ctx, Problem> {
-        Ctx::for_side(target, timeout, addressing, Side::Server)
+    /// A context for exploration, which starts and restarts the target itself.
+    pub(crate) fn new(target: &Target, waits: Waits, addressing: Addressing) -> Result<Ctx, Problem> {
+        let mut ctx = Ctx::for_side(target, waits.timeout, addressing, Side::Server)?;
+        ctx.startup_timeout = waits.startup_timeout;
+        Ok(ctx)
     }
 
     pub(crate) fn for_side(
@@ -665,7 +669,7 @@ impl Ctx {
                     self.socket.display(),
                     human_duration(self.startup_timeout)
                 ));
-                self.start_timed_out = true;
+                self.start_timed_out = self.no_sign_of_life();
                 if !self.prepared {
                     self.start_failure = Some(message.clone());
                 }
@@ -689,14 +693,24 @@ impl Ctx {
         Ok(status)
     }
 
-    /// A wait for a refusal at start-up (a server that must not serve, a client with nothing
-    /// to connect to) that ran out while the process had shown no sign of life may be a slow
-    /// start rather than a refusal that never comes: like a start that timed out, the case is
-    /// run again if the target started elsewhere.
-    fn note_start_timeout(&mut self) {
-        if !self.started {
-            self.start_timed_out = true;
-        }
+    /// Whether a process still running at the end of its start-up time has done nothing yet
+    /// that a slow start would not explain: written nothing, and (a server in a case that put
+    /// nothing at the path) created nothing at the path. Only then may its case run again:
+    /// a process that said something, or bound and then stopped, has shown how it behaves.
+    fn no_sign_of_life(&self) -> bool {
+        let untouched = match self.side {
+            Side::Server => !self.prepared && std::fs::symlink_metadata(&self.socket).is_err(),
+            Side::Client => true,
+        };
+        self.silent() && untouched
+    }
+
+    /// Whether the process has written nothing yet, to stdout or stderr.
+    fn silent(&self) -> bool {
+        self.process.as_ref().is_some_and(|p| {
+            let output = p.output();
+            output.stdout.total == 0 && output.stderr.total == 0
+        })
     }
 
     /// Waits (up to `limit`) for the process to exit by itself.
@@ -708,12 +722,11 @@ impl Ctx {
                 return self.left_something_running(status);
             }
             if Instant::now() >= deadline {
-                self.note_start_timeout();
-                return fail(format!(
+                return fail(self.with_stderr(format!(
                     "{what}; expected {} to exit within {}; it is still running",
                     self.who(),
                     human_duration(limit)
-                ));
+                )));
             }
             thread::sleep(Duration::from_millis(2));
         }
@@ -724,15 +737,21 @@ impl Ctx {
         self.wait_exit_within(what, self.timeout)
     }
 
-    /// Waits (up to the timeout) until the process exits or `decided` says the outcome is
-    /// already known (it returns the failure), whichever comes first.
-    pub fn wait_exit_or(
+    /// Waits for a process just started to refuse to start: to exit by itself, or until
+    /// `decided` says the outcome is already known (it returns the failure). A refusal is how
+    /// its start ends, so the wait is the start-up timeout (or the event timeout, if longer):
+    /// on a machine slow to start the target, `--startup-timeout` covers these cases too. A
+    /// silent process still running at the end counts as a failed start for the early stop
+    /// (a target that never starts), but its case is not run again: a refusal that never
+    /// comes is a verdict.
+    pub fn wait_refusal(
         &mut self,
         what: &str,
         mut decided: impl FnMut(&mut Ctx) -> Option<Problem>,
     ) -> Result<ExitStatus, Problem> {
         self.exit_expected = true;
-        let deadline = Instant::now() + self.timeout;
+        let limit = self.startup_timeout.max(self.timeout);
+        let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.exit_status() {
                 return self.left_something_running(status);
@@ -741,12 +760,15 @@ impl Ctx {
                 return Err(problem);
             }
             if Instant::now() >= deadline {
-                self.note_start_timeout();
-                return fail(format!(
-                    "{what}; expected {} to exit within {}; it is still running",
+                let message = self.with_stderr(format!(
+                    "{what}; expected {} to exit within {} (--startup-timeout); it is still running",
                     self.who(),
-                    human_duration(self.timeout)
+                    human_duration(limit)
                 ));
+                if self.silent() {
+                    self.start_failure = Some(message.clone());
+                }
+                return fail(message);
             }
             thread::sleep(Duration::from_millis(2));
         }
@@ -858,7 +880,7 @@ impl Ctx {
                     "the client did not connect within {} of starting (--startup-timeout)",
                     human_duration(self.startup_timeout)
                 ));
-                self.start_timed_out = true;
+                self.start_timed_out = self.no_sign_of_life();
                 self.start_failure = Some(message.clone());
                 return fail(message);
             }
@@ -872,6 +894,15 @@ enum Seen {
     Bytes,
     Closed,
     TimedOut,
+}
+
+/// How long the target is waited for: each expected event, and its start.
+#[derive(Clone, Copy, Debug)]
+pub struct Waits {
+    /// Each expected event (`--timeout`).
+    pub timeout: Duration,
+    /// A server's first accepted connection, a client's connection (`--startup-timeout`).
+    pub startup_timeout: Duration,
 }
 
 /// A recorded connection with bounded reads.

@@ -191,10 +191,32 @@ pub struct CaseReport {
     pub transcript: Option<Transcript>,
     /// For a script-shaped case (exploration, replay): the script and how it failed.
     pub script: Option<Box<explore::ScriptReport>>,
-    /// What the case's first run saw, when the target did not start within
-    /// `--startup-timeout` there but did in other cases, so the case was run once more after
-    /// the others; this report is that second run's.
-    pub first_run: Option<String>,
+    /// What the case's first run saw, when the target showed no sign of life there within
+    /// `--startup-timeout` but started in other cases, so the case was run once more after the
+    /// others; this report is that second run's.
+    pub first_run: Option<FirstRun>,
+}
+
+/// A case's first run, when it ran twice (see [`run`]).
+#[derive(Clone, Debug)]
+pub struct FirstRun {
+    /// What became of it (a failure or an error, since only those are run again).
+    pub outcome: Outcome,
+    /// Wall-clock time it took.
+    pub duration: Duration,
+    /// Why it did not pass.
+    pub message: Option<String>,
+}
+
+/// Whether a case's run is a verdict on the target, or says only that the target never got
+/// going in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ran {
+    /// The report stands.
+    Judged,
+    /// The target showed no sign of life within `--startup-timeout` (or the case was not run
+    /// because of such starts): run the case again if the target started in another case.
+    NotStarted,
 }
 
 /// How to run the suite.
@@ -474,23 +496,27 @@ struct EarlyStop {
 }
 
 impl EarlyStop {
-    fn cause(&self) -> Option<String> {
+    /// Why the next case is not run, if it is not, and whether it is to be run after all
+    /// should the target start in a case already under way (a fatal cause holds regardless).
+    fn stopped(&self) -> Option<(String, Ran)> {
         if let Some(fatal) = &self.fatal {
-            return Some(fatal.clone());
+            return Some((fatal.clone(), Ran::Judged));
         }
         (!self.started && self.failed_starts.len() >= FAILED_STARTS_BEFORE_STOPPING).then(|| {
-            format!(
+            let cause = format!(
                 "not run: the target failed to start in the first {} cases ({})",
                 self.failed_starts.len(),
                 self.failed_starts[0]
-            )
+            );
+            (cause, Ran::NotStarted)
         })
     }
 }
 
 /// Runs the selected cases of `role` against `target`, `options.jobs` at a time. A case whose
-/// start ran out of `options.startup_timeout` runs once more after the others if the target
-/// started in another case; its report is the second run's, with [`CaseReport::first_run`].
+/// target showed no sign of life within `options.startup_timeout` runs once more after the
+/// others if the target started in another case; its report is the second run's, with
+/// [`CaseReport::first_run`].
 pub fn run(role: Role, target: &Target, options: &Options) -> SuiteReport {
     run_with_progress(role, target, options, &|_, _, _| {})
 }
@@ -505,42 +531,50 @@ pub fn run_with_progress(
     let requirements = spec::requirements();
     let all = cases(role);
     let total = all.iter().filter(|c| options.selects(c) && c.needs.excluded_by(options.addressing).is_none()).count();
-    let slots: Vec<Mutex<Option<(CaseReport, bool)>>> = all.iter().map(|_| Mutex::new(None)).collect();
+    let slots: Vec<Mutex<Option<(CaseReport, Ran)>>> = all.iter().map(|_| Mutex::new(None)).collect();
     let done = AtomicUsize::new(0);
     let early_stop = Mutex::new(EarlyStop::default());
-    let run_all = |indices: &[usize], first_runs: &[Option<String>]| {
+    let run_all = |indices: &[usize], first_runs: &[FirstRun], total: usize| {
         let next = AtomicUsize::new(0);
         std::thread::scope(|scope| {
             for _ in 0..options.jobs.max(1).min(indices.len()) {
                 scope.spawn(|| loop {
                     let at = next.fetch_add(1, Ordering::SeqCst);
                     let Some(&index) = indices.get(at) else { break };
-                    let (mut report, timed_out) = run_case(&all[index], &requirements, target, options, &early_stop);
-                    report.first_run = first_runs.get(at).cloned().flatten();
+                    let (mut report, ran) = run_case(&all[index], &requirements, target, options, &early_stop);
+                    report.first_run = first_runs.get(at).cloned();
                     if !matches!(report.outcome, Outcome::Skip) || report.duration > Duration::ZERO {
                         progress(&report, done.fetch_add(1, Ordering::SeqCst) + 1, total);
                     }
-                    *slots[index].lock().unwrap_or_else(|p| p.into_inner()) = Some((report, timed_out));
+                    *slots[index].lock().unwrap_or_else(|p| p.into_inner()) = Some((report, ran));
                 });
             }
         });
     };
-    run_all(&(0..all.len()).collect::<Vec<_>>(), &[]);
-    // A start that ran out of --startup-timeout while the target started in other cases says
-    // more about the machine than the target: the first start after boot, a cold page cache or
-    // a JIT can take longer than any warm one. Such cases run once more, after the others.
+    run_all(&(0..all.len()).collect::<Vec<_>>(), &[], total);
+    // A start that showed no sign of life within --startup-timeout, while the target started
+    // in other cases, says more about the machine than the target: the first start after a
+    // VM is restored, or on a cold page cache, can take seconds longer than the next. Such
+    // cases (and those the early stop did not run because of them) run once more, after the
+    // others; the progress count goes on past the first total.
     let started_somewhere = early_stop.lock().unwrap_or_else(|p| p.into_inner()).started;
-    let (again, first_runs): (Vec<usize>, Vec<Option<String>>) = slots
+    let (again, first_runs): (Vec<usize>, Vec<FirstRun>) = slots
         .iter()
         .enumerate()
         .filter_map(|(index, slot)| match &*slot.lock().unwrap_or_else(|p| p.into_inner()) {
-            Some((report, true)) if started_somewhere => Some((index, Some(first_run_summary(report)))),
+            Some((report, Ran::NotStarted))
+                if started_somewhere && matches!(report.outcome, Outcome::Fail | Outcome::Error) =>
+            {
+                Some((
+                    index,
+                    FirstRun { outcome: report.outcome, duration: report.duration, message: report.message.clone() },
+                ))
+            }
             _ => None,
         })
         .unzip();
     if !again.is_empty() {
-        done.store(total - again.len(), Ordering::SeqCst);
-        run_all(&again, &first_runs);
+        run_all(&again, &first_runs, total + again.len());
     }
     let cases = slots
         .into_iter()
@@ -549,23 +583,13 @@ pub fn run_with_progress(
     SuiteReport { role, target: target.clone(), options: options.clone(), cases }
 }
 
-/// A case's first run in a line, for the report of its second: `fail after 5.2 s: ...`.
-fn first_run_summary(report: &CaseReport) -> String {
-    format!(
-        "{} after {}: {}",
-        report.outcome.as_str(),
-        harness::human_duration(report.duration),
-        report.message.as_deref().unwrap_or("(no message)")
-    )
-}
-
 fn run_case(
     case: &Case,
     requirements: &[Requirement<'_>],
     target: &Target,
     options: &Options,
     early_stop: &Mutex<EarlyStop>,
-) -> (CaseReport, bool) {
+) -> (CaseReport, Ran) {
     let (level, section) = describe(requirements, case.requirements, case.section_number());
     let mut report = CaseReport {
         id: case.id,
@@ -582,23 +606,24 @@ fn run_case(
     };
     if !options.selects(case) {
         report.message = Some("not selected by --only/--skip".into());
-        return (report, false);
+        return (report, Ran::Judged);
     }
     if let Some(reason) = case.needs.excluded_by(options.addressing) {
         report.message = Some(reason.into());
-        return (report, false);
+        return (report, Ran::Judged);
     }
-    if let Some(cause) = early_stop.lock().unwrap_or_else(|p| p.into_inner()).cause() {
+    let stopped = early_stop.lock().unwrap_or_else(|p| p.into_inner()).stopped();
+    if let Some((cause, ran)) = stopped {
         (report.outcome, report.message) = (Outcome::Error, Some(cause));
         report.duration = Duration::from_nanos(1);
-        return (report, false);
+        return (report, ran);
     }
     let started = Instant::now();
     let side = match case.role {
         Role::Server => harness::Side::Server,
         Role::Client => harness::Side::Client,
     };
-    let mut timed_out = false;
+    let mut ran = Ran::Judged;
     let (result, transcript) = match Ctx::for_side(target, options.timeout, options.addressing, side) {
         Ok(mut ctx) => {
             ctx.startup_timeout = options.startup_timeout;
@@ -619,7 +644,9 @@ fn run_case(
             let mut stop = early_stop.lock().unwrap_or_else(|p| p.into_inner());
             stop.started |= ctx.started;
             stop.failed_starts.extend(ctx.start_failure.take());
-            timed_out = ctx.start_timed_out;
+            if ctx.start_timed_out {
+                ran = Ran::NotStarted;
+            }
             if stop.fatal.is_none() {
                 stop.fatal = ctx.fatal.take();
             }
@@ -639,5 +666,5 @@ fn run_case(
         Err(Problem::Skip(message)) => (Outcome::Skip, Some(message)),
         Err(Problem::Harness(message)) => (Outcome::Error, Some(format!("harness error: {message}"))),
     };
-    (report, timed_out)
+    (report, ran)
 }

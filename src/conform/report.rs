@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 use std::collections::BTreeMap;
 
 use super::harness::{Addressing, Direction, Target, Transcript};
-use super::{applies_to, CaseReport, Outcome, ProfileStatus, ProfileVerdict, Role, SuiteReport, NOT_OBSERVABLE};
+use super::{
+    applies_to, CaseReport, FirstRun, Outcome, ProfileStatus, ProfileVerdict, Role, SuiteReport, NOT_OBSERVABLE,
+};
 use crate::proto::quoted;
 use crate::spec::Level;
 
@@ -41,8 +43,13 @@ pub fn case_line(case: &CaseReport, strict: bool) -> String {
 }
 
 /// Under a case that ran twice: what its first run saw.
-pub fn first_run_line(first_run: &str) -> String {
-    format!("run again after the other cases; its first run: {first_run}")
+pub fn first_run_line(first_run: &FirstRun) -> String {
+    format!(
+        "run again after the other cases; its first run: {} after {}: {}",
+        first_run.outcome.as_str(),
+        super::harness::human_duration(first_run.duration),
+        first_run.message.as_deref().unwrap_or("(no message)")
+    )
 }
 
 /// One profile's verdict in words: `core met: 14 of 14 observable MUSTs checked, all passed`.
@@ -104,8 +111,9 @@ pub fn human(report: &SuiteReport, verbose: bool) -> String {
     if ran_twice > 0 {
         let _ = writeln!(
             out,
-            "ran twice: {ran_twice} case(s) whose first start did not connect within --startup-timeout ({}), \
-             though other starts did; if this machine is slow to start the target, raise --startup-timeout",
+            "ran twice: {ran_twice} case(s) whose target showed no sign of life within --startup-timeout ({}) \
+             in their first run, though it started in other cases; if this machine is slow to start it, raise \
+             --startup-timeout",
             super::harness::human_duration(report.options.startup_timeout)
         );
     }
@@ -165,11 +173,22 @@ pub struct JsonCase<'a> {
     /// seed; what `--replay` reads back.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub script: Option<&'a super::explore::ScriptReport>,
-    /// When the target did not start within `--startup-timeout` in the case's first run but
-    /// started in other cases, the case ran once more after the others and this is its second
-    /// run: what the first saw (`"fail after 5.2 s: ..."`).
+    /// When the target showed no sign of life within `--startup-timeout` in the case's first
+    /// run but started in other cases, the case ran once more after the others and this
+    /// report is the second run's: what the first saw.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub first_run: Option<&'a str>,
+    pub first_run: Option<JsonFirstRun<'a>>,
+}
+
+/// A case's first run, when it ran twice.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct JsonFirstRun<'a> {
+    /// What became of it: `fail` or `error`.
+    pub(crate) outcome: Outcome,
+    /// Wall-clock time it took, in milliseconds.
+    pub(crate) duration_ms: u64,
+    /// Why it did not pass.
+    pub(crate) message: Option<&'a str>,
 }
 
 /// The run's options in the JSON report.
@@ -288,7 +307,11 @@ pub fn json_report(report: &SuiteReport) -> JsonReport<'_> {
             message: c.message.as_deref(),
             transcript: c.transcript.as_ref().map(transcript_json),
             script: c.script.as_deref(),
-            first_run: c.first_run.as_deref(),
+            first_run: c.first_run.as_ref().map(|f| JsonFirstRun {
+                outcome: f.outcome,
+                duration_ms: f.duration.as_millis() as u64,
+                message: f.message.as_deref(),
+            }),
         })
         .collect();
     JsonReport {
@@ -351,14 +374,20 @@ pub fn junit(report: &SuiteReport) -> Result<String, quick_junit::SerializeError
         if let Some(message) = &case.message {
             status.set_message(message.clone());
         }
+        // A case that ran twice: its first run as a rerun, which CI systems show as flaky when
+        // the second passed (`flakyFailure`, `flakyError`).
+        if let Some(first_run) = &case.first_run {
+            let kind =
+                if first_run.outcome == Outcome::Error { NonSuccessKind::Error } else { NonSuccessKind::Failure };
+            let mut rerun = quick_junit::TestRerun::new(kind);
+            rerun.set_message(first_run_line(first_run));
+            rerun.time = Some(first_run.duration);
+            status.add_rerun(rerun);
+        }
         let mut test_case = TestCase::new(case.id, status);
         test_case.set_classname(format!("{}.{}", report.role.as_str(), case.section)).set_time(case.duration);
         if let Some(transcript) = &case.transcript {
             test_case.set_system_out(transcript_text(transcript));
-        }
-        // A success carries no message in JUnit, so a second run says why it ran on stderr.
-        if let Some(first_run) = &case.first_run {
-            test_case.set_system_err(first_run_line(first_run));
         }
         suites.last_mut().expect("a suite was pushed").add_test_case(test_case);
     }

@@ -504,7 +504,7 @@ fn expect_refusal(
     ctx.mark_prepared();
     ctx.spawn()?;
     let status =
-        ctx.wait_exit_or(situation, |_| (!intact()).then(|| Problem::Fail(format!("{situation}; {damage}"))))?;
+        ctx.wait_refusal(situation, |_| (!intact()).then(|| Problem::Fail(format!("{situation}; {damage}"))))?;
     if !intact() {
         return fail(format!("{situation}; {damage}"));
     }
