@@ -396,7 +396,7 @@ pub struct Ctx {
     /// Why a plain start (nothing prepared at the path) failed, or a refusal was awaited in
     /// vain from a silent process, for the run's early stop.
     pub start_failure: Option<String>,
-    /// A start ran out of `startup_timeout` with no sign of life (see [`Ctx::no_sign_of_life`]):
+    /// A start ran out of `startup_timeout` with no sign of life (silent, nothing at the path):
     /// the case is run again at the end if the target started in another case.
     pub start_timed_out: bool,
     /// A harness error that no other case can avoid either ("CMD must stay in the foreground").
