@@ -241,13 +241,13 @@ enum ScenarioError {
 }
 
 impl ScenarioError {
-    /// Whether the failure is `server`'s own doing, rather than the bench's, the machine's
-    /// or the baseline's: what the early stop counts.
-    /// The server under test was still starting when `--startup-timeout` ran out.
+    /// The server under test was still starting, silent, when `--startup-timeout` ran out.
     fn start_timed_out(&self) -> bool {
         matches!(self, ScenarioError::Start { source: StartError::TimedOut { .. }, .. })
     }
 
+    /// Whether the failure is `server`'s own doing, rather than the bench's, the machine's
+    /// or the baseline's: what the early stop counts.
     fn blames(&self, server: &str) -> bool {
         match self {
             ScenarioError::Start { server: failed, .. }
@@ -342,9 +342,12 @@ pub fn run(options: &Options, mut progress: impl FnMut(&str)) -> Report {
                     }
                     let crowd = if idle > 0 { format!(", {idle} idle") } else { String::new() };
                     progress(&format!("{scenario} {} vs baseline, {clients} client(s){crowd}", subject.name()));
+                    // Only a figure taken before this server was first measured may have met its
+                    // cold first start: a silent hang after that is the server's own.
+                    let measured_before = stop.measured;
                     let figure = measure_figure(entry, subject, options);
                     stop.record(&figure.result, figure.servers_fault);
-                    if figure.start_timed_out {
+                    if figure.start_timed_out && !measured_before {
                         again.push((results.len(), which));
                     }
                     results.push(figure.result);
@@ -352,9 +355,9 @@ pub fn run(options: &Options, mut progress: impl FnMut(&str)) -> Report {
             }
         }
     }
-    // As in the gate: a start that ran out of --startup-timeout while the same server started
-    // for other figures says more about the machine (a cold first start) than the server, so
-    // that figure is taken once more, after the others.
+    // As in the gate: a start with no sign of life within --startup-timeout, before the server
+    // was first measured, while it was measured for other figures, says more about the machine
+    // (a cold first start) than the server, so that figure is taken once more, after the others.
     for (index, which) in again.into_iter().filter(|&(_, which)| stops[which].measured) {
         let first = &results[index];
         let first_run = report::FirstRun { status: first.status, reasons: first.reasons.clone() };

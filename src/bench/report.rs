@@ -108,8 +108,8 @@ pub struct ScenarioResult {
     /// `None` when the measurement failed.
     pub figures: Option<Figures>,
     /// When the server under test showed no sign of life within `--startup-timeout` for this
-    /// figure but started for another, the figure was taken once more after the others and
-    /// this is the second: what the first saw.
+    /// figure, before it was first measured, and was measured for another figure, this figure
+    /// was taken once more after the others and this is the second: what the first saw.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_run: Option<FirstRun>,
 }
@@ -117,7 +117,7 @@ pub struct ScenarioResult {
 /// A figure's first run, when it was taken twice.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct FirstRun {
-    /// How it ended (`failed`).
+    /// How it ended: `failed` (`not-measured` for the seed's Python server).
     pub status: Status,
     /// Why.
     pub reasons: Vec<String>,

@@ -393,11 +393,13 @@ pub struct Ctx {
     prepared: bool,
     /// Whether the server accepted its first connection (for the run's early stop).
     pub started: bool,
-    /// Why a plain start (nothing prepared at the path) failed, or a refusal was awaited in
-    /// vain from a silent process, for the run's early stop.
+    /// Why a plain start (nothing prepared at the path) failed, for the run's early stop.
     pub start_failure: Option<String>,
-    /// A start ran out of `startup_timeout` with no sign of life (silent, nothing at the path):
-    /// the case is run again at the end if the target started in another case.
+    /// A refusal was awaited in vain from a process that stayed silent: with a plain start
+    /// failed too, evidence for the run's early stop that the target never starts.
+    pub refusal_unanswered: bool,
+    /// A start ran out of its time with no sign of life (silent; for a plain server start,
+    /// nothing at the path): the case may run again at the end (see `conform::run`).
     pub start_timed_out: bool,
     /// A harness error that no other case can avoid either ("CMD must stay in the foreground").
     pub fatal: Option<String>,
@@ -463,6 +465,7 @@ impl Ctx {
             prepared: false,
             started: false,
             start_failure: None,
+            refusal_unanswered: false,
             start_timed_out: false,
             fatal: None,
             perm_watch: None,
@@ -740,10 +743,7 @@ impl Ctx {
     /// Waits for a process just started to refuse to start: to exit by itself, or until
     /// `decided` says the outcome is already known (it returns the failure). A refusal is how
     /// its start ends, so the wait is the start-up timeout (or the event timeout, if longer):
-    /// on a machine slow to start the target, `--startup-timeout` covers these cases too. A
-    /// silent process still running at the end counts as a failed start for the early stop
-    /// (a target that never starts), but its case is not run again: a refusal that never
-    /// comes is a verdict.
+    /// on a machine slow to start the target, `--startup-timeout` covers these cases too.
     pub fn wait_refusal(
         &mut self,
         what: &str,
@@ -760,13 +760,17 @@ impl Ctx {
                 return Err(problem);
             }
             if Instant::now() >= deadline {
+                let option = if self.startup_timeout >= self.timeout { "--startup-timeout" } else { "--timeout" };
                 let message = self.with_stderr(format!(
-                    "{what}; expected {} to exit within {} (--startup-timeout); it is still running",
+                    "{what}; expected {} to exit within {} ({option}); it is still running",
                     self.who(),
                     human_duration(limit)
                 ));
+                // Silent, with what the case put at the path intact (`decided` would have
+                // said otherwise): as like a slow start as a refusal that never comes.
                 if self.silent() {
-                    self.start_failure = Some(message.clone());
+                    self.refusal_unanswered = true;
+                    self.start_timed_out = true;
                 }
                 return fail(message);
             }

@@ -191,8 +191,9 @@ pub struct CaseReport {
     pub transcript: Option<Transcript>,
     /// For a script-shaped case (exploration, replay): the script and how it failed.
     pub script: Option<Box<explore::ScriptReport>>,
-    /// What the case's first run saw, when the target showed no sign of life there within
-    /// `--startup-timeout` but started in other cases, so the case was run once more after the
+    /// What the case's first run saw, when the target did not get going there (no sign of
+    /// life within `--startup-timeout` before any start had succeeded, or held back by the
+    /// early stop) but started in other cases, so the case was run once more after the
     /// others; this report is that second run's.
     pub first_run: Option<FirstRun>,
 }
@@ -214,8 +215,9 @@ pub struct FirstRun {
 enum Ran {
     /// The report stands.
     Judged,
-    /// The target showed no sign of life within `--startup-timeout` (or the case was not run
-    /// because of such starts): run the case again if the target started in another case.
+    /// The case began before any start had succeeded, and the target showed no sign of life
+    /// within `--startup-timeout` (or the case was held back because of such starts): run it
+    /// again if the target started in another case.
     NotStarted,
 }
 
@@ -491,7 +493,11 @@ const FAILED_STARTS_BEFORE_STOPPING: usize = 2;
 #[derive(Default)]
 struct EarlyStop {
     started: bool,
+    /// Plain starts that failed.
     failed_starts: Vec<String>,
+    /// Refusals awaited in vain from silent processes: they count towards the stop once a
+    /// plain start failed too (alone they say only that the target does not refuse).
+    unanswered_refusals: usize,
     fatal: Option<String>,
 }
 
@@ -502,21 +508,18 @@ impl EarlyStop {
         if let Some(fatal) = &self.fatal {
             return Some((fatal.clone(), Ran::Judged));
         }
-        (!self.started && self.failed_starts.len() >= FAILED_STARTS_BEFORE_STOPPING).then(|| {
-            let cause = format!(
-                "not run: the target failed to start in the first {} cases ({})",
-                self.failed_starts.len(),
-                self.failed_starts[0]
-            );
-            (cause, Ran::NotStarted)
-        })
+        let failed = self.failed_starts.len() + self.unanswered_refusals;
+        let first = self.failed_starts.first().filter(|_| !self.started && failed >= FAILED_STARTS_BEFORE_STOPPING)?;
+        let cause = format!("not run: the target failed to start in the first {failed} cases ({first})");
+        Some((cause, Ran::NotStarted))
     }
 }
 
-/// Runs the selected cases of `role` against `target`, `options.jobs` at a time. A case whose
-/// target showed no sign of life within `options.startup_timeout` runs once more after the
-/// others if the target started in another case; its report is the second run's, with
-/// [`CaseReport::first_run`].
+/// Runs the selected cases of `role` against `target`, `options.jobs` at a time. A case that
+/// began before any start had succeeded, and whose target then showed no sign of life within
+/// `options.startup_timeout`, runs once more after the others if the target started in
+/// another case (so do cases the early stop held back meanwhile); its report is the second
+/// run's, with [`CaseReport::first_run`].
 pub fn run(role: Role, target: &Target, options: &Options) -> SuiteReport {
     run_with_progress(role, target, options, &|_, _, _| {})
 }
@@ -612,7 +615,12 @@ fn run_case(
         report.message = Some(reason.into());
         return (report, Ran::Judged);
     }
-    let stopped = early_stop.lock().unwrap_or_else(|p| p.into_inner()).stopped();
+    // Only a case that began before any start had succeeded may have met a cold first start:
+    // a silent hang after the target has started warm is the target's own.
+    let (stopped, began_unstarted) = {
+        let stop = early_stop.lock().unwrap_or_else(|p| p.into_inner());
+        (stop.stopped(), !stop.started)
+    };
     if let Some((cause, ran)) = stopped {
         (report.outcome, report.message) = (Outcome::Error, Some(cause));
         report.duration = Duration::from_nanos(1);
@@ -644,7 +652,8 @@ fn run_case(
             let mut stop = early_stop.lock().unwrap_or_else(|p| p.into_inner());
             stop.started |= ctx.started;
             stop.failed_starts.extend(ctx.start_failure.take());
-            if ctx.start_timed_out {
+            stop.unanswered_refusals += usize::from(ctx.refusal_unanswered);
+            if ctx.start_timed_out && began_unstarted {
                 ran = Ran::NotStarted;
             }
             if stop.fatal.is_none() {

@@ -111,9 +111,9 @@ pub fn human(report: &SuiteReport, verbose: bool) -> String {
     if ran_twice > 0 {
         let _ = writeln!(
             out,
-            "ran twice: {ran_twice} case(s) whose target showed no sign of life within --startup-timeout ({}) \
-             in their first run, though it started in other cases; if this machine is slow to start it, raise \
-             --startup-timeout",
+            "ran twice: {ran_twice} case(s) whose first run did not get the target going (no sign of life within \
+             --startup-timeout, {}, before any start had succeeded; or held back by the early stop), though it \
+             started in other cases; if this machine is slow to start it, raise --startup-timeout",
             super::harness::human_duration(report.options.startup_timeout)
         );
     }
