@@ -177,9 +177,10 @@ pub struct ConformArgs {
     /// The same in milliseconds (the former spelling, kept for scripts).
     #[arg(long, hide = true, conflicts_with = "timeout", value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout_ms: Option<u64>,
-    /// How long a server may take to accept its first connection or to refuse to start (a
-    /// client, to connect). A case begun before any start succeeded, whose start ran out of it
-    /// silently, runs once more at the end if the target started in another case.
+    /// How long a server may take to accept its first connection, or to refuse to start (or
+    /// --timeout, if longer), and a client to connect (or to give up when nothing listens, or
+    /// 10 s, if longer). A case whose start, spawned before any start succeeded, ran out of it
+    /// silently runs once more at the end if the target started in another case.
     #[arg(long, default_value = "5s", value_parser = parse_positive_duration, value_name = "DURATION")]
     pub startup_timeout: Duration,
     /// SHOULD failures also fail the run.
@@ -268,8 +269,8 @@ pub struct BenchArgs {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub pairs: Option<u64>,
     /// How long a server started as a child process (CMD, the seed's) may take to listen. A
-    /// figure taken before the server was first measured, whose start ran out of it silently,
-    /// is taken once more at the end if the server was measured for another figure.
+    /// figure taken before the server was first measured, whose first start ran out of it
+    /// silently, is taken once more at the end if the server was measured for another figure.
     #[arg(long, default_value = "5s", value_parser = parse_positive_duration, value_name = "DURATION")]
     pub startup_timeout: Duration,
     /// Run the whole set of scenarios this many times and say whether the runs agree.

@@ -241,6 +241,17 @@ enum ScenarioError {
 }
 
 impl ScenarioError {
+    /// The same failure of a start that followed a successful one, so that it cannot pass for
+    /// a cold first start.
+    fn after_a_start(self) -> ScenarioError {
+        match self {
+            ScenarioError::Start { server, source: timed_out @ StartError::TimedOut { .. } } => {
+                ScenarioError::Start { server, source: StartError::Command(timed_out.to_string()) }
+            }
+            other => other,
+        }
+    }
+
     /// The server under test was still starting, silent, when `--startup-timeout` ran out.
     fn start_timed_out(&self) -> bool {
         matches!(self, ScenarioError::Start { source: StartError::TimedOut { .. }, .. })
@@ -659,5 +670,19 @@ mod tests {
         assert!(reasons[0].contains("other processes used 50%"), "{reasons:?}");
         let stolen = Conditions { steal: Some(0.1), ..quiet };
         assert!(judge(&narrow, &stolen, &t).1[0].contains("stole"));
+    }
+
+    // A silent hang of a second instance in one figure (the idle crowd's) is not a cold start.
+    #[test]
+    fn a_start_after_a_start_is_not_taken_again() {
+        let timed_out = || ScenarioError::Start {
+            server: "srv".into(),
+            source: StartError::TimedOut { path: "/tmp/x/udsocket".into(), timeout: Duration::from_secs(1) },
+        };
+        assert!(timed_out().start_timed_out());
+        let after = timed_out().after_a_start();
+        assert!(!after.start_timed_out());
+        assert!(after.blames("srv"));
+        assert!(after.to_string().contains("within 1.0 s (--startup-timeout)"), "{after}");
     }
 }

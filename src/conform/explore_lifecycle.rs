@@ -328,7 +328,7 @@ fn run_events(
                     let ids: &[&str] = if listener.is_some() { &["LIFE-LIVE-1"] } else { &["LIFE-FOREIGN-1"] };
                     let before = path_state(&ctx.socket);
                     ctx.spawn().map_err(|p| RunError::Harness(format!("{p:?}")))?;
-                    let status = match ctx.wait_exit("something foreign was at the path") {
+                    let status = match ctx.wait_refusal("something foreign was at the path", |_| None) {
                         Ok(status) => status,
                         Err(Problem::Fail(_)) => return fail(Seen::ExitedOk { ok: false }, Seen::Running, ids),
                         Err(Problem::Harness(message) | Problem::Inconclusive(message) | Problem::Skip(message)) => {

@@ -398,9 +398,14 @@ pub struct Ctx {
     /// A refusal was awaited in vain from a process that stayed silent: with a plain start
     /// failed too, evidence for the run's early stop that the target never starts.
     pub refusal_unanswered: bool,
-    /// A start ran out of its time with no sign of life (silent; for a plain server start,
-    /// nothing at the path): the case may run again at the end (see `conform::run`).
+    /// A start spawned before any start of the run had succeeded ran out of its time with no
+    /// sign of life (silent; for a plain server start, nothing at the path): it may have been
+    /// the machine's cold first start, so the case may run again (see `conform::run`).
     pub start_timed_out: bool,
+    /// The run's record of its first successful start (each context has its own unless the
+    /// run shares one).
+    pub run_starts: RunStarts,
+    spawned_at: Option<Instant>,
     /// A harness error that no other case can avoid either ("CMD must stay in the foreground").
     pub fatal: Option<String>,
     perm_watch: Option<PermWatch>,
@@ -467,6 +472,8 @@ impl Ctx {
             start_failure: None,
             refusal_unanswered: false,
             start_timed_out: false,
+            run_starts: RunStarts::default(),
+            spawned_at: None,
             fatal: None,
             perm_watch: None,
             exit_noted: false,
@@ -555,6 +562,7 @@ impl Ctx {
         let socket = self.socket.to_string_lossy().into_owned();
         let marker = self.dir.path().to_string_lossy().into_owned();
         let env = [("UDSPING_SOCKET", self.socket.clone().into_os_string())];
+        self.spawned_at = Some(Instant::now());
         let child = process::Child::spawn(&self.target, self.dir.path(), &socket, &env, &marker)?;
         self.note(&format!("started {} (pid {})", self.target.display(), child.id()));
         self.process = Some(child);
@@ -649,6 +657,7 @@ impl Ctx {
                     }
                 }
                 self.started = true;
+                self.run_starts.succeeded();
                 return Ok(());
             }
             if let Some(status) = self.exit_status() {
@@ -697,15 +706,35 @@ impl Ctx {
     }
 
     /// Whether a process still running at the end of its start-up time has done nothing yet
-    /// that a slow start would not explain: written nothing, and (a server in a case that put
-    /// nothing at the path) created nothing at the path. Only then may its case run again:
-    /// a process that said something, or bound and then stopped, has shown how it behaves.
+    /// that a cold first start would not explain: it was started before any start of the run
+    /// had succeeded, has written nothing, and (a server in a case that put nothing at the
+    /// path) has bound nothing. Only then may its case run again: a process that said
+    /// something, or bound and then stopped, or hung after the target had started warm, has
+    /// shown how it behaves.
     fn no_sign_of_life(&self) -> bool {
         let untouched = match self.side {
-            Side::Server => !self.prepared && std::fs::symlink_metadata(&self.socket).is_err(),
+            Side::Server => !self.prepared && !self.socket_bound(),
             Side::Client => true,
         };
-        self.silent() && untouched
+        self.silent() && untouched && self.spawned_before_any_success()
+    }
+
+    /// Whether the process was started before any start of the run had succeeded: only such
+    /// a start can be the machine's cold first one.
+    fn spawned_before_any_success(&self) -> bool {
+        self.spawned_at.is_some_and(|spawned| !self.run_starts.before(spawned))
+    }
+
+    /// Whether something is at the socket path, or (an abstract address) bound to the name.
+    fn socket_bound(&self) -> bool {
+        match crate::socket_path::abstract_name(&self.socket) {
+            // /proc/net/unix lists every bound name, an abstract one as `@name` at the end of its line.
+            Some(name) => std::fs::read("/proc/net/unix").is_ok_and(|table| {
+                let name = [b"@".as_slice(), name].concat();
+                table.split(|&b| b == b'\n').any(|line| line.ends_with(&name))
+            }),
+            None => std::fs::symlink_metadata(&self.socket).is_ok(),
+        }
     }
 
     /// Whether the process has written nothing yet, to stdout or stderr.
@@ -770,7 +799,7 @@ impl Ctx {
                 // said otherwise): as like a slow start as a refusal that never comes.
                 if self.silent() {
                     self.refusal_unanswered = true;
-                    self.start_timed_out = true;
+                    self.start_timed_out = self.spawned_before_any_success();
                 }
                 return fail(message);
             }
@@ -868,6 +897,7 @@ impl Ctx {
                     stream.set_nonblocking(false).map_err(|e| Problem::harness("cannot make a socket blocking", e))?;
                     self.connections += 1;
                     self.started = true;
+                    self.run_starts.succeeded();
                     record(&self.transcript, self.connections, Direction::Event, b"client connected");
                     return Conn::new(stream, self.connections, Arc::clone(&self.transcript), self.timeout);
                 }
@@ -898,6 +928,26 @@ enum Seen {
     Bytes,
     Closed,
     TimedOut,
+}
+
+/// When a start of the target first succeeded in a run, shared by the run's cases: a start
+/// spawned after that cannot be the machine's cold first start.
+#[derive(Clone, Debug, Default)]
+pub struct RunStarts(Arc<std::sync::OnceLock<Instant>>);
+
+impl RunStarts {
+    fn succeeded(&self) {
+        let _ = self.0.set(Instant::now());
+    }
+
+    /// Whether any start in the run has succeeded yet.
+    pub fn any(&self) -> bool {
+        self.0.get().is_some()
+    }
+
+    fn before(&self, at: Instant) -> bool {
+        self.0.get().is_some_and(|first| *first <= at)
+    }
 }
 
 /// How long the target is waited for: each expected event, and its start.
@@ -1260,6 +1310,40 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server context for `sleep 5`, which never listens, with 100 ms to start.
+    fn never_listening() -> Ctx {
+        let target = Target { program: "sleep".into(), args: vec!["5".into()] };
+        let mut ctx = Ctx::for_side(&target, Duration::from_secs(1), Addressing::Path, Side::Server).unwrap();
+        ctx.startup_timeout = Duration::from_millis(100);
+        ctx
+    }
+
+    // README "Processes and resources": only a start spawned before any start of the run had
+    // succeeded may have been the machine's cold first one, even if the success came while it
+    // was starting; one spawned after a success that then hangs silently is the target's own.
+    #[test]
+    fn only_a_start_spawned_before_any_success_may_be_a_cold_one() {
+        let mut cold = never_listening();
+        assert!(cold.start_server().is_err());
+        assert!(cold.start_timed_out, "a silent start before any success");
+
+        let mut overtaken = never_listening();
+        let run_starts = overtaken.run_starts.clone();
+        let other_case = std::thread::spawn(move || {
+            thread::sleep(Duration::from_millis(30));
+            run_starts.succeeded();
+        });
+        assert!(overtaken.start_server().is_err());
+        other_case.join().unwrap();
+        assert!(overtaken.run_starts.any());
+        assert!(overtaken.start_timed_out, "another case's success while this start was under way");
+
+        let mut warm = never_listening();
+        warm.run_starts.succeeded();
+        assert!(warm.start_server().is_err());
+        assert!(!warm.start_timed_out, "a silent hang after a success");
+    }
 
     #[test]
     fn a_transcript_keeps_the_ends_of_a_flood_and_counts_the_rest() {

@@ -492,7 +492,8 @@ const FAILED_STARTS_BEFORE_STOPPING: usize = 2;
 /// for the same reason, so they are reported as errors with that cause instead.
 #[derive(Default)]
 struct EarlyStop {
-    started: bool,
+    /// When a start first succeeded, as the cases see it the moment it happens.
+    starts: harness::RunStarts,
     /// Plain starts that failed.
     failed_starts: Vec<String>,
     /// Refusals awaited in vain from silent processes: they count towards the stop once a
@@ -509,7 +510,8 @@ impl EarlyStop {
             return Some((fatal.clone(), Ran::Judged));
         }
         let failed = self.failed_starts.len() + self.unanswered_refusals;
-        let first = self.failed_starts.first().filter(|_| !self.started && failed >= FAILED_STARTS_BEFORE_STOPPING)?;
+        let first =
+            self.failed_starts.first().filter(|_| !self.starts.any() && failed >= FAILED_STARTS_BEFORE_STOPPING)?;
         let cause = format!("not run: the target failed to start in the first {failed} cases ({first})");
         Some((cause, Ran::NotStarted))
     }
@@ -560,7 +562,7 @@ pub fn run_with_progress(
     // VM is restored, or on a cold page cache, can take seconds longer than the next. Such
     // cases (and those the early stop did not run because of them) run once more, after the
     // others; the progress count goes on past the first total.
-    let started_somewhere = early_stop.lock().unwrap_or_else(|p| p.into_inner()).started;
+    let started_somewhere = early_stop.lock().unwrap_or_else(|p| p.into_inner()).starts.any();
     let (again, first_runs): (Vec<usize>, Vec<FirstRun>) = slots
         .iter()
         .enumerate()
@@ -615,11 +617,9 @@ fn run_case(
         report.message = Some(reason.into());
         return (report, Ran::Judged);
     }
-    // Only a case that began before any start had succeeded may have met a cold first start:
-    // a silent hang after the target has started warm is the target's own.
-    let (stopped, began_unstarted) = {
+    let (stopped, run_starts) = {
         let stop = early_stop.lock().unwrap_or_else(|p| p.into_inner());
-        (stop.stopped(), !stop.started)
+        (stop.stopped(), stop.starts.clone())
     };
     if let Some((cause, ran)) = stopped {
         (report.outcome, report.message) = (Outcome::Error, Some(cause));
@@ -635,6 +635,7 @@ fn run_case(
     let (result, transcript) = match Ctx::for_side(target, options.timeout, options.addressing, side) {
         Ok(mut ctx) => {
             ctx.startup_timeout = options.startup_timeout;
+            ctx.run_starts = run_starts;
             let mut result = (case.run)(&mut ctx);
             // SPEC: SRV-INVALID-2, SRV-ISOLATE-1 — a server that died inside a case is
             // reported as such, whatever the case itself concluded.
@@ -650,10 +651,9 @@ fn run_case(
                 });
             }
             let mut stop = early_stop.lock().unwrap_or_else(|p| p.into_inner());
-            stop.started |= ctx.started;
             stop.failed_starts.extend(ctx.start_failure.take());
             stop.unanswered_refusals += usize::from(ctx.refusal_unanswered);
-            if ctx.start_timed_out && began_unstarted {
+            if ctx.start_timed_out {
                 ran = Ran::NotStarted;
             }
             if stop.fatal.is_none() {
