@@ -307,6 +307,13 @@ impl Child {
         self.output().stderr.excerpt(3)
     }
 
+    /// Whether the command has written nothing yet, to stdout or stderr (a start with no
+    /// sign of life, for the gate and the bench).
+    pub fn silent(&self) -> bool {
+        let output = self.output.lock().unwrap_or_else(|p| p.into_inner());
+        output.stdout.total == 0 && output.stderr.total == 0
+    }
+
     /// What the command wrote so far.
     pub fn output(&self) -> Output {
         self.output.lock().unwrap_or_else(|p| p.into_inner()).clone()

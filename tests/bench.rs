@@ -216,55 +216,12 @@ fn bench_rejects_bad_input_with_one_line() {
         .stderr(predicate::str::contains("is not a udsping bench JSON report"));
 }
 
-/// A server as a stranger might write one badly: it accepts, and then sends one byte every
-/// ten seconds whatever it receives.
-const DRIP_SERVER: &str = r#"
-#include <poll.h>
-#include <signal.h>
-#include <stdio.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
-
-int main(int argc, char **argv) {
-    signal(SIGPIPE, SIG_IGN);
-    int listener = socket(AF_UNIX, SOCK_STREAM, 0);
-    struct sockaddr_un address = {0};
-    address.sun_family = AF_UNIX;
-    strncpy(address.sun_path, argv[1], sizeof address.sun_path - 1);
-    if (bind(listener, (struct sockaddr *)&address, sizeof address) != 0 || listen(listener, 64) != 0) {
-        perror("drip");
-        return 1;
-    }
-    int clients[1024], count = 0;
-    for (;;) {
-        struct pollfd ready = {listener, POLLIN, 0};
-        if (poll(&ready, 1, 10000) > 0) {
-            int client = accept(listener, NULL, NULL);
-            if (client >= 0 && count < 1024) clients[count++] = client;
-            continue;
-        }
-        for (int i = 0; i < count; i++) write(clients[i], "p", 1);
-    }
-}
-"#;
-
 // Every trial has a deadline: against a server that drips a byte every 10 s, the scenario is
 // reported failed within seconds, not after minutes, and the run exits 1.
 #[test]
 fn a_stalling_server_fails_its_scenario_in_bounded_time() {
     let dir = tempfile::tempdir().unwrap();
-    let source = dir.path().join("drip.c");
-    let program = dir.path().join("drip");
-    std::fs::write(&source, DRIP_SERVER).unwrap();
-    match std::process::Command::new("cc").arg("-o").arg(&program).arg(&source).status() {
-        Ok(status) if status.success() => {}
-        other => {
-            eprintln!("SKIPPED: no C compiler to build the drip server ({other:?})");
-            return;
-        }
-    }
+    let Some(program) = build_defective(dir.path(), "drip", "-DDRIP") else { return };
     let started = Instant::now();
     let output = Command::cargo_bin("udsping")
         .unwrap()
@@ -331,9 +288,10 @@ fn a_crowd_the_server_cannot_hold_fails_the_figure() {
 }
 
 // A server written the way an outside implementer would, with one defect chosen at build time
-// (`-DSURPLUS`, ...): the bench must fail it with the reason that names the defect, not a
-// stall or an errno.
+// (`-DSURPLUS`, `-DDRIP`, ...): the bench must fail it with the reason that names the defect,
+// not a stall or an errno.
 const DEFECTIVE_SERVER: &str = r#"
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -367,6 +325,19 @@ int main(int argc, char **argv) {
         perror("srv");
         return 1;
     }
+#ifdef DRIP
+    /* Accepts, and then sends one byte every ten seconds whatever it receives. */
+    int clients[1024], count = 0;
+    for (;;) {
+        struct pollfd ready = {listener, POLLIN, 0};
+        if (poll(&ready, 1, 10000) > 0) {
+            int client = accept(listener, NULL, NULL);
+            if (client >= 0 && count < 1024) clients[count++] = client;
+            continue;
+        }
+        for (int i = 0; i < count; i++) write(clients[i], "p", 1);
+    }
+#endif
     for (;;) {
         int client = accept(listener, NULL, NULL);
         if (client < 0) continue;
@@ -401,9 +372,11 @@ int main(int argc, char **argv) {
 }
 "#;
 
-fn build_defective(dir: &std::path::Path, define: &str) -> Option<std::path::PathBuf> {
+/// Builds [`DEFECTIVE_SERVER`] with `define` as `dir/name` (the bench names a server by its
+/// program's file name), or says why the test is skipped.
+fn build_defective(dir: &std::path::Path, name: &str, define: &str) -> Option<std::path::PathBuf> {
     let source = dir.join("srv.c");
-    let program = dir.join("srv");
+    let program = dir.join(name);
     std::fs::write(&source, DEFECTIVE_SERVER).unwrap();
     match std::process::Command::new("cc").arg(define).arg("-o").arg(&program).arg(&source).status() {
         Ok(status) if status.success() => Some(program),
@@ -429,7 +402,7 @@ fn a_defective_server_fails_with_the_reason_that_names_its_defect(
     #[case] reason: &str,
 ) {
     let dir = tempfile::tempdir().unwrap();
-    let Some(program) = build_defective(dir.path(), define) else { return };
+    let Some(program) = build_defective(dir.path(), "srv", define) else { return };
     // One long trial: every defect shows in its first rounds (or, for the late daemon, when
     // the trial ends), however slow the machine.
     let args = [&["--scenario", "lockstep-pinned", "--duration", "1s", "--pairs", "1"], options].concat();
@@ -450,7 +423,7 @@ fn a_defective_server_fails_with_the_reason_that_names_its_defect(
 #[test]
 fn a_server_slow_to_start_is_measured_with_its_start_up_time() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(program) = build_defective(dir.path(), "-DSLOW_START") else { return };
+    let Some(program) = build_defective(dir.path(), "srv", "-DSLOW_START") else { return };
     let starts = dir.path().join("starts");
     let command = [program.as_os_str(), "{socket}".as_ref(), starts.as_os_str()];
     let (code, json) = bench_json(&["--scenario", "lockstep-pinned", "--duration", "200ms"], &command);

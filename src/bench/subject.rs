@@ -221,8 +221,7 @@ fn start_command(target: &Target, startup_timeout: Duration) -> Result<Running, 
         if Instant::now() >= deadline {
             // As in the gate: only a start with no sign of life (nothing written, nothing at
             // the path) may be a slow one worth trying again.
-            let output = child.output();
-            if output.stdout.total == 0 && output.stderr.total == 0 && std::fs::symlink_metadata(&path).is_err() {
+            if child.silent() && std::fs::symlink_metadata(&path).is_err() {
                 return Err(StartError::TimedOut { path, timeout: startup_timeout });
             }
             return Err(StartError::Command(format!(

@@ -423,19 +423,12 @@ impl Drop for Ctx {
 }
 
 impl Ctx {
-    /// A context for exploration, which starts and restarts the target itself.
+    /// A server context for exploration, which starts and restarts the target itself.
     pub(crate) fn new(target: &Target, waits: Waits, addressing: Addressing) -> Result<Ctx, Problem> {
-        let mut ctx = Ctx::for_side(target, waits.timeout, addressing, Side::Server)?;
-        ctx.startup_timeout = waits.startup_timeout;
-        Ok(ctx)
+        Ctx::for_side(target, waits, addressing, Side::Server)
     }
 
-    pub(crate) fn for_side(
-        target: &Target,
-        timeout: Duration,
-        addressing: Addressing,
-        side: Side,
-    ) -> Result<Ctx, Problem> {
+    pub(crate) fn for_side(target: &Target, waits: Waits, addressing: Addressing, side: Side) -> Result<Ctx, Problem> {
         let dir = {
             let mut directories = DIRECTORIES.lock().unwrap_or_else(|p| p.into_inner());
             if ABORTED.load(std::sync::atomic::Ordering::SeqCst) {
@@ -460,8 +453,8 @@ impl Ctx {
             process: None,
             dir,
             socket,
-            timeout,
-            startup_timeout: Duration::from_secs(5),
+            timeout: waits.timeout,
+            startup_timeout: waits.startup_timeout,
             side,
             target: target.clone(),
             transcript: Arc::new(Mutex::new(Transcript::new())),
@@ -739,10 +732,7 @@ impl Ctx {
 
     /// Whether the process has written nothing yet, to stdout or stderr.
     fn silent(&self) -> bool {
-        self.process.as_ref().is_some_and(|p| {
-            let output = p.output();
-            output.stdout.total == 0 && output.stderr.total == 0
-        })
+        self.process.as_ref().is_some_and(process::Child::silent)
     }
 
     /// Waits (up to `limit`) for the process to exit by itself.
@@ -1314,9 +1304,8 @@ mod tests {
     /// A server context for `sleep 5`, which never listens, with 100 ms to start.
     fn never_listening() -> Ctx {
         let target = Target { program: "sleep".into(), args: vec!["5".into()] };
-        let mut ctx = Ctx::for_side(&target, Duration::from_secs(1), Addressing::Path, Side::Server).unwrap();
-        ctx.startup_timeout = Duration::from_millis(100);
-        ctx
+        let waits = Waits { timeout: Duration::from_secs(1), startup_timeout: Duration::from_millis(100) };
+        Ctx::for_side(&target, waits, Addressing::Path, Side::Server).unwrap()
     }
 
     // README "Processes and resources": only a start spawned before any start of the run had
@@ -1329,15 +1318,9 @@ mod tests {
         assert!(cold.start_timed_out, "a silent start before any success");
 
         let mut overtaken = never_listening();
-        let run_starts = overtaken.run_starts.clone();
-        let other_case = std::thread::spawn(move || {
-            thread::sleep(Duration::from_millis(30));
-            run_starts.succeeded();
-        });
-        assert!(overtaken.start_server().is_err());
-        other_case.join().unwrap();
-        assert!(overtaken.run_starts.any());
-        assert!(overtaken.start_timed_out, "another case's success while this start was under way");
+        overtaken.spawn().unwrap();
+        overtaken.run_starts.succeeded(); // another case's start, while this one is under way
+        assert!(overtaken.spawned_before_any_success());
 
         let mut warm = never_listening();
         warm.run_starts.succeeded();

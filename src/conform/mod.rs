@@ -191,9 +191,9 @@ pub struct CaseReport {
     pub transcript: Option<Transcript>,
     /// For a script-shaped case (exploration, replay): the script and how it failed.
     pub script: Option<Box<explore::ScriptReport>>,
-    /// What the case's first run saw, when the target did not get going there (no sign of
-    /// life within `--startup-timeout` before any start had succeeded, or held back by the
-    /// early stop) but started in other cases, so the case was run once more after the
+    /// What the case's first run saw, when the target did not get going there (a start
+    /// spawned before any start had succeeded with no sign of life in its time, or held back
+    /// by the early stop) but started in other cases, so the case was run once more after the
     /// others; this report is that second run's.
     pub first_run: Option<FirstRun>,
 }
@@ -215,9 +215,9 @@ pub struct FirstRun {
 enum Ran {
     /// The report stands.
     Judged,
-    /// The case began before any start had succeeded, and the target showed no sign of life
-    /// within `--startup-timeout` (or the case was held back because of such starts): run it
-    /// again if the target started in another case.
+    /// A start spawned before any start had succeeded showed no sign of life in its time (or
+    /// the case was held back because of such starts): run the case again if the target
+    /// started in another case.
     NotStarted,
 }
 
@@ -230,7 +230,8 @@ pub struct Options {
     pub skip: Vec<glob::Pattern>,
     /// Deadline for each expected event within a case.
     pub timeout: Duration,
-    /// How long a server may take to accept its first connection (a client, to connect).
+    /// How long a server may take to accept its first connection or to refuse to start (a
+    /// client, to connect).
     pub startup_timeout: Duration,
     /// Failed SHOULD cases also fail the run (`--strict`).
     pub strict: bool,
@@ -238,6 +239,13 @@ pub struct Options {
     pub jobs: usize,
     /// How the target's socket is named: a path or an abstract name.
     pub addressing: Addressing,
+}
+
+impl Options {
+    /// The waits for the target that these options give.
+    pub fn waits(&self) -> harness::Waits {
+        harness::Waits { timeout: self.timeout, startup_timeout: self.startup_timeout }
+    }
 }
 
 impl Default for Options {
@@ -517,11 +525,10 @@ impl EarlyStop {
     }
 }
 
-/// Runs the selected cases of `role` against `target`, `options.jobs` at a time. A case that
-/// began before any start had succeeded, and whose target then showed no sign of life within
-/// `options.startup_timeout`, runs once more after the others if the target started in
-/// another case (so do cases the early stop held back meanwhile); its report is the second
-/// run's, with [`CaseReport::first_run`].
+/// Runs the selected cases of `role` against `target`, `options.jobs` at a time. A case whose
+/// start, spawned before any start had succeeded, showed no sign of life in its time runs
+/// once more after the others if the target started in another case (so do cases the early
+/// stop held back meanwhile); its report is the second run's, with [`CaseReport::first_run`].
 pub fn run(role: Role, target: &Target, options: &Options) -> SuiteReport {
     run_with_progress(role, target, options, &|_, _, _| {})
 }
@@ -632,9 +639,8 @@ fn run_case(
         Role::Client => harness::Side::Client,
     };
     let mut ran = Ran::Judged;
-    let (result, transcript) = match Ctx::for_side(target, options.timeout, options.addressing, side) {
+    let (result, transcript) = match Ctx::for_side(target, options.waits(), options.addressing, side) {
         Ok(mut ctx) => {
-            ctx.startup_timeout = options.startup_timeout;
             ctx.run_starts = run_starts;
             let mut result = (case.run)(&mut ctx);
             // SPEC: SRV-INVALID-2, SRV-ISOLATE-1 — a server that died inside a case is
