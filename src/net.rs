@@ -1,6 +1,7 @@
-//! Connecting to a Unix socket without ever blocking past a deadline, for the conformance gate
-//! and the bench (which talk to servers that may be broken) and for anything else that must not
-//! hang on a server that stopped accepting.
+//! Unix socket addresses (a path, or a Linux abstract `@name`) and connecting to one without
+//! ever blocking past a deadline: for the conformance gate and the bench, which talk to servers
+//! that may be broken, and for anything else that must not hang on a server that stopped
+//! accepting. The socket *file* (what is at a path, its lifecycle) is [`crate::socket_path`]'s.
 //!
 //! It also holds the two things about Unix sockets that differ between Linux and the other
 //! Unix systems, for the whole crate: abstract addresses (`@name`) exist only on Linux (elsewhere
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 /// non-blocking and retries while the kernel says `EAGAIN`. Other errors (`ECONNREFUSED`,
 /// `ENOENT`) are returned at once. The stream returned is blocking.
 pub fn connect_bounded(path: &Path, deadline: Instant) -> io::Result<UnixStream> {
-    let address = match crate::socket_path::abstract_name(path) {
+    let address = match abstract_name(path) {
         None => rustix::net::SocketAddrUnix::new(path)?,
         Some(name) => platform::abstract_address(name)?,
     };
@@ -47,12 +48,24 @@ pub fn connect_bounded(path: &Path, deadline: Instant) -> io::Result<UnixStream>
     }
 }
 
+/// The name of an abstract address, written `@name` (SPEC: TRN-ABSTRACT-1).
+pub fn abstract_name(path: &Path) -> Option<&[u8]> {
+    path.as_os_str().as_encoded_bytes().strip_prefix(b"@")
+}
+
+/// The address of a socket path, or of an abstract `@name` (an [`io::ErrorKind::Unsupported`]
+/// error outside Linux).
+pub fn unix_address(path: &Path) -> io::Result<std::os::unix::net::SocketAddr> {
+    match abstract_name(path) {
+        Some(name) => platform::abstract_std_address(name),
+        None => std::os::unix::net::SocketAddr::from_pathname(path),
+    }
+}
+
 /// A new `AF_UNIX` stream socket, non-blocking and close-on-exec.
 pub(crate) fn nonblocking_socket() -> rustix::io::Result<OwnedFd> {
     platform::nonblocking_socket()
 }
-
-pub(crate) use platform::abstract_std_address;
 
 #[cfg(target_os = "linux")]
 use linux as platform;
@@ -82,7 +95,7 @@ mod linux {
     }
 
     /// The abstract address `name`, as `std` spells it.
-    pub(crate) fn abstract_std_address(name: &[u8]) -> io::Result<std::os::unix::net::SocketAddr> {
+    pub(super) fn abstract_std_address(name: &[u8]) -> io::Result<std::os::unix::net::SocketAddr> {
         std::os::unix::net::SocketAddr::from_abstract_name(name)
     }
 }
@@ -110,7 +123,7 @@ mod portable {
         Err(unsupported())
     }
 
-    pub(crate) fn abstract_std_address(_name: &[u8]) -> io::Result<std::os::unix::net::SocketAddr> {
+    pub(super) fn abstract_std_address(_name: &[u8]) -> io::Result<std::os::unix::net::SocketAddr> {
         Err(unsupported())
     }
 }

@@ -35,6 +35,8 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::net::SocketAddrUnix;
 
+use crate::net::{abstract_name, unix_address};
+
 #[cfg(target_os = "linux")]
 use linux as platform;
 #[cfg(not(target_os = "linux"))]
@@ -64,25 +66,6 @@ pub enum PathError {
         /// The socket path.
         path: PathBuf,
     },
-}
-
-/// The name of an abstract address, written `@name` (SPEC: TRN-ABSTRACT-1).
-pub fn abstract_name(path: &Path) -> Option<&[u8]> {
-    path.as_os_str().as_encoded_bytes().strip_prefix(b"@")
-}
-
-/// The address of a socket path, or of an abstract `@name` (an [`io::ErrorKind::Unsupported`]
-/// error outside Linux).
-pub fn unix_address(path: &Path) -> io::Result<std::os::unix::net::SocketAddr> {
-    match abstract_name(path) {
-        Some(name) => crate::net::abstract_std_address(name),
-        None => std::os::unix::net::SocketAddr::from_pathname(path),
-    }
-}
-
-/// Connects to a socket path or an abstract `@name`.
-pub fn connect(path: &Path) -> io::Result<std::os::unix::net::UnixStream> {
-    std::os::unix::net::UnixStream::connect_addr(&unix_address(path)?)
 }
 
 /// Checks that `path` fits in `sun_path` as it is (SPEC: TRN-PATH-2). An abstract `@name` takes

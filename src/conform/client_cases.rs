@@ -362,7 +362,7 @@ fn expect_connect_error(ctx: &mut Ctx, situation: &str) -> CaseResult {
     if status.success() {
         return fail(format!("{situation}; expected a non-zero exit status; the client {}", describe_status(status)));
     }
-    let name = crate::socket_path::abstract_name(&ctx.socket)
+    let name = crate::net::abstract_name(&ctx.socket)
         .map(|n| String::from_utf8_lossy(n).into_owned())
         .unwrap_or_else(|| ctx.socket.file_name().unwrap_or_default().to_string_lossy().into_owned());
     let said = ctx.stderr_text() + &ctx.stdout_text();

@@ -720,7 +720,7 @@ impl Ctx {
 
     /// Whether something is at the socket path, or (an abstract address) bound to the name.
     fn socket_bound(&self) -> bool {
-        match crate::socket_path::abstract_name(&self.socket) {
+        match crate::net::abstract_name(&self.socket) {
             // /proc/net/unix lists every bound name, an abstract one as `@name` at the end of its line.
             Some(name) => std::fs::read("/proc/net/unix").is_ok_and(|table| {
                 let name = [b"@".as_slice(), name].concat();
@@ -869,7 +869,7 @@ impl Ctx {
 
     /// Listens at the socket path or abstract name (for client cases) before the client starts.
     pub fn listen(&self) -> Result<UnixListener, Problem> {
-        let listener = crate::socket_path::unix_address(&self.socket)
+        let listener = crate::net::unix_address(&self.socket)
             .and_then(|address| UnixListener::bind_addr(&address))
             .map_err(|e| Problem::harness(&format!("cannot listen at {}", self.socket.display()), e))?;
         listener.set_nonblocking(true).map_err(|e| Problem::harness("cannot make the listener non-blocking", e))?;

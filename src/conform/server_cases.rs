@@ -692,7 +692,7 @@ fn shutdown(ctx: &mut Ctx, signal: Signal, name: &str) -> CaseResult {
             crate::process::describe_status(status)
         ));
     }
-    if crate::socket_path::abstract_name(&ctx.socket).is_none() {
+    if crate::net::abstract_name(&ctx.socket).is_none() {
         if std::fs::symlink_metadata(&ctx.socket).is_ok() {
             return fail(format!("sent {name}; expected the socket file removed; it is still there"));
         }
