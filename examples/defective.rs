@@ -7,7 +7,8 @@
 //!
 //! Server defects: server-no-owed-pongs (SRV-INVALID-1), server-answers-after-end (SRV-END-2),
 //! server-world-readable (LIFE-PERM-1), server-keeps-socket (LIFE-SHUT-1),
-//! server-unlinks-files (LIFE-FOREIGN-1), server-serial (SRV-CONC-1, SRV-CONC-2).
+//! server-unlinks-files (LIFE-FOREIGN-1), server-serial (SRV-CONC-1, SRV-CONC-2, and LIFE-SHUT-1: it sits in a connection's read when
+//! SIGTERM comes).
 //! Client defects: client-ignores-reply (CLT-REPLY-2), client-exit-zero (CLT-EXIT-1),
 //! client-99-rounds (CLT-ROUNDS-1, a SHOULD).
 

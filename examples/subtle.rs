@@ -11,6 +11,9 @@
 //!   of bug a batching write path has at a buffer boundary.
 //! - `pause-close`: closes a connection whose partial token is followed by more than 100 ms of
 //!   silence, an idle timeout set far too short for a half-sent token (WIRE-STREAM-2).
+//! - `shared-pongs`: one counter of pongs owed for all connections, drained by whichever
+//!   connection writes next (after a millisecond's wait to batch them): alone, each connection
+//!   is answered exactly; when several send at once, one gets another's pongs (SRV-ISOLATE-1).
 //!
 //! Clients (`conform client --explore`):
 //!
@@ -18,6 +21,9 @@
 //!   else came in the same read, so `"pong"` followed by garbage passes (CLT-REPLY-2).
 //! - `client-late-end`: from round 50 on, still sends `end` after a wrong reply before it exits
 //!   non-zero (CLT-REPLY-2).
+//! - `client-read-four`: reads each reply as exactly four bytes (as Go's `io.ReadFull` does)
+//!   before looking at them: conforming, but slow to notice a wrong byte after a `pong`
+//!   (CLT-REPLY-3, a SHOULD).
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -35,11 +41,15 @@ enum Defect {
     SplitAfterPing,
     ThousandthTwice,
     PauseClose,
+    SharedPongs,
 }
+
+/// Pongs owed, for every connection at once (`shared-pongs`).
+static OWED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    if let (Some(defect @ ("client-extra-bytes" | "client-late-end")), Some(socket)) =
+    if let (Some(defect @ ("client-extra-bytes" | "client-late-end" | "client-read-four")), Some(socket)) =
         (args.get(1).map(String::as_str), args.get(2))
     {
         return client(defect, Path::new(socket));
@@ -48,8 +58,9 @@ fn main() -> ExitCode {
         Some("split-after-ping") => Defect::SplitAfterPing,
         Some("thousandth-twice") => Defect::ThousandthTwice,
         Some("pause-close") => Defect::PauseClose,
+        Some("shared-pongs") => Defect::SharedPongs,
         _ => {
-            eprintln!("usage: subtle split-after-ping|thousandth-twice|pause-close <socket path>");
+            eprintln!("usage: subtle split-after-ping|thousandth-twice|pause-close|shared-pongs <socket path>");
             return ExitCode::from(2);
         }
     };
@@ -75,7 +86,7 @@ fn main() -> ExitCode {
                 stream.set_nonblocking(false).expect("blocking stream");
                 std::thread::spawn(move || match defect {
                     Defect::SplitAfterPing => hand_parsed(stream),
-                    Defect::ThousandthTwice | Defect::PauseClose => serve(stream, defect),
+                    Defect::ThousandthTwice | Defect::PauseClose | Defect::SharedPongs => serve(stream, defect),
                 });
             }
             Err(_) => std::thread::sleep(Duration::from_millis(2)),
@@ -106,6 +117,13 @@ fn serve(mut stream: UnixStream, defect: Defect) {
         shadow.decode(&buffer[..n]);
         if defect == Defect::ThousandthTwice && answered < 1000 && answered + reply.pongs >= 1000 {
             reply.pongs += 1;
+        }
+        if defect == Defect::SharedPongs {
+            // The defect: owed pongs go into one counter for everybody, and whoever writes
+            // next, after a moment to batch them, takes them all.
+            OWED.fetch_add(reply.pongs, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(1));
+            reply.pongs = OWED.swap(0, Ordering::SeqCst);
         }
         answered += reply.pongs;
         for chunk in pong_chunks(reply.pongs) {
@@ -178,6 +196,29 @@ fn client(defect: &str, socket: &Path) -> ExitCode {
         }
         let _ = stream.write_all(END);
         return ExitCode::SUCCESS;
+    }
+    if defect == "client-read-four" {
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+        let mut session = udsping::proto::ClientSession::new(100);
+        loop {
+            while let Some(bytes) = session.poll_transmit() {
+                if stream.write_all(bytes).is_err() {
+                    return ExitCode::from(1);
+                }
+            }
+            if !session.wants_read() {
+                return ExitCode::SUCCESS;
+            }
+            let mut reply = [0u8; 4];
+            if let Err(e) = stream.read_exact(&mut reply) {
+                eprintln!("subtle: waiting for a reply: {e}");
+                return ExitCode::from(1);
+            }
+            if let Err(error) = session.on_bytes(&reply) {
+                eprintln!("subtle: {error}");
+                return ExitCode::from(1);
+            }
+        }
     }
     let mut session = udsping::proto::ClientSession::new(100);
     loop {

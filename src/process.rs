@@ -183,6 +183,42 @@ pub fn kill_everything() {
     }
 }
 
+/// How the start of a server ended (see [`Child::await_listening`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    /// A connection to its socket succeeded.
+    Listening,
+    /// The command exited first.
+    Exited(ExitStatus),
+    /// Neither happened before the deadline.
+    TimedOut,
+}
+
+/// What a command that exited 0 left running.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Daemon {
+    /// Processes it started that left its process group and run on.
+    pub escaped: Vec<u32>,
+    /// Something still accepts connections at its socket.
+    pub serving: bool,
+}
+
+impl std::fmt::Display for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = if self.escaped.is_empty() {
+            "something it started".to_string()
+        } else {
+            format!("a process it started (pid {:?})", self.escaped)
+        };
+        let serving = if self.serving { " and serving the socket" } else { "" };
+        write!(
+            f,
+            "CMD exited with status 0 while {what} kept running{serving}: CMD must stay in the foreground (do not \
+             daemonize; a wrapper script should `exec` the program)"
+        )
+    }
+}
+
 /// A started command; dropping it kills and reaps the command and all its descendants.
 pub struct Child {
     child: std::process::Child,
@@ -287,6 +323,37 @@ impl Child {
     /// left its process group and were re-parented to this process): a daemon it started.
     pub fn escapees(&self) -> Vec<u32> {
         escapees(&self.marker, &[self.child.id()])
+    }
+
+    /// Waits until a connection to `socket` succeeds (the probe is closed at once, without a
+    /// byte sent), the command exits, or `deadline` passes: how the gate and the bench see
+    /// that a server they started is ready.
+    pub fn await_listening(&mut self, socket: &Path, deadline: Instant) -> Readiness {
+        loop {
+            if let Ok(probe) = crate::net::connect_bounded(socket, deadline) {
+                drop(probe);
+                return Readiness::Listening;
+            }
+            if let Some(status) = self.try_status() {
+                return Readiness::Exited(status);
+            }
+            if Instant::now() >= deadline {
+                return Readiness::TimedOut;
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Whether the command, having exited with `status`, left something running: it exited 0
+    /// while a process it started runs on, or while something still accepts connections at
+    /// `socket` (a daemon, which neither the gate nor the bench can judge or stop).
+    pub fn daemonized(&self, status: ExitStatus, socket: Option<&Path>) -> Option<Daemon> {
+        if !status.success() {
+            return None;
+        }
+        let escaped = self.escapees();
+        let serving = socket.is_some_and(|socket| crate::net::connect_bounded(socket, Instant::now()).is_ok());
+        (!escaped.is_empty() || serving).then_some(Daemon { escaped, serving })
     }
 
     /// Waits up to `limit` for both pipes to reach EOF (after the command exited, what it

@@ -70,7 +70,25 @@ pub const PROFILES: [&str; 4] = ["core", "stream", "lifecycle", "concurrency"];
 
 /// Every requirement of `SPEC_MD`, in document order.
 pub fn requirements() -> Vec<Requirement<'static>> {
-    parse(SPEC_MD).expect("SPEC.md's requirement lines are well-formed (checked by tests/traceability.rs)")
+    all().to_vec()
+}
+
+/// Every requirement of `SPEC_MD`, parsed once.
+pub fn all() -> &'static [Requirement<'static>] {
+    static ALL: std::sync::OnceLock<Vec<Requirement<'static>>> = std::sync::OnceLock::new();
+    ALL.get_or_init(|| {
+        parse(SPEC_MD).expect("SPEC.md's requirement lines are well-formed (checked by tests/traceability.rs)")
+    })
+}
+
+/// The requirement `text` names, as SPEC.md spells its ID, if SPEC.md defines it.
+pub fn id(text: &str) -> Option<&'static str> {
+    all().iter().find(|r| r.id == text).map(|r| r.id)
+}
+
+/// The requirement `id` names, if SPEC.md defines it.
+pub fn find(id: &str) -> Option<&'static Requirement<'static>> {
+    all().iter().find(|r| r.id == id)
 }
 
 /// The strongest level among `ids` (MUST where none is known): a case binds as strictly as its

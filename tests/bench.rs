@@ -393,7 +393,7 @@ fn build_defective(dir: &std::path::Path, name: &str, define: &str) -> Option<st
 #[case::dies("-DCRASH", &[], "the server was killed by signal 6 (SIGABRT); its stderr: srv: giving up at round 1")]
 // Whether the daemon accepts before the bench sees its parent exit is a race; either way the
 // parent's exit 0 is the reason.
-#[case::daemonizes("-DDAEMON", &[], "srv exited with status 0 ")]
+#[case::daemonizes("-DDAEMON", &[], "exited with status 0 ")]
 #[case::never_ready("-DSLOW_START", &["--startup-timeout", "100ms"], "within 0.1 s (--startup-timeout)")]
 #[case::daemonizes_later("-DDAEMON_LATE", &[], "the server exited with status 0 while something it started went on serving")]
 fn a_defective_server_fails_with_the_reason_that_names_its_defect(

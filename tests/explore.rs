@@ -12,11 +12,9 @@ use std::time::Duration;
 
 use assert_cmd::Command as TestCommand;
 use predicates::prelude::PredicateBooleanExt;
-use udsping::conform::explore::{self, ExploreOptions};
-use udsping::conform::explore_client as client;
-use udsping::conform::explore_lifecycle as lifecycle;
-use udsping::conform::harness::Target;
-use udsping::conform::script::{Observation, Step};
+use udsping::conform::{
+    self, Addressing, CaseReport, Env, ExploreOptions, Kind, Observation, Outcome, Step, Target, Waits,
+};
 
 fn reference() -> Target {
     let program = env!("CARGO_BIN_EXE_udsping").to_string();
@@ -26,22 +24,61 @@ fn reference() -> Target {
 /// The subtle fixtures. `cargo test` builds examples; when a single test target was asked
 /// for, build it here.
 fn subtle(defect: &str) -> Target {
+    example("subtle", defect)
+}
+
+/// A fixture of examples/defective.rs (built here when a single test target was asked for).
+fn defective(defect: &str) -> Target {
+    example("defective", defect)
+}
+
+fn example(name: &str, defect: &str) -> Target {
     let deps = std::env::current_exe().unwrap();
-    let path = deps.parent().unwrap().parent().unwrap().join("examples").join("subtle");
+    let path = deps.parent().unwrap().parent().unwrap().join("examples").join(name);
     if !path.exists() {
-        let status = Command::new(env!("CARGO")).args(["build", "--example", "subtle"]).status().unwrap();
-        assert!(status.success(), "cannot build examples/subtle.rs");
+        let status = Command::new(env!("CARGO")).args(["build", "--example", name]).status().unwrap();
+        assert!(status.success(), "cannot build examples/{name}.rs");
     }
     Target { program: path.to_string_lossy().into_owned(), args: vec![defect.into(), "{socket}".into()] }
 }
 
-/// `timeout` per expected event, and the default 5 s to start.
-fn waits(timeout: Duration) -> udsping::conform::harness::Waits {
-    udsping::conform::harness::Waits { timeout, startup_timeout: Duration::from_secs(5) }
+/// The exploration of one family against `target`, with `timeout` per expected event.
+fn explore(kind: Kind, target: &Target, seed: u64, cases: u32, timeout: Duration) -> Vec<CaseReport> {
+    let env = Env { target, waits: Waits { timeout, ..Waits::default() }, addressing: Addressing::Path, jobs: 2 };
+    let options = ExploreOptions { cases: Some(cases), ..ExploreOptions::new(seed) };
+    conform::explore_kind(kind, &env, &options, None)
 }
 
-fn options(seed: u64, cases: u32) -> ExploreOptions {
-    ExploreOptions { cases, timeout: Duration::from_secs(5), ..ExploreOptions::new(seed) }
+/// The one case an exploration that found nothing reports: passed, with every case run.
+fn assert_passed(reports: &[CaseReport], cases: u32) {
+    assert_eq!(reports.len(), 1, "{:#?}", reports.iter().map(|r| (&r.id, &r.message, &r.details)).collect::<Vec<_>>());
+    let report = &reports[0];
+    assert_eq!(report.outcome, Outcome::Pass, "{}: {:?}\n{}", report.id, report.message, report.details.join("\n"));
+    assert!(report.title.starts_with(&format!("{cases} generated")), "{}", report.title);
+}
+
+/// The failure an exploration found, with its minimal script's text (if it is a script).
+fn found(reports: &[CaseReport]) -> (&CaseReport, String) {
+    let report =
+        reports.iter().find(|r| r.outcome == Outcome::Fail && r.level == udsping::spec::Level::Must).unwrap_or_else(
+            || panic!("exploration found nothing: {:?}", reports.iter().map(|r| &r.title).collect::<Vec<_>>()),
+        );
+    let text = report.script.as_ref().map(|s| script_text(&s.script)).unwrap_or_default();
+    (report, text)
+}
+
+fn script_text(script: &conform::Script) -> String {
+    script.steps.iter().enumerate().map(|(i, step)| format!("{:>4}. {step}\n", i + 1)).collect()
+}
+
+fn confirmed(report: &CaseReport) -> bool {
+    report.confirmation.as_ref().is_some_and(|c| !c.is_flaky())
+}
+
+/// The step number a failure names (`step 5 (...)`).
+fn failed_step(report: &CaseReport) -> usize {
+    let step = &report.failure.as_ref().expect("a failure").step;
+    step.strip_prefix("step ").and_then(|s| s.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or(0)
 }
 
 // SPEC: WIRE-STREAM-1, SRV-PONG-1, SRV-INVALID-1, SRV-EOF-1, SRV-END-2, SRV-CONC-2 — generated
@@ -49,31 +86,25 @@ fn options(seed: u64, cases: u32) -> ExploreOptions {
 #[test]
 fn the_reference_passes_exploration_with_several_seeds() {
     for seed in [1, 2, 3] {
-        let exploration = explore::explore(&reference(), &options(seed, 60));
-        assert!(exploration.harness_error.is_none(), "{:?}", exploration.harness_error);
-        assert!(exploration.deaths.is_empty(), "{:?}", exploration.deaths);
-        if let Some(found) = &exploration.found {
-            panic!("seed {seed}: {}\n{}", found.failure, found.minimal.text());
-        }
-        assert_eq!(exploration.ran, 60);
+        assert_passed(&explore(Kind::Conversations, &reference(), seed, 60, Duration::from_secs(5)), 60);
     }
 }
 
 /// The minimal script exploration finds against `defect` with `seed`, as text, after
-/// checking that it is confirmed and short.
-fn shrunk(defect: &str, seed: u64) -> (String, explore::Found) {
-    let exploration = explore::explore(&subtle(defect), &options(seed, explore::DEFAULT_CASES));
-    assert!(exploration.harness_error.is_none(), "{:?}", exploration.harness_error);
-    let found = exploration.found.unwrap_or_else(|| panic!("{defect}: exploration found nothing"));
-    assert!(found.minimal.steps.len() <= found.original.steps.len().max(8), "{defect}: did not shrink");
-    (found.minimal.text(), found)
+/// checking that it is short.
+fn shrunk(defect: &str, seed: u64) -> (String, CaseReport) {
+    let reports = explore(Kind::Conversations, &subtle(defect), seed, 200, Duration::from_secs(5));
+    let (report, text) = found(&reports);
+    let script = report.script.as_ref().expect("a script");
+    assert!(script.script.steps.len() <= script.original_steps.unwrap().max(8), "{defect}: did not shrink");
+    (text, report.clone())
 }
 
 // SPEC: WIRE-STREAM-1 — a parser that loses a pending "pin" after a complete ping in the same
 // read: found, and shrunk to the one split that shows it.
 #[test]
 fn exploration_finds_and_shrinks_a_split_after_a_ping() {
-    let (text, found) = shrunk("split-after-ping", 1);
+    let (text, report) = shrunk("split-after-ping", 1);
     assert_eq!(
         text,
         concat!(
@@ -86,17 +117,18 @@ fn exploration_finds_and_shrinks_a_split_after_a_ping() {
             "   7.    expect the server still running\n",
         )
     );
-    assert!(!found.confirmation.is_flaky(), "{:?}", found.confirmation);
-    assert_eq!(found.failure.step, 5);
-    assert_eq!(found.failure.observed, Observation::Closed { before: b"pong"[..].into() });
-    assert!(found.failure.at.because().contains(&"WIRE-STREAM-1".to_string()));
+    assert!(confirmed(&report), "{:?}", report.confirmation);
+    let failure = report.failure.as_ref().unwrap();
+    assert_eq!(failed_step(&report), 5);
+    assert_eq!(failure.observed, Observation::Closed { before: b"pong"[..].into() });
+    assert!(failure.blames.contains(&"WIRE-STREAM-1"));
 }
 
 // SPEC: SRV-PONG-1 — a server that answers the 1000th ping twice: found by a long run, and
 // shrunk to exactly 1000 pings.
 #[test]
 fn exploration_finds_and_shrinks_a_double_answer_to_the_thousandth_ping() {
-    let (text, found) = shrunk("thousandth-twice", 1);
+    let (text, report) = shrunk("thousandth-twice", 1);
     assert_eq!(
         text,
         concat!(
@@ -108,8 +140,10 @@ fn exploration_finds_and_shrinks_a_double_answer_to_the_thousandth_ping() {
             "   6.    expect the server still running\n",
         )
     );
-    assert!(!found.confirmation.is_flaky(), "{:?}", found.confirmation);
-    assert_eq!(found.failure.observed, Observation::Closed { before: b"pong"[..].into() });
+    assert!(confirmed(&report), "{:?}", report.confirmation);
+    assert_eq!(report.failure.as_ref().unwrap().observed, Observation::Closed { before: b"pong"[..].into() });
+    // SPEC.md section 8: the extra "pong" blames "no other bytes", and the close the EOF.
+    assert!(report.failure.as_ref().unwrap().blames.contains(&"SRV-PONG-1"));
 }
 
 // SPEC: WIRE-STREAM-2 — a server that closes a connection whose partial token is followed by
@@ -122,42 +156,62 @@ fn exploration_finds_and_shrinks_a_double_answer_to_the_thousandth_ping() {
 // this test (it still had to find the defect).
 #[test]
 fn exploration_finds_and_shrinks_a_close_after_a_pause_mid_token() {
-    let (text, found) = shrunk("pause-close", 5);
-    if found.confirmation.is_flaky() {
-        eprintln!("the machine's timing decided this run (reported flaky, {:?}):\n{text}", found.confirmation);
+    let (text, report) = shrunk("pause-close", 5);
+    if !confirmed(&report) {
+        eprintln!("the machine's timing decided this run (reported flaky, {:?}):\n{text}", report.confirmation);
         return;
     }
-    let conn = match &found.failure.at {
-        Step::ExpectBytes { conn, .. } | Step::ExpectClosed { conn, .. } => *conn,
+    let steps = &report.script.as_ref().unwrap().script.steps;
+    let conn = match &steps[failed_step(&report) - 1] {
+        Step::ExpectBytes { conn, .. } | Step::ExpectClosed { conn, .. } | Step::ExpectOpen { conn, .. } => *conn,
+        Step::Do(conform::Action::Send { conn, .. }) => *conn,
         other => panic!("failed at {other}\n{text}"),
     };
-    let steps = &found.minimal.steps;
+    let sends = |s: &Step, c: u32| matches!(s, Step::Do(conform::Action::Send { conn, .. }) if *conn == c);
     let partial = steps
         .iter()
-        .position(|s| matches!(s, Step::Send { conn: c, bytes } if *c == conn && !bytes.0.ends_with(b"ping") && !bytes.0.ends_with(b"end")))
+        .position(|s| match s {
+            Step::Do(conform::Action::Send { conn: c, bytes, .. }) => {
+                *c == conn && !bytes.ends_with(b"ping") && !bytes.ends_with(b"end")
+            }
+            _ => false,
+        })
         .unwrap_or_else(|| panic!("no partial token on #{conn}\n{text}"));
     let completing = partial
         + 1
         + steps[partial + 1..]
             .iter()
-            .position(|s| matches!(s, Step::Send { conn: c, .. } if *c == conn))
+            .position(|s| sends(s, conn))
             .unwrap_or_else(|| panic!("nothing completes the token\n{text}"));
     let waited: u64 = steps[partial..completing]
         .iter()
         .map(|s| match s {
-            Step::Pause { ms } | Step::ExpectOpen { ms, .. } => *ms,
+            Step::Do(conform::Action::Pause { ms }) | Step::ExpectOpen { ms, .. } => *ms,
             _ => 0,
         })
         .sum();
     assert!(waited >= 100, "waited {waited} ms\n{text}");
-    let conns: BTreeSet<u32> =
-        steps.iter().filter_map(|s| if let Step::Connect { conn } = s { Some(*conn) } else { None }).collect();
+    let conns: BTreeSet<u32> = steps
+        .iter()
+        .filter_map(|s| if let Step::Do(conform::Action::Connect { conn, .. }) = s { Some(*conn) } else { None })
+        .collect();
     assert!(conns.len() <= 2 && steps.len() <= 14, "not minimal:\n{text}");
+}
+
+// SPEC: SRV-ISOLATE-1 — one pong counter for all connections: invisible to one connection at a
+// time, found by bursts on many connections released at one instant.
+#[test]
+fn bursts_find_pongs_shared_between_connections() {
+    assert_passed(&explore(Kind::Bursts, &reference(), 1, 10, Duration::from_secs(5)), 10);
+    let reports = explore(Kind::Bursts, &subtle("shared-pongs"), 1, 20, Duration::from_secs(2));
+    let (report, text) = found(&reports);
+    assert!(report.failure.as_ref().unwrap().blames.contains(&"SRV-ISOLATE-1"), "{report:?}");
+    assert!(text.contains("send at once"), "{text}");
 }
 
 #[test]
 fn generation_is_deterministic_for_a_seed() {
-    let scripts = |seed| (0..50).map(|i| explore::generate(seed, i).script()).collect::<Vec<_>>();
+    let scripts = |seed| (0..50).map(|i| conform::generated_script(seed, i)).collect::<Vec<_>>();
     assert_eq!(scripts(42), scripts(42));
     assert_ne!(scripts(42), scripts(43));
 }
@@ -227,7 +281,7 @@ fn export_writes_vectors_with_a_schema() {
         .args(["--seed", "5", "--cases", "10"])
         .assert()
         .success()
-        .stdout(predicates::str::contains("wrote 32 files")); // the table, 21 rows, 10 generated
+        .stdout(predicates::str::contains("wrote 33 files")); // the table, 22 rows, 10 generated
     let table: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("invalid-bytes.json")).unwrap()).unwrap();
     assert_eq!(table[0]["stream"], "PING");
@@ -251,44 +305,48 @@ fn the_reference_client_passes_client_exploration() {
     let bin = env!("CARGO_BIN_EXE_udsping").to_string();
     let target =
         Target { program: bin, args: ["ping", "--socket", "{socket}"].into_iter().map(String::from).collect() };
-    let addressing = udsping::conform::harness::Addressing::Path;
-    let (ran, found, error) = client::explore(&target, 30, 1, waits(Duration::from_secs(5)), addressing, None);
-    assert!(error.is_none(), "{error:?}");
-    assert!(found.is_none(), "{:?}", found.map(|f| format!("{}\n{}", f.failure, f.minimal)));
-    assert_eq!(ran, 30);
+    assert_passed(&explore(Kind::Servers, &target, 1, 30, Duration::from_secs(5)), 30);
 }
 
 // SPEC: CLT-REPLY-2 — a client that still sends `end` after a wrong reply from round 50 on:
 // found by a late disruption, shrunk to exactly round 50 and the first wrong byte.
 #[test]
 fn client_exploration_finds_end_after_a_late_wrong_reply() {
-    let addressing = udsping::conform::harness::Addressing::Path;
-    let (_, found, error) =
-        client::explore(&subtle("client-late-end"), 60, 1, waits(Duration::from_secs(5)), addressing, None);
-    assert!(error.is_none(), "{error:?}");
-    let found = found.expect("client exploration found nothing");
-    assert_eq!(found.minimal.to_string(), "rounds 1..49: replied \"pong\"\nround 50: replied \"Pong\"\n");
-    assert_eq!(found.failure.observed, Observation::Closed { before: b"end"[..].into() });
-    assert!(!found.confirmation.is_flaky());
+    let reports = explore(Kind::Servers, &subtle("client-late-end"), 1, 60, Duration::from_secs(5));
+    let (report, _) = found(&reports);
+    let minimal = report.details.join("\n");
+    assert!(minimal.contains("rounds 1..49: replied \"pong\"\n   round 50: replied \"Pong\""), "{minimal}");
+    assert_eq!(report.failure.as_ref().unwrap().observed, Observation::Closed { before: b"end"[..].into() });
+    assert_eq!(report.failure.as_ref().unwrap().blames, ["CLT-REPLY-2"]);
+    assert!(confirmed(report));
 }
 
 // SPEC: CLT-REPLY-2 — a client that looks only at the first four bytes of a read: found, and
-// shrunk to extra bytes after the first pong.
+// shrunk to an extra byte after the first pong that it takes for nothing.
 #[test]
 fn client_exploration_finds_extra_bytes_after_a_pong() {
-    let addressing = udsping::conform::harness::Addressing::Path;
     // A short timeout: the defective client waits for a reply forever, and each run of the
     // shrinking waits this long to see that.
-    let (_, found, error) =
-        client::explore(&subtle("client-extra-bytes"), 60, 1, waits(Duration::from_millis(500)), addressing, None);
-    assert!(error.is_none(), "{error:?}");
-    let found = found.expect("client exploration found nothing");
-    assert_eq!(found.minimal.round, 1, "{}", found.minimal);
-    assert!(matches!(found.minimal.disruption, client::Disruption::Extra { .. }), "{}", found.minimal);
-    assert!(found.minimal.splits.is_empty(), "{}", found.minimal);
+    let reports = explore(Kind::Servers, &subtle("client-extra-bytes"), 1, 60, Duration::from_millis(500));
+    let (report, _) = found(&reports);
+    let minimal = report.details.join("\n");
+    assert!(minimal.contains("round 1: replied \"pong"), "{minimal}");
+    assert!(minimal.contains("in one write"), "{minimal}");
 }
 
-// SPEC: WIRE-STREAM-1, SRV-PONG-1 — the seed's Python server, explored: what it finds is the
+// SPEC: CLT-REPLY-2, CLT-REPLY-3 — a client that reads each reply as exactly four bytes (Go's io.ReadFull)
+// may send its next ping before it reads a byte that followed a pong; answered, it reads that
+// byte as the first of the reply and stops. That is conforming, whatever its own timeout: the
+// exploration passes it, for several seeds.
+#[test]
+fn a_client_reading_whole_replies_passes() {
+    for seed in [1, 2, 3] {
+        let reports = explore(Kind::Servers, &subtle("client-read-four"), seed, 60, Duration::from_millis(500));
+        assert_passed(&reports, 60);
+    }
+}
+
+// SPEC: WIRE-STREAM-1, SRV-OPEN-1 — the seed's Python server, explored: what it finds is the
 // first deviation SPEC.md section 9 lists (a ping split over two reads ends the connection),
 // shrunk to that split alone.
 #[test]
@@ -301,10 +359,10 @@ fn seed_server_exploration_finds_a_section_9_deviation() {
     let script = dir.path().join("server.py");
     std::fs::write(&script, common::SEED_SERVER).unwrap();
     let target = Target { program: "python3".into(), args: vec![script.to_string_lossy().into_owned()] };
-    let exploration = explore::explore(&target, &options(1, 50));
-    let found = exploration.found.expect("exploration found nothing wrong with the seed's server");
+    let reports = explore(Kind::Conversations, &target, 1, 50, Duration::from_secs(5));
+    let (report, text) = found(&reports);
     assert_eq!(
-        found.minimal.text(),
+        text,
         concat!(
             "   1. #1 connect\n",
             "   2. #1 send \"p\"\n",
@@ -315,8 +373,10 @@ fn seed_server_exploration_finds_a_section_9_deviation() {
             "   7.    expect the server still running\n",
         )
     );
-    let blamed = found.failure.at.because().to_vec();
-    assert_eq!(blamed, ["SRV-PONG-1", "WIRE-STREAM-1"]);
+    // It closed after "p" (a read that is not "ping" is "invalid" to it), so "ing" never
+    // arrived: SPEC: SRV-OPEN-1, and the close depended on the split (WIRE-STREAM-1).
+    assert_eq!(failed_step(report), 3, "{:?}", report.failure);
+    assert_eq!(report.failure.as_ref().unwrap().blames, ["SRV-OPEN-1", "WIRE-STREAM-1"]);
 }
 
 #[test]
@@ -347,40 +407,33 @@ fn exploration_flags_are_checked() {
     .stdout(predicates::str::contains("100000 generated").not());
 }
 
-/// A fixture of examples/defective.rs (built here when a single test target was asked for).
-fn defective(defect: &str) -> Target {
-    let deps = std::env::current_exe().unwrap();
-    let path = deps.parent().unwrap().parent().unwrap().join("examples").join("defective");
-    if !path.exists() {
-        let status = Command::new(env!("CARGO")).args(["build", "--example", "defective"]).status().unwrap();
-        assert!(status.success(), "cannot build examples/defective.rs");
-    }
-    Target { program: path.to_string_lossy().into_owned(), args: vec![defect.into(), "{socket}".into()] }
-}
-
 // SPEC: LIFE-BIND-1, LIFE-STALE-1, LIFE-LIVE-1, LIFE-FOREIGN-1, LIFE-SHUT-1, LIFE-SHUT-2 —
-// generated lifecycles (what is at the path, starts, signals, replacement) against the
-// reference find nothing; against servers that delete a user's file or leave their socket
-// behind they find the defect, shrunk to the two events that show it.
+// generated lifecycles (what is at the path, starts, second starts, signals, replacement)
+// against the reference find nothing; against servers that delete a user's file or leave their
+// socket behind they find the defect, shrunk to the two events that show it.
 #[test]
 fn lifecycle_exploration_judges_against_section_7() {
-    let timeout = Duration::from_secs(5);
-    let (ran, found, error) = lifecycle::explore(&reference(), 20, 1, waits(timeout));
-    assert!(error.is_none(), "{error:?}");
-    assert!(found.is_none(), "{:?}", found.map(|f| format!("{}: {}", f.minimal, f.failure)));
-    assert_eq!(ran, 20);
+    assert_passed(&explore(Kind::Lifecycles, &reference(), 1, 20, Duration::from_secs(5)), 20);
 
     // A short deadline for the fixtures: a server that does not refuse is seen by waiting it out.
     let timeout = Duration::from_secs(1);
-    let (_, found, _) = lifecycle::explore(&defective("server-keeps-socket"), 20, 1, waits(timeout));
-    let found = found.expect("a server that leaves its socket file behind");
-    assert_eq!(found.minimal.to_string(), "at the path: Nothing; then Start Term");
-    assert_eq!(found.failure.requirements, ["LIFE-SHUT-1"]);
+    let reports = explore(Kind::Lifecycles, &defective("server-keeps-socket"), 1, 20, timeout);
+    let (report, _) = found(&reports);
+    assert!(
+        report.details.iter().any(|l| l.contains("minimal lifecycle: at the path: Nothing; then Start Term")),
+        "{:?}",
+        report.details
+    );
+    assert_eq!(report.failure.as_ref().unwrap().blames, ["LIFE-SHUT-1"]);
 
-    let (_, found, _) = lifecycle::explore(&defective("server-unlinks-files"), 20, 1, waits(timeout));
-    let found = found.expect("a server that deletes a regular file at its path");
-    assert_eq!(found.minimal.to_string(), "at the path: RegularFile; then Start");
-    assert_eq!(found.failure.requirements, ["LIFE-FOREIGN-1"]);
+    let reports = explore(Kind::Lifecycles, &defective("server-unlinks-files"), 1, 20, timeout);
+    let (report, _) = found(&reports);
+    assert!(
+        report.details.iter().any(|l| l.contains("minimal lifecycle: at the path: RegularFile; then Start")),
+        "{:?}",
+        report.details
+    );
+    assert_eq!(report.failure.as_ref().unwrap().blames, ["LIFE-FOREIGN-1"]);
 }
 
 // SPEC: LIFE-SHUT-1 — a hand-written script with a signal replays: SIGTERM closes the open
@@ -412,7 +465,6 @@ fn hand_written_scripts_with_signals_replay() {
     };
     replay(script(true)).code(0);
     replay(script(false)).code(1).stdout(
-        predicates::str::contains("step 6")
-            .and(predicates::str::contains("observed the server exited (exit status: 0)")),
+        predicates::str::contains("step 6").and(predicates::str::contains("observed the process exited with status 0")),
     );
 }

@@ -207,8 +207,9 @@ fn start_command(target: &Target, startup_timeout: Duration) -> Result<Running, 
     let mut child = crate::process::Child::spawn(target, dir.path(), &socket, &env, &marker)
         .map_err(|e| StartError::Command(e.to_string()))?;
     let deadline = Instant::now() + startup_timeout;
-    while crate::net::connect_bounded(&path, deadline).is_err() {
-        if let Some(status) = child.try_status() {
+    match child.await_listening(&path, deadline) {
+        crate::process::Readiness::Listening => {}
+        crate::process::Readiness::Exited(status) => {
             let stderr = stderr_of(&child);
             // Exiting 0 at once is what a daemonizing server does.
             let hint = if status.success() { " (a server must stay in the foreground)" } else { "" };
@@ -218,7 +219,7 @@ fn start_command(target: &Target, startup_timeout: Duration) -> Result<Running, 
                 crate::process::describe_status(status)
             )));
         }
-        if Instant::now() >= deadline {
+        crate::process::Readiness::TimedOut => {
             // As in the gate: only a start with no sign of life (nothing written, nothing at
             // the path) may be a slow one worth trying again.
             if child.silent() && std::fs::symlink_metadata(&path).is_err() {
@@ -231,13 +232,15 @@ fn start_command(target: &Target, startup_timeout: Duration) -> Result<Running, 
                 stderr_of(&child)
             )));
         }
-        thread::sleep(Duration::from_millis(5));
     }
     // As in the gate: a CMD that returned while something it started serves has left the
     // process whose CPU and memory would be measured, and whose death would be noticed.
     if let Some(status) = child.try_status() {
+        if let Some(daemon) = child.daemonized(status, Some(&path)) {
+            return Err(StartError::Command(daemon.to_string()));
+        }
         return Err(StartError::Command(format!(
-            "{} {} while something it started accepts connections: run the server in the foreground (`exec` it from a wrapper)",
+            "{} {} right after accepting connections",
             target.program,
             crate::process::describe_status(status)
         )));

@@ -5,7 +5,7 @@
 //! The directory gets:
 //!
 //! - `invalid-bytes.json`: SPEC.md section 4.4's table, `[{"stream", "first_invalid", "why"}]`.
-//! - `cases/<id>.json`: one vector per stream case of [`super::rows`] (`/` in the ID becomes
+//! - `cases/<id>.json`: one vector per stream case of [`super::cases::rows`] (`/` in the ID becomes
 //!   `_`).
 //! - `generated/seed-<S>-case-<i>.json`: one vector per generated conversation of seed `S`.
 //!
@@ -29,17 +29,18 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::explore;
-use super::rows;
-use super::script::{Bytes, Script, Step};
+use super::case::{Role, Run};
+use super::cases::{self, rows};
+use super::explore::{self, conversation::Conversations};
+use super::script::{Action, Bytes, Script, Step};
 use crate::proto::grammar::INVALID_TABLE;
 
 /// The `format` field of a vector.
-pub const FORMAT: &str = "udsping-vector";
+pub(crate) const FORMAT: &str = "udsping-vector";
 
 /// One connection of a vector.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct ConnVector {
+pub(crate) struct ConnVector {
     pub(crate) conn: u32,
     pub(crate) writes: Vec<Bytes>,
     pub(crate) client_eof: bool,
@@ -50,7 +51,7 @@ pub struct ConnVector {
 
 /// A test vector: a script and, per connection, what goes each way.
 #[derive(Clone, Debug, Serialize)]
-pub struct Vector {
+pub(crate) struct Vector {
     pub(crate) format: &'static str,
     pub(crate) version: u32,
     pub(crate) id: String,
@@ -62,12 +63,14 @@ pub struct Vector {
 
 impl Vector {
     /// The vector of `script`: its connections' writes and expected replies, read off its steps.
-    pub fn new(id: String, title: String, requirements: Vec<String>, script: Script) -> Self {
+    pub(crate) fn new(id: String, title: String, requirements: Vec<String>, script: Script) -> Self {
         let mut connections: Vec<ConnVector> = Vec::new();
         for step in &script.steps {
             match step {
-                Step::Connect { conn } => connections.push(ConnVector { conn: *conn, ..ConnVector::default() }),
-                Step::Send { conn, bytes } => {
+                Step::Do(Action::Connect { conn, .. }) => {
+                    connections.push(ConnVector { conn: *conn, ..ConnVector::default() })
+                }
+                Step::Do(Action::Send { conn, bytes, .. }) => {
                     if let Some(c) = latest(&mut connections, *conn) {
                         c.writes.push(bytes.clone());
                     }
@@ -75,24 +78,31 @@ impl Vector {
                 Step::LockStep { conn, rounds, .. } => {
                     if let Some(c) = latest(&mut connections, *conn) {
                         for _ in 0..*rounds {
-                            c.writes.push(crate::proto::PING[..].into());
-                            c.replies.0.extend_from_slice(crate::proto::PONG);
+                            c.writes.push(Bytes::from_static(crate::proto::PING));
+                            c.replies = Bytes::from([c.replies.as_slice(), crate::proto::PONG].concat());
                         }
                     }
                 }
-                Step::HalfClose { conn } => {
+                Step::Do(Action::SendAtOnce { sends }) => {
+                    for send in sends {
+                        if let Some(c) = latest(&mut connections, send.conn) {
+                            c.writes.push(send.bytes.clone());
+                        }
+                    }
+                }
+                Step::Do(Action::HalfClose { conn }) => {
                     if let Some(c) = latest(&mut connections, *conn) {
                         c.client_eof = true;
                     }
                 }
-                Step::Close { conn } => {
+                Step::Do(Action::Close { conn }) => {
                     if let Some(c) = latest(&mut connections, *conn) {
                         c.client_reset = true;
                     }
                 }
                 Step::ExpectBytes { conn, bytes, .. } => {
                     if let Some(c) = latest(&mut connections, *conn) {
-                        c.replies.0.extend_from_slice(&bytes.0);
+                        c.replies = Bytes::from([c.replies.as_slice(), bytes.as_slice()].concat());
                     }
                 }
                 Step::ExpectClosed { conn, .. } => {
@@ -100,7 +110,7 @@ impl Vector {
                         c.server_closes = true;
                     }
                 }
-                Step::Pause { .. }
+                Step::Do(Action::Pause { .. })
                 | Step::ExpectOpen { .. }
                 | Step::ExpectRunning { .. }
                 | Step::Signal { .. }
@@ -145,15 +155,16 @@ fn write_json(path: PathBuf, value: &impl Serialize) -> Result<(), ExportError> 
 }
 
 /// The vectors of every stream case, then of `cases` generated conversations of `seed`.
-pub fn vectors(seed: u64, cases: u32) -> Vec<(PathBuf, Vector)> {
+pub(crate) fn vectors(seed: u64, cases: u32) -> Vec<(PathBuf, Vector)> {
     let mut out = Vec::new();
-    for row in rows::rows() {
-        let requirements = row.requirements.iter().map(|r| r.to_string()).collect();
-        let vector = Vector::new(row.id.to_string(), row.title.to_string(), requirements, row.script());
-        out.push((Path::new("cases").join(format!("{}.json", row.id.replace('/', "_"))), vector));
+    for case in cases::all(Role::Server) {
+        let Run::Conversation(moves) = case.run else { continue };
+        let requirements = case.requirements.iter().map(|r| r.to_string()).collect();
+        let vector = Vector::new(case.id.to_string(), case.title.to_string(), requirements, rows::script(moves));
+        out.push((Path::new("cases").join(format!("{}.json", case.id.replace('/', "_"))), vector));
     }
     for index in 0..u64::from(cases) {
-        let script = explore::generate(seed, index).script();
+        let script = explore::generate(&Conversations, seed, index).script();
         let requirements = script.requirements().into_iter().map(String::from).collect();
         let id = format!("generated/seed-{seed}-case-{index}");
         let title = format!("generated conversation {index} of seed {seed}");
@@ -188,7 +199,7 @@ mod tests {
         let (_, owed) = vectors.iter().find(|(_, v)| v.id == "server/4.4/owed-pongs-first").unwrap();
         assert_eq!(owed.connections.len(), 1);
         let conn = &owed.connections[0];
-        assert_eq!(conn.writes, [Bytes(b"pingpingpingPING".to_vec())]);
-        assert_eq!((conn.replies.0.as_slice(), conn.server_closes), (&b"pongpongpong"[..], true));
+        assert_eq!(conn.writes, [Bytes::from_static(b"pingpingpingPING")]);
+        assert_eq!((conn.replies.as_slice(), conn.server_closes), (&b"pongpongpong"[..], true));
     }
 }

@@ -4,7 +4,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::{cases, Options, Role};
+use super::case::Role;
+use super::cases;
+use super::run::Options;
 use crate::spec;
 
 /// One case as `--list` shows it.
@@ -24,7 +26,7 @@ pub struct ListedCase {
 pub fn list(role: Role, options: &Options) -> Vec<ListedCase> {
     let requirements = spec::requirements();
     let level_of = |ids: &[&str]| spec::strongest_level(&requirements, ids).as_str();
-    cases(role)
+    cases::all(role)
         .into_iter()
         .filter(|c| options.selects(c))
         .map(|c| ListedCase { id: c.id, level: level_of(c.requirements), requirements: c.requirements, title: c.title })

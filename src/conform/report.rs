@@ -1,29 +1,20 @@
-//! The gate's reports: human (grouped by SPEC.md section), JSON and JUnit XML.
-
-use std::fmt::Write as _;
+//! The gate's reports: human (grouped by SPEC.md section), JSON (its types here, its schema
+//! generated from them) and JUnit XML.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
-use super::harness::{Addressing, Direction, Target, Transcript};
-use super::{
-    applies_to, CaseReport, FirstRun, Outcome, ProfileStatus, ProfileVerdict, Role, SuiteReport, NOT_OBSERVABLE,
-};
-use crate::proto::quoted;
+use super::claims::{profiles, unobservable, ProfileStatus, ProfileVerdict, Unobservable};
+use super::explore::ScriptReport;
+use super::harness::{Addressing, Direction, Transcript};
+use super::outcome::{CaseReport, FirstRun, Outcome, SuiteReport};
+use super::verdict::{human_duration, Failure};
+use crate::process::Target;
 use crate::spec::Level;
 
 /// Transcript lines as text: `  +12.3 ms #1 sent "ping"`.
 pub fn transcript_text(transcript: &Transcript) -> String {
-    let mut out = String::new();
-    for entry in &transcript.entries {
-        let what = match entry.direction {
-            Direction::Sent => format!("sent {}", quoted(&entry.bytes)),
-            Direction::Received => format!("received {}", quoted(&entry.bytes)),
-            Direction::Event => String::from_utf8_lossy(&entry.bytes).into_owned(),
-        };
-        let conn = if entry.conn == 0 { "  ".to_string() } else { format!("#{}", entry.conn) };
-        let _ = writeln!(out, "{:>9.1} ms {conn} {what}", entry.at.as_secs_f64() * 1000.0);
-    }
-    out
+    transcript.text()
 }
 
 fn label(case: &CaseReport, strict: bool) -> &'static str {
@@ -47,7 +38,7 @@ pub fn first_run_line(first_run: &FirstRun) -> String {
     format!(
         "run again after the other cases; its first run: {} after {}: {}",
         first_run.outcome.as_str(),
-        super::harness::human_duration(first_run.duration),
+        human_duration(first_run.duration),
         first_run.message.as_deref().unwrap_or("(no message)")
     )
 }
@@ -59,18 +50,28 @@ pub fn profile_line(profile: &ProfileVerdict) -> String {
         ProfileStatus::Met => format!("{} met: {counts}, all passed", profile.name),
         ProfileStatus::NotMet => format!("{} NOT met: {counts}; failed: {}", profile.name, profile.failed.join(", ")),
         ProfileStatus::Incomplete => {
-            format!("{} incomplete: {counts}, all passed (the rest were not run)", profile.name)
+            format!("{} incomplete: {counts}, all passed (the others were not checked)", profile.name)
+        }
+        ProfileStatus::NotJudged => {
+            format!(
+                "{} not judged: none of its {} observable MUSTs was checked by this run",
+                profile.name, profile.observable
+            )
         }
     }
 }
 
 /// The report for a terminal: one line per case under its SPEC.md section, the failure
-/// message (and transcript) under a failing case, then a summary and the profiles met.
+/// message (its details, the command that reruns it, and its transcript) under a case that
+/// did not pass, then a summary and the profiles.
 pub fn human(report: &SuiteReport, verbose: bool) -> String {
     let mut out = String::new();
     let target = report.target.display();
     let abstract_flag = if report.options.addressing == Addressing::Abstract { " --abstract" } else { "" };
     let _ = writeln!(out, "udsping conform {}{abstract_flag} -- {target}", report.role.as_str());
+    if let Some(signal) = report.interrupted {
+        let _ = writeln!(out, "INTERRUPTED by {signal}: this report is partial (cases not finished are skipped)");
+    }
     let mut section = "";
     for case in
         report.cases.iter().filter(|c| c.outcome != Outcome::Skip || c.duration > std::time::Duration::ZERO || verbose)
@@ -83,8 +84,14 @@ pub fn human(report: &SuiteReport, verbose: bool) -> String {
         if let Some(message) = case.message.as_ref().filter(|_| case.outcome != Outcome::Pass) {
             let _ = writeln!(out, "        {message}");
         }
+        for line in &case.details {
+            let _ = writeln!(out, "        {line}");
+        }
         if let Some(first_run) = &case.first_run {
             let _ = writeln!(out, "        {}", first_run_line(first_run));
+        }
+        if let Some(rerun) = &case.rerun {
+            let _ = writeln!(out, "        rerun alone: {rerun}");
         }
         if verbose || matches!(case.outcome, Outcome::Fail | Outcome::Error | Outcome::Inconclusive) {
             if let Some(transcript) = &case.transcript {
@@ -97,14 +104,14 @@ pub fn human(report: &SuiteReport, verbose: bool) -> String {
     let warnings = report.cases.iter().filter(|c| c.outcome == Outcome::Fail && c.level != Level::Must).count();
     let _ = writeln!(out);
     let _ = writeln!(out, "profiles ({}):", report.role.as_str());
-    for profile in report.profiles() {
+    for profile in profiles(report) {
         let _ = writeln!(out, "  {}", profile_line(&profile));
     }
     let unobservable: Vec<&str> =
         unobservable(report.role).iter().filter(|u| u.level == "MUST").map(|u| u.id).collect();
     let _ = writeln!(
         out,
-        "not observable from outside, so not claimed by this report: {} (see src/conform/mod.rs, NOT_OBSERVABLE)",
+        "not observable from outside, so not claimed by this report: {} (see src/conform/claims.rs, NOT_OBSERVABLE)",
         unobservable.join(", ")
     );
     let ran_twice = report.cases.iter().filter(|c| c.first_run.is_some()).count();
@@ -114,7 +121,7 @@ pub fn human(report: &SuiteReport, verbose: bool) -> String {
             "ran twice: {ran_twice} case(s) whose first run did not get the target going (no sign of life within \
              --startup-timeout, {}, before any start had succeeded; or held back by the early stop), though it \
              started in other cases; if this machine is slow to start it, raise --startup-timeout",
-            super::harness::human_duration(report.options.startup_timeout)
+            human_duration(report.options.waits.startup_timeout)
         );
     }
     if warnings > 0 && !report.options.strict {
@@ -134,7 +141,7 @@ pub fn human(report: &SuiteReport, verbose: bool) -> String {
 
 /// One transcript line in the JSON report.
 #[derive(Debug, serde::Serialize, schemars::JsonSchema)]
-pub struct JsonEntry {
+pub(crate) struct JsonEntry {
     /// Milliseconds since the case started (to 0.1 ms).
     pub(crate) t_ms: f64,
     /// Connection number within the case (0 for events not tied to one).
@@ -150,7 +157,7 @@ pub struct JsonEntry {
 
 /// One case in the JSON report.
 #[derive(Debug, serde::Serialize, schemars::JsonSchema)]
-pub struct JsonCase<'a> {
+pub(crate) struct JsonCase<'a> {
     /// The case's ID, `role/section/name`.
     pub(crate) id: &'a str,
     /// What the case checks, in a line.
@@ -159,7 +166,8 @@ pub struct JsonCase<'a> {
     pub(crate) section: &'a str,
     /// The SPEC.md requirement IDs the case holds the implementation to.
     pub(crate) requirements: &'a [&'static str],
-    /// The strongest level among them: `MUST`, `SHOULD` or `MAY`.
+    /// The strongest level among them, or for a failure among what it blames: `MUST`,
+    /// `SHOULD` or `MAY`.
     pub(crate) level: &'static str,
     /// What became of the case.
     pub(crate) outcome: Outcome,
@@ -167,22 +175,35 @@ pub struct JsonCase<'a> {
     pub(crate) duration_ms: u64,
     /// Why the case did not pass (or was not run); `null` for a pass.
     pub(crate) message: Option<&'a str>,
+    /// For a failure: the step it was seen at, the requirements that step exercises (the
+    /// only ones it blames), what was expected and what was observed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) failure: Option<&'a Failure>,
+    /// More lines under the message (a minimal case, a replay command).
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub(crate) details: &'a [String],
+    /// The command that runs this case again, alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) rerun: Option<&'a str>,
     /// The bytes and events of the case, where it ran.
     pub(crate) transcript: Option<Vec<JsonEntry>>,
     /// For a script-shaped case (exploration, replay): the minimal script, how it failed, the
     /// seed; what `--replay` reads back.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub script: Option<&'a super::explore::ScriptReport>,
+    pub(crate) script: Option<&'a ScriptReport>,
+    /// For a failure exploration found: how re-running its minimal case went.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) confirmation: Option<&'a super::explore::Confirmation>,
     /// When the target showed no sign of life within `--startup-timeout` in the case's first
     /// run but started in other cases, the case ran once more after the others and this
     /// report is the second run's: what the first saw.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub first_run: Option<JsonFirstRun<'a>>,
+    pub(crate) first_run: Option<JsonFirstRun<'a>>,
 }
 
 /// A case's first run, when it ran twice.
 #[derive(Debug, serde::Serialize, schemars::JsonSchema)]
-pub struct JsonFirstRun<'a> {
+pub(crate) struct JsonFirstRun<'a> {
     /// What became of it: `fail` or `error`.
     pub(crate) outcome: Outcome,
     /// Wall-clock time it took, in milliseconds.
@@ -193,7 +214,7 @@ pub struct JsonFirstRun<'a> {
 
 /// The run's options in the JSON report.
 #[derive(Debug, serde::Serialize, schemars::JsonSchema)]
-pub struct JsonOptions {
+pub(crate) struct JsonOptions {
     /// `--only` patterns.
     pub(crate) only: Vec<String>,
     /// `--skip` patterns.
@@ -203,35 +224,29 @@ pub struct JsonOptions {
     /// How long a server may take to accept its first connection (a client, to connect), in
     /// milliseconds.
     pub(crate) startup_timeout_ms: u64,
+    /// The longest one case may take, in milliseconds (`--case-timeout`).
+    pub(crate) case_timeout_ms: u64,
     /// Failed SHOULD cases also fail the run (`--strict`).
     pub(crate) strict: bool,
     /// Cases run at once (`--jobs`).
     pub(crate) jobs: usize,
     /// How the target's socket was named.
     pub(crate) addressing: Addressing,
-}
-
-/// A requirement no case can observe, and why.
-#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
-pub struct JsonUnobservable {
-    /// The requirement's ID.
-    pub(crate) id: &'static str,
-    /// Its level: `MUST`, `SHOULD` or `MAY`.
-    pub(crate) level: &'static str,
-    /// Why no case can observe it.
-    pub(crate) why: &'static str,
+    /// The exploration seed, with `--explore`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) seed: Option<u64>,
 }
 
 /// The counts and verdicts in the JSON report.
 #[derive(Debug, serde::Serialize, schemars::JsonSchema)]
-pub struct JsonSummary {
+pub(crate) struct JsonSummary {
     /// Cases that passed.
     pub(crate) pass: usize,
     /// Cases that failed.
     pub(crate) fail: usize,
     /// Cases skipped (not applicable or not selected).
     pub(crate) skip: usize,
-    /// Cases that ran but could not exercise what they test.
+    /// Cases that ran but could not reach what they test.
     pub(crate) inconclusive: usize,
     /// Cases the harness could not run.
     pub(crate) error: usize,
@@ -241,12 +256,12 @@ pub struct JsonSummary {
     pub(crate) profiles: BTreeMap<&'static str, ProfileVerdict>,
     /// Requirements binding this role that no case observes: the report claims nothing
     /// about them (SPEC.md section 8).
-    pub unobservable: Vec<JsonUnobservable>,
+    pub(crate) unobservable: Vec<Unobservable>,
 }
 
 /// The JSON report (`--format json`).
 #[derive(Debug, serde::Serialize, schemars::JsonSchema)]
-pub struct JsonReport<'a> {
+pub(crate) struct JsonReport<'a> {
     /// Always "udsping conform".
     pub(crate) suite: &'static str,
     /// The udsping version that wrote the report.
@@ -257,6 +272,9 @@ pub struct JsonReport<'a> {
     pub(crate) target: &'a Target,
     /// The options the gate ran with.
     pub(crate) options: JsonOptions,
+    /// The signal that stopped the run before it finished: the report is partial.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) interrupted: Option<&'static str>,
     /// Every case, selected or not.
     pub(crate) cases: Vec<JsonCase<'a>>,
     /// The counts and the profiles' verdicts.
@@ -278,35 +296,26 @@ fn transcript_json(transcript: &Transcript) -> Vec<JsonEntry> {
         .collect()
 }
 
-/// Requirements binding `role` that no case observes, with why.
-pub fn unobservable(role: Role) -> Vec<JsonUnobservable> {
-    let requirements = crate::spec::requirements();
-    NOT_OBSERVABLE
-        .iter()
-        .filter(|(id, _)| applies_to(id, role))
-        .filter_map(|(id, why)| {
-            let level = requirements.iter().find(|r| r.id == *id)?.level.as_str();
-            Some(JsonUnobservable { id, level, why })
-        })
-        .collect()
-}
-
 /// The JSON report's value.
-pub fn json_report(report: &SuiteReport) -> JsonReport<'_> {
+pub(crate) fn json_report(report: &SuiteReport) -> JsonReport<'_> {
     let cases = report
         .cases
         .iter()
         .map(|c| JsonCase {
-            id: c.id,
-            title: c.title,
+            id: &c.id,
+            title: &c.title,
             section: &c.section,
             requirements: &c.requirements,
             level: c.level.as_str(),
             outcome: c.outcome,
             duration_ms: c.duration.as_millis() as u64,
             message: c.message.as_deref(),
+            failure: c.failure.as_ref(),
+            details: &c.details,
+            rerun: c.rerun.as_deref(),
             transcript: c.transcript.as_ref().map(transcript_json),
             script: c.script.as_deref(),
+            confirmation: c.confirmation.as_ref(),
             first_run: c.first_run.as_ref().map(|f| JsonFirstRun {
                 outcome: f.outcome,
                 duration_ms: f.duration.as_millis() as u64,
@@ -314,6 +323,7 @@ pub fn json_report(report: &SuiteReport) -> JsonReport<'_> {
             }),
         })
         .collect();
+    let waits = &report.options.waits;
     JsonReport {
         suite: "udsping conform",
         version: env!("CARGO_PKG_VERSION"),
@@ -322,12 +332,15 @@ pub fn json_report(report: &SuiteReport) -> JsonReport<'_> {
         options: JsonOptions {
             only: report.options.only.iter().map(|p| p.as_str().to_string()).collect(),
             skip: report.options.skip.iter().map(|p| p.as_str().to_string()).collect(),
-            timeout_ms: report.options.timeout.as_millis() as u64,
-            startup_timeout_ms: report.options.startup_timeout.as_millis() as u64,
+            timeout_ms: waits.timeout.as_millis() as u64,
+            startup_timeout_ms: waits.startup_timeout.as_millis() as u64,
+            case_timeout_ms: waits.case_timeout.as_millis() as u64,
             strict: report.options.strict,
             jobs: report.options.jobs,
             addressing: report.options.addressing,
+            seed: report.options.explore.as_ref().map(|e| e.seed),
         },
+        interrupted: report.interrupted,
         cases,
         summary: JsonSummary {
             pass: report.count(Outcome::Pass),
@@ -336,7 +349,7 @@ pub fn json_report(report: &SuiteReport) -> JsonReport<'_> {
             inconclusive: report.count(Outcome::Inconclusive),
             error: report.count(Outcome::Error),
             exit_code: report.exit_code(),
-            profiles: report.profiles().into_iter().map(|p| (p.name, p)).collect(),
+            profiles: profiles(report).into_iter().map(|p| (p.name, p)).collect(),
             unobservable: unobservable(report.role),
         },
     }
@@ -384,10 +397,17 @@ pub fn junit(report: &SuiteReport) -> Result<String, quick_junit::SerializeError
             rerun.time = Some(first_run.duration);
             status.add_rerun(rerun);
         }
-        let mut test_case = TestCase::new(case.id, status);
+        let mut test_case = TestCase::new(case.id.clone(), status);
         test_case.set_classname(format!("{}.{}", report.role.as_str(), case.section)).set_time(case.duration);
+        let mut out = case.details.join("\n");
+        if let Some(rerun) = &case.rerun {
+            out += &format!("\nrerun alone: {rerun}\n");
+        }
         if let Some(transcript) = &case.transcript {
-            test_case.set_system_out(transcript_text(transcript));
+            out += &transcript_text(transcript);
+        }
+        if !out.is_empty() {
+            test_case.set_system_out(out);
         }
         suites.last_mut().expect("a suite was pushed").add_test_case(test_case);
     }

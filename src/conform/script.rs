@@ -1,9 +1,10 @@
 //! A conversation with a server as a value: a [`Script`] is a list of [`Step`]s over numbered
-//! connections, and [`play`] is the one runner that plays any script against the target and
-//! returns a structured [`ScriptFailure`] (step, expected, observed, transcript), the way
-//! h2spec's `TestError{Expected, Actual}` does, rather than a formatted string.
+//! connections, and [`play`] is the one runner that plays any script against the target. A
+//! step that fails returns a typed [`Failure`](super::verdict::Failure) that names the step
+//! and blames the requirements in its `because`, the way h2spec's `TestError{Expected,
+//! Actual}` does, rather than a formatted string.
 //!
-//! Scripts are what the fixed stream cases ([`super::rows`]), the generated ones
+//! Scripts are what the fixed stream cases ([`super::cases`]), the generated ones
 //! ([`super::explore`]), `--replay FILE` and `udsping conform export` share. Their expectations
 //! are computed by [`super::model`] from the protocol core; a script read from a file may also
 //! be written by hand.
@@ -13,7 +14,7 @@
 //! ```json
 //! {"format": "udsping-script", "version": 1, "steps": [
 //!   {"step": "connect", "conn": 1},
-//!   {"step": "send", "conn": 1, "bytes": "pingpi"},
+//!   {"step": "send", "conn": 1, "bytes": "pingpi", "because": ["SRV-OPEN-1"]},
 //!   {"step": "pause", "ms": 150},
 //!   {"step": "expect_bytes", "conn": 1, "bytes": "pong", "because": ["SRV-PONG-1"]},
 //!   {"step": "half_close", "conn": 1},
@@ -28,7 +29,8 @@
 //! | step | fields | meaning |
 //! |---|---|---|
 //! | `connect` | `conn` | open connection `conn` (bounded by the timeout) |
-//! | `send` | `conn`, `bytes` | one write of `bytes` |
+//! | `send` | `conn`, `bytes` | one write of `bytes`; with `because`, a write that fails (the target closed first) fails the step |
+//! | `send_at_once` | `sends`: `[{conn, bytes}]` | one write on each connection, all released at the same instant |
 //! | `pause` | `ms` | sleep |
 //! | `half_close` | `conn` | shut down the gate's sending side: the target reads EOF |
 //! | `close` | `conn` | close the connection, unread bytes and all (a reset) |
@@ -40,23 +42,29 @@
 //! | `signal` | `signal` | send `"TERM"`, `"INT"` or `"KILL"` to the target's process |
 //! | `expect_exit` | `success` | the process exits by itself within the timeout, with status 0 (`true`) or not |
 //!
-//! `because` (optional on every `expect_*` and `lock_step` step) lists the SPEC.md requirement
-//! IDs that make the expectation hold; a failure at that step blames them.
+//! `because` (optional on every step that expects something, and on `connect` and `send`)
+//! lists the SPEC.md requirement IDs that make the expectation hold; a failure at that step
+//! blames them and nothing else. On `expect_open`, `because` is what the silence rests on and
+//! `open_because` what keeps the connection open (SPEC: SRV-OPEN-1 when not given). Bytes that
+//! arrive where none were expected also blame SPEC: SRV-PONG-1 ("no other bytes").
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::harness::{Conn, Ctx, Problem, Transcript};
+use super::harness::{Conn, Ctx, End, Heard};
+use super::verdict::{CaseResult, Exercise, Observation, Problem};
 use crate::proto::{quoted, quoted_prefix, PING, PONG};
 
 /// The `format` field of a script file.
-pub const FORMAT: &str = "udsping-script";
+pub(crate) const FORMAT: &str = "udsping-script";
 /// The script schema's version.
-pub const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 1;
 
 /// A send larger than this is written from another thread, so that the runner never blocks on
 /// a target that reads slowly or not at all.
@@ -65,28 +73,51 @@ const BACKGROUND_SEND: usize = 16 * 1024;
 /// Between two sends on one connection, the runner waits (at most this long) until the target
 /// has read the first, so that it sees them as two reads, as a script means, however loaded
 /// the machine; a target that does not read by then gets the second write anyway.
-pub const SEND_GAP: Duration = Duration::from_millis(500);
+pub(crate) const SEND_GAP: Duration = Duration::from_millis(500);
 
 /// Bytes on the wire, written in SPEC.md's notation in JSON and in messages.
 #[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Bytes(pub Vec<u8>);
+pub struct Bytes(pub Cow<'static, [u8]>);
 
 impl Bytes {
+    /// Bytes known at compile time (the rows of the fixed cases).
+    pub const fn from_static(bytes: &'static [u8]) -> Self {
+        Bytes(Cow::Borrowed(bytes))
+    }
+
     /// The bytes.
     pub fn as_slice(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
         &self.0
     }
 }
 
 impl From<&[u8]> for Bytes {
     fn from(bytes: &[u8]) -> Self {
-        Bytes(bytes.to_vec())
+        Bytes(Cow::Owned(bytes.to_vec()))
     }
 }
 
 impl From<Vec<u8>> for Bytes {
     fn from(bytes: Vec<u8>) -> Self {
-        Bytes(bytes)
+        Bytes(Cow::Owned(bytes))
     }
 }
 
@@ -106,7 +137,7 @@ impl fmt::Display for Bytes {
             if run >= 4 {
                 write!(f, "{} x {run}", quoted(token))?;
                 let rest = &bytes[4 * run..];
-                return if rest.is_empty() { Ok(()) } else { write!(f, " + {}", Bytes(rest.to_vec())) };
+                return if rest.is_empty() { Ok(()) } else { write!(f, " + {}", Bytes::from(rest)) };
             }
         }
         // A target that floods costs a message of bounded length (the JSON keeps the bytes).
@@ -120,13 +151,13 @@ const MESSAGE_BYTES: usize = 256;
 /// A byte string in a script file that is not in SPEC.md's notation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("bad escape at character {at} of {text:?}: expected \\n, \\r, \\t, \\0, \\\\, \\', \\\" or \\xNN")]
-pub struct EscapeError {
+pub(crate) struct EscapeError {
     pub(crate) text: String,
     pub(crate) at: usize,
 }
 
 /// Reads SPEC.md's byte-string notation (the inverse of `escape_ascii`).
-pub fn unescape(text: &str) -> Result<Vec<u8>, EscapeError> {
+pub(crate) fn unescape(text: &str) -> Result<Vec<u8>, EscapeError> {
     let error = |at: usize| EscapeError { text: text.to_string(), at };
     let mut out = Vec::with_capacity(text.len());
     let raw = text.as_bytes();
@@ -159,7 +190,7 @@ pub fn unescape(text: &str) -> Result<Vec<u8>, EscapeError> {
 
 // By hand, as `Serialize` is: a byte string is one JSON string in SPEC.md's notation.
 impl schemars::JsonSchema for Bytes {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
+    fn schema_name() -> Cow<'static, str> {
         "Bytes".into()
     }
 
@@ -180,18 +211,37 @@ impl Serialize for Bytes {
 impl<'de> Deserialize<'de> for Bytes {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        unescape(&text).map(Bytes).map_err(serde::de::Error::custom)
+        unescape(&text).map(Bytes::from).map_err(serde::de::Error::custom)
     }
 }
 
-/// One step of a script. Connections are numbered by the script (from 1).
+fn is_empty(ids: &[String]) -> bool {
+    ids.is_empty()
+}
+
+/// One write on one connection, of several released at the same instant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ConnWrite {
+    /// The connection, numbered by the script from 1.
+    pub conn: u32,
+    /// What is written.
+    pub bytes: Bytes,
+    /// The requirements that oblige the target to read it; a failed write blames them.
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub because: Vec<String>,
+}
+
+/// What a client does. Connections are numbered by the script (from 1).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "step", rename_all = "snake_case")]
-pub enum Step {
+pub enum Action {
     /// Open connection `conn` (bounded by the timeout).
     Connect {
         /// The connection, numbered by the script from 1.
         conn: u32,
+        /// The requirements that oblige the target to accept it; a failure blames them.
+        #[serde(default, skip_serializing_if = "is_empty")]
+        because: Vec<String>,
     },
     /// One write of `bytes`.
     Send {
@@ -199,6 +249,14 @@ pub enum Step {
         conn: u32,
         /// What is written.
         bytes: Bytes,
+        /// The requirements that oblige the target to read it; a failed write blames them.
+        #[serde(default, skip_serializing_if = "is_empty")]
+        because: Vec<String>,
+    },
+    /// One write on each of several connections, released at the same instant.
+    SendAtOnce {
+        /// The writes.
+        sends: Vec<ConnWrite>,
     },
     /// Sleep.
     Pause {
@@ -215,6 +273,26 @@ pub enum Step {
         /// The connection, numbered by the script from 1.
         conn: u32,
     },
+}
+
+impl Action {
+    /// The connections it acts on.
+    pub fn conns(&self) -> Vec<u32> {
+        match self {
+            Action::Pause { .. } => Vec::new(),
+            Action::SendAtOnce { sends } => sends.iter().map(|s| s.conn).collect(),
+            Action::Connect { conn, .. }
+            | Action::Send { conn, .. }
+            | Action::HalfClose { conn }
+            | Action::Close { conn } => vec![*conn],
+        }
+    }
+}
+
+/// One step of a script: an action, or what must be seen.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Step {
     /// `rounds` times: send `"ping"`, expect `"pong"`.
     LockStep {
         /// The connection, numbered by the script from 1.
@@ -222,7 +300,7 @@ pub enum Step {
         /// How many rounds.
         rounds: u32,
         /// The SPEC.md requirement IDs that make the expectation hold; a failure here blames them.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        #[serde(default, skip_serializing_if = "is_empty")]
         because: Vec<String>,
     },
     /// Exactly these bytes arrive next (bounded by the timeout).
@@ -232,7 +310,7 @@ pub enum Step {
         /// The bytes expected.
         bytes: Bytes,
         /// The SPEC.md requirement IDs that make the expectation hold; a failure here blames them.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        #[serde(default, skip_serializing_if = "is_empty")]
         because: Vec<String>,
     },
     /// Nothing more arrives and the target closes the connection.
@@ -240,7 +318,7 @@ pub enum Step {
         /// The connection, numbered by the script from 1.
         conn: u32,
         /// The SPEC.md requirement IDs that make the expectation hold; a failure here blames them.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        #[serde(default, skip_serializing_if = "is_empty")]
         because: Vec<String>,
     },
     /// Nothing arrives and the connection stays open for `ms`.
@@ -249,14 +327,18 @@ pub enum Step {
         conn: u32,
         /// How long to watch, in milliseconds.
         ms: u64,
-        /// The SPEC.md requirement IDs that make the expectation hold; a failure here blames them.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        /// The requirement IDs the silence rests on: bytes arriving blame them.
+        #[serde(default, skip_serializing_if = "is_empty")]
         because: Vec<String>,
+        /// The requirement IDs that keep the connection open: a close blames them
+        /// (SPEC: SRV-OPEN-1 when none are given).
+        #[serde(default, skip_serializing_if = "is_empty")]
+        open_because: Vec<String>,
     },
     /// The target's process has not exited.
     ExpectRunning {
         /// The SPEC.md requirement IDs that make the expectation hold; a failure here blames them.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        #[serde(default, skip_serializing_if = "is_empty")]
         because: Vec<String>,
     },
     /// Send a signal to the target's process.
@@ -269,9 +351,12 @@ pub enum Step {
         /// `true`: it exits with status 0; `false`: with any other status.
         success: bool,
         /// The SPEC.md requirement IDs that make the expectation hold; a failure here blames them.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        #[serde(default, skip_serializing_if = "is_empty")]
         because: Vec<String>,
     },
+    /// An action (JSON: the action's own `step` name, such as `send`).
+    #[serde(untagged)]
+    Do(Action),
 }
 
 /// The signals a script may send.
@@ -297,7 +382,7 @@ impl SignalName {
 }
 
 impl Step {
-    /// The requirement IDs an expectation step holds the target to.
+    /// The requirement IDs the step holds the target to.
     pub fn because(&self) -> &[String] {
         match self {
             Step::LockStep { because, .. }
@@ -305,33 +390,30 @@ impl Step {
             | Step::ExpectClosed { because, .. }
             | Step::ExpectOpen { because, .. }
             | Step::ExpectRunning { because }
-            | Step::ExpectExit { because, .. } => because,
-            _ => &[],
+            | Step::ExpectExit { because, .. }
+            | Step::Do(Action::Connect { because, .. } | Action::Send { because, .. }) => because,
+            Step::Do(_) | Step::Signal { .. } => &[],
         }
     }
 
     /// Whether this step checks something (rather than doing something).
     pub fn is_expectation(&self) -> bool {
-        matches!(
-            self,
-            Step::LockStep { .. }
-                | Step::ExpectBytes { .. }
-                | Step::ExpectClosed { .. }
-                | Step::ExpectOpen { .. }
-                | Step::ExpectRunning { .. }
-                | Step::ExpectExit { .. }
-        )
+        !matches!(self, Step::Do(_) | Step::Signal { .. })
     }
 }
 
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Step::Connect { conn } => write!(f, "#{conn} connect"),
-            Step::Send { conn, bytes } => write!(f, "#{conn} send {bytes}"),
-            Step::Pause { ms } => write!(f, "   pause {ms} ms"),
-            Step::HalfClose { conn } => write!(f, "#{conn} half-close (EOF)"),
-            Step::Close { conn } => write!(f, "#{conn} close"),
+            Step::Do(Action::Connect { conn, .. }) => write!(f, "#{conn} connect"),
+            Step::Do(Action::Send { conn, bytes, .. }) => write!(f, "#{conn} send {bytes}"),
+            Step::Do(Action::SendAtOnce { sends }) => {
+                let each: Vec<String> = sends.iter().map(|s| format!("#{} {}", s.conn, s.bytes)).collect();
+                write!(f, "   send at once: {}", each.join(", "))
+            }
+            Step::Do(Action::Pause { ms }) => write!(f, "   pause {ms} ms"),
+            Step::Do(Action::HalfClose { conn }) => write!(f, "#{conn} half-close (EOF)"),
+            Step::Do(Action::Close { conn }) => write!(f, "#{conn} close"),
             Step::LockStep { conn, rounds, .. } => {
                 write!(f, "#{conn} {rounds} lock-step rounds (\"ping\" -> \"pong\")")
             }
@@ -349,22 +431,34 @@ impl fmt::Display for Step {
 /// A conversation with a server, with its expectations.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Script {
-    /// Always [`FORMAT`].
+    /// Always `udsping-script`.
     pub format: String,
-    /// Always [`VERSION`].
+    /// Always 1.
     pub version: u32,
     /// The steps, played in order.
     pub steps: Vec<Step>,
 }
 
 impl Script {
-    pub(crate) fn new(steps: Vec<Step>) -> Self {
+    /// A script of `steps`.
+    pub fn new(steps: Vec<Step>) -> Self {
         Script { format: FORMAT.to_string(), version: VERSION, steps }
     }
 
-    /// The requirement IDs of every expectation, each once, in SPEC.md's spelling.
-    pub fn requirements(&self) -> Vec<&str> {
-        let mut ids: Vec<&str> = self.steps.iter().flat_map(|s| s.because()).map(String::as_str).collect();
+    /// The requirement IDs of every step, each once, in SPEC.md's spelling.
+    pub fn requirements(&self) -> Vec<&'static str> {
+        let mut ids: Vec<&'static str> = self
+            .steps
+            .iter()
+            .flat_map(|s| {
+                let open = match s {
+                    Step::ExpectOpen { open_because, .. } => open_because.as_slice(),
+                    _ => &[],
+                };
+                s.because().iter().chain(open)
+            })
+            .filter_map(|id| crate::spec::id(id))
+            .collect();
         ids.sort_unstable();
         ids.dedup();
         ids
@@ -376,331 +470,229 @@ impl Script {
     }
 }
 
-/// What one expectation saw, or should have seen.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Observation {
-    /// Exactly these bytes (whatever follows).
-    Bytes {
-        /// The bytes.
-        bytes: Bytes,
-    },
-    /// These bytes and then the end of the connection (EOF or a reset, SPEC: WIRE-CLOSE-1).
-    Closed {
-        /// What arrived before the end.
-        before: Bytes,
-    },
-    /// These bytes and then nothing more within the wait; the connection stayed open.
-    Open {
-        /// What arrived.
-        received: Bytes,
-        /// How long the gate watched, in milliseconds.
-        waited_ms: u64,
-    },
-    /// A connection was established.
-    Connected,
-    /// The target did not accept the connection.
-    NotConnected {
-        /// The connect error.
-        error: String,
-    },
-    /// The target read everything the gate sent.
-    AllRead,
-    /// The target did not read what the gate sent within the wait.
-    NotRead {
-        /// How long the gate waited, in milliseconds.
-        waited_ms: u64,
-    },
-    /// The target's process is running.
-    Running,
-    /// The target's process exited.
-    Exited {
-        /// The exit status as std shows it (`exit status: 1`).
-        status: String,
-    },
+/// The requirements a list of IDs from a script names, as SPEC.md spells them.
+fn blames(ids: &[String]) -> Vec<&'static str> {
+    ids.iter().filter_map(|id| crate::spec::id(id)).collect()
 }
 
-impl fmt::Display for Observation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Observation::Bytes { bytes } => write!(f, "{bytes}"),
-            Observation::Closed { before } if before.0.is_empty() => f.write_str("the connection closed"),
-            Observation::Closed { before } => write!(f, "{before} and then the connection closed"),
-            Observation::Open { received, waited_ms } if received.0.is_empty() => {
-                write!(f, "nothing for {waited_ms} ms, connection open")
-            }
-            Observation::Open { received, waited_ms } => {
-                write!(f, "{received} and then nothing more for {waited_ms} ms, connection open")
-            }
-            Observation::Connected => f.write_str("a connection"),
-            Observation::NotConnected { error } => write!(f, "no connection ({error})"),
-            Observation::AllRead => f.write_str("the server reading what was sent"),
-            Observation::NotRead { waited_ms } => write!(f, "the server not reading what was sent for {waited_ms} ms"),
-            Observation::Running => f.write_str("the server running"),
-            Observation::Exited { status } => write!(f, "the server exited ({status})"),
-        }
-    }
-}
-
-/// Where and how a script failed.
-#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct ScriptFailure {
-    /// The failing step, numbered from 1.
-    pub step: usize,
-    /// The failing step itself.
-    pub at: Step,
-    /// For a `lock_step` step, the round that failed (from 1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub round: Option<u32>,
-    /// What a conforming target does at that step.
-    pub(crate) expected: Observation,
-    /// What the target did instead.
-    pub observed: Observation,
-    /// Every byte and event of the run, up to the failure (in reports, the case's transcript).
-    #[serde(skip)]
-    pub transcript: Option<Transcript>,
-}
-
-impl fmt::Display for ScriptFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "step {} ({})", self.step, self.at.to_string().trim_start())?;
-        if let Some(round) = self.round {
-            write!(f, ", round {round}")?;
-        }
-        write!(f, ": expected {}; observed {}", self.expected, self.observed)
-    }
-}
-
-/// Why a script did not pass.
-#[derive(Debug, thiserror::Error)]
-pub enum ScriptError {
-    /// The target did not do what the script expects.
-    #[error("{0}")]
-    Failed(Box<ScriptFailure>),
-    /// The script cannot be played as written (from a hand-written file).
-    #[error("step {step} ({at}): {reason}")]
-    Invalid {
-        /// The step, numbered from 1.
-        step: usize,
-        /// The step as text.
-        at: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-    /// The harness itself failed (never the target's fault).
-    #[error("harness error at step {step}: {message}")]
-    Harness {
-        /// The step it failed at, numbered from 1.
-        step: usize,
-        /// What went wrong.
-        message: String,
-    },
-}
-
-impl ScriptError {
-    /// The failure, if the target is to blame.
-    pub fn failure(&self) -> Option<&ScriptFailure> {
-        match self {
-            ScriptError::Failed(failure) => Some(failure),
-            _ => None,
-        }
-    }
-
-    /// As a case's result, for the fixed cases.
-    pub fn into_problem(self) -> Problem {
-        match self {
-            ScriptError::Failed(failure) => Problem::Fail(failure.to_string()),
-            other => Problem::Harness(other.to_string()),
-        }
-    }
-}
+/// A large send being written from another thread: the thread, the bytes, and why the target
+/// must read them.
+type Background = (JoinHandle<io::Result<()>>, Bytes, Vec<String>);
 
 /// One of the script's connections while it plays.
 struct Open {
     conn: Conn,
     /// A large send still being written from another thread.
-    writer: Option<JoinHandle<()>>,
+    writer: Option<Background>,
     /// The previous step on this connection was a send.
     just_sent: bool,
 }
 
 /// Plays `script` against the server `ctx` runs (the caller started it), connection by
-/// connection through the harness. Returns at the first step whose observation differs from
-/// its expectation; connections the script opened are closed when it returns.
-pub fn play(ctx: &mut Ctx, script: &Script) -> Result<(), ScriptError> {
+/// connection. Returns at the first step whose observation differs from its expectation;
+/// connections the script opened are closed when it returns.
+pub(crate) fn play(ctx: &mut Ctx, script: &Script) -> CaseResult {
     let mut open: BTreeMap<u32, Open> = BTreeMap::new();
-    let timeout = ctx.timeout;
     for (index, step) in script.steps.iter().enumerate() {
-        let number = index + 1;
-        let failed = |expected: Observation, observed: Observation, round: Option<u32>| {
-            ScriptError::Failed(Box::new(ScriptFailure {
-                step: number,
-                at: step.clone(),
-                round,
-                expected,
-                observed,
-                transcript: None,
-            }))
+        let at = Exercise {
+            step: format!("step {} ({})", index + 1, step.to_string().trim_start()),
+            blames: blames(step.because()),
         };
-        let invalid = |reason: &'static str| ScriptError::Invalid { step: number, at: step.to_string(), reason };
-        match step {
-            Step::Connect { conn } => {
-                if open.contains_key(conn) {
-                    return Err(invalid("the connection is already open"));
-                }
-                match ctx.connect() {
-                    Ok(c) => {
-                        open.insert(*conn, Open { conn: c, writer: None, just_sent: false });
-                    }
-                    Err(Problem::Fail(error)) => {
-                        return Err(failed(Observation::Connected, Observation::NotConnected { error }, None))
-                    }
-                    Err(Problem::Harness(message) | Problem::Inconclusive(message) | Problem::Skip(message)) => {
-                        return Err(ScriptError::Harness { step: number, message })
-                    }
-                }
+        play_step(ctx, &mut open, step, &at)?;
+    }
+    Ok(())
+}
+
+/// A hand-written script that cannot be played as written.
+fn invalid(at: &Exercise, reason: &str) -> Problem {
+    Problem::Harness(format!("{}: {reason}", at.step))
+}
+
+fn play_step(ctx: &mut Ctx, open: &mut BTreeMap<u32, Open>, step: &Step, at: &Exercise) -> CaseResult {
+    let timeout = ctx.waits.timeout;
+    match step {
+        Step::Do(Action::Connect { conn, .. }) => {
+            if open.contains_key(conn) {
+                return Err(invalid(at, "the connection is already open"));
             }
-            Step::Pause { ms } => std::thread::sleep(Duration::from_millis(*ms)),
-            Step::ExpectRunning { .. } => {
-                if let Some(status) = ctx.exited() {
-                    return Err(failed(Observation::Running, Observation::Exited { status: status.to_string() }, None));
-                }
+            let connection = ctx.connect_within(timeout, at)?;
+            open.insert(*conn, Open { conn: connection, writer: None, just_sent: false });
+        }
+        Step::Do(Action::Pause { ms }) => std::thread::sleep(Duration::from_millis(*ms)),
+        Step::ExpectRunning { .. } => {
+            if let Some(status) = ctx.exited() {
+                return at.failed(Observation::Running, ctx.exit_observed(status));
             }
-            Step::Signal { signal } => {
-                let (signal, name) = signal.signal();
-                ctx.signal(signal, name)
-                    .map_err(|p| ScriptError::Harness { step: number, message: format!("{p:?}") })?;
-            }
-            Step::ExpectExit { success, .. } => {
-                let expected = Observation::Exited {
-                    status: if *success { "exit status: 0" } else { "a non-zero exit status" }.into(),
-                };
-                match ctx.wait_exit("the script expects the server to exit") {
-                    Ok(status) if status.success() == *success => {}
-                    Ok(status) => {
-                        return Err(failed(expected, Observation::Exited { status: status.to_string() }, None))
-                    }
-                    Err(Problem::Fail(_)) => return Err(failed(expected, Observation::Running, None)),
-                    Err(Problem::Harness(message) | Problem::Inconclusive(message) | Problem::Skip(message)) => {
-                        return Err(ScriptError::Harness { step: number, message })
-                    }
-                }
-            }
-            Step::Close { conn } => {
-                // Dropped with whatever is unread: the target sees a reset or EOF.
-                open.remove(conn).ok_or_else(|| invalid("the connection is not open"))?;
-            }
-            Step::Send { conn, .. }
-            | Step::HalfClose { conn }
-            | Step::LockStep { conn, .. }
-            | Step::ExpectBytes { conn, .. }
-            | Step::ExpectClosed { conn, .. }
-            | Step::ExpectOpen { conn, .. } => {
-                let Some(state) = open.get_mut(conn) else { return Err(invalid("the connection is not open")) };
-                // Whatever is being written in the background goes first, within the timeout.
-                if let Some(writer) = state.writer.take() {
-                    let deadline = Instant::now() + timeout;
-                    while !writer.is_finished() && Instant::now() < deadline {
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                    if !writer.is_finished() {
-                        let waited_ms = timeout.as_millis() as u64;
-                        return Err(failed(Observation::AllRead, Observation::NotRead { waited_ms }, None));
-                    }
-                    let _ = writer.join();
-                }
-                let sent_before = std::mem::replace(&mut state.just_sent, matches!(step, Step::Send { .. }));
-                match step {
-                    Step::Send { bytes, .. } => {
-                        if sent_before {
-                            let deadline = Instant::now() + SEND_GAP;
-                            while state.conn.unread_by_peer().is_ok_and(|n| n > 0) && Instant::now() < deadline {
-                                std::thread::sleep(Duration::from_micros(200));
-                            }
-                        }
-                        if bytes.0.len() > BACKGROUND_SEND {
-                            let writer = state
-                                .conn
-                                .send_in_background(bytes.0.clone())
-                                .map_err(|p| ScriptError::Harness { step: number, message: format!("{p:?}") })?;
-                            state.writer = Some(writer);
-                        } else {
-                            state.conn.send(&bytes.0);
-                        }
-                    }
-                    Step::HalfClose { .. } => state.conn.half_close(),
-                    Step::LockStep { rounds, .. } => {
-                        for round in 1..=*rounds {
-                            state.conn.send(PING);
-                            let (got, closed) = state.conn.read_exactly_or_close(PONG.len());
-                            if got != PONG {
-                                let expected = Observation::Bytes { bytes: PONG[..].into() };
-                                return Err(failed(expected, observed(got, closed, timeout), Some(round)));
-                            }
-                        }
-                    }
-                    Step::ExpectBytes { bytes, .. } => {
-                        let (got, closed) = state.conn.read_exactly_or_close(bytes.0.len());
-                        if got != bytes.0 {
-                            let expected = Observation::Bytes { bytes: bytes.clone() };
-                            return Err(failed(expected, observed(got, closed, timeout), None));
-                        }
-                    }
-                    Step::ExpectClosed { .. } => {
-                        let (got, closed) = state.conn.read_until_close();
-                        if !(closed && got.is_empty()) {
-                            let expected = Observation::Closed { before: Bytes::default() };
-                            return Err(failed(expected, observed(got, closed, timeout), None));
-                        }
-                    }
-                    Step::ExpectOpen { ms, .. } => {
-                        let window = Duration::from_millis(*ms);
-                        let (got, closed) = state.conn.read_for(window);
-                        if closed || !got.is_empty() {
-                            let expected = Observation::Open { received: Bytes::default(), waited_ms: *ms };
-                            return Err(failed(expected, observed(got, closed, window), None));
-                        }
-                    }
-                    _ => unreachable!("only connection steps reach here"),
-                }
-            }
+        }
+        Step::Signal { signal } => {
+            let (signal, name) = signal.signal();
+            ctx.signal(signal, name)?;
+        }
+        Step::ExpectExit { success, .. } => ctx.expect_exit(at, *success)?,
+        Step::Do(Action::Close { conn }) => {
+            // Dropped with whatever is unread: the target sees a reset or EOF.
+            open.remove(conn).ok_or_else(|| invalid(at, "the connection is not open"))?;
+        }
+        Step::Do(Action::SendAtOnce { sends }) => send_at_once(open, sends, at)?,
+        Step::Do(Action::Send { conn, .. } | Action::HalfClose { conn })
+        | Step::LockStep { conn, .. }
+        | Step::ExpectBytes { conn, .. }
+        | Step::ExpectClosed { conn, .. }
+        | Step::ExpectOpen { conn, .. } => {
+            let state = open.get_mut(conn).ok_or_else(|| invalid(at, "the connection is not open"))?;
+            finish_background_write(state, timeout, at)?;
+            let sent_before = std::mem::replace(&mut state.just_sent, matches!(step, Step::Do(Action::Send { .. })));
+            on_connection(&mut state.conn, &mut state.writer, sent_before, step, at)?;
         }
     }
     Ok(())
 }
 
-fn observed(got: Vec<u8>, closed: bool, waited: Duration) -> Observation {
-    if closed {
-        Observation::Closed { before: Bytes(got) }
-    } else {
-        Observation::Open { received: Bytes(got), waited_ms: waited.as_millis() as u64 }
+/// Whatever is being written in the background goes first, within the timeout.
+fn finish_background_write(state: &mut Open, timeout: Duration, at: &Exercise) -> CaseResult {
+    let Some((writer, bytes, because)) = state.writer.take() else { return Ok(()) };
+    let deadline = Instant::now() + timeout;
+    while !writer.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    if !writer.is_finished() {
+        let waited_ms = timeout.as_millis() as u64;
+        return at.failed(Observation::AllRead, Observation::NotRead { waited_ms });
+    }
+    match writer.join() {
+        Ok(Err(error)) if !because.is_empty() => {
+            let step = Exercise { step: at.step.clone(), blames: blames(&because) };
+            step.failed(Observation::AllRead, Observation::NotDelivered { bytes, error: error.to_string() })
+        }
+        _ => Ok(()),
     }
 }
 
-/// Reads a script file: a script, or a gate JSON report whose cases carry scripts (every one
-/// of them is returned, with its case ID).
-pub fn load(text: &str) -> Result<Vec<(String, Script)>, LoadError> {
-    let value: serde_json::Value = serde_json::from_str(text)?;
-    if value.get("steps").is_some() {
-        return Ok(vec![("script".to_string(), serde_json::from_value(value)?)]);
+fn on_connection(
+    conn: &mut Conn,
+    writer: &mut Option<Background>,
+    sent_before: bool,
+    step: &Step,
+    at: &Exercise,
+) -> CaseResult {
+    match step {
+        Step::Do(Action::Send { bytes, because, .. }) => {
+            if sent_before {
+                conn.wait_read_by_peer(SEND_GAP);
+            }
+            if bytes.len() > BACKGROUND_SEND {
+                *writer = Some((conn.send_in_background(bytes.to_vec())?, bytes.clone(), because.clone()));
+            } else if let Err(error) = conn.send(bytes) {
+                // SPEC: SRV-OPEN-1 — bytes the server had to read never arrived: the case
+                // checked nothing with them, so it does not pass.
+                if !because.is_empty() {
+                    let bytes = bytes.clone();
+                    return at
+                        .failed(Observation::AllRead, Observation::NotDelivered { bytes, error: error.to_string() });
+                }
+            }
+        }
+        Step::Do(Action::HalfClose { .. }) => conn.half_close(),
+        Step::LockStep { rounds, .. } => {
+            for round in 1..=*rounds {
+                let round_at = at.at(format!("{}, round {round}", at.step));
+                if let Err(error) = conn.send(PING) {
+                    // SPEC: SRV-OPEN-1 — the server closed before the round's ping arrived.
+                    let at = Exercise::new(round_at.step, &["SRV-OPEN-1"]);
+                    let bytes = Bytes::from_static(PING);
+                    return at
+                        .failed(Observation::AllRead, Observation::NotDelivered { bytes, error: error.to_string() });
+                }
+                let heard = conn.read_exactly_or_close(PONG.len());
+                check_heard(conn, &heard, &round_at)?;
+                if heard.bytes != PONG {
+                    return round_at.failed(Observation::Bytes { bytes: Bytes::from_static(PONG) }, heard.observed());
+                }
+            }
+        }
+        Step::ExpectBytes { bytes, .. } => {
+            let heard = conn.read_exactly_or_close(bytes.len());
+            check_heard(conn, &heard, at)?;
+            if heard.bytes != bytes.as_slice() {
+                return at.failed(Observation::Bytes { bytes: bytes.clone() }, heard.observed());
+            }
+        }
+        Step::ExpectClosed { .. } => {
+            let heard = conn.read_until_close();
+            check_heard(conn, &heard, at)?;
+            if !(heard.closed() && heard.bytes.is_empty()) {
+                let at = with_extra_bytes(at, &heard);
+                return at.failed(Observation::closed(), heard.observed());
+            }
+        }
+        Step::ExpectOpen { ms, open_because, .. } => {
+            let window = Duration::from_millis(*ms);
+            let heard = conn.read_for(window);
+            check_heard(conn, &heard, at)?;
+            if !heard.bytes.is_empty() {
+                return with_extra_bytes(at, &heard).failed(Observation::silence(window), heard.observed());
+            }
+            if heard.closed() {
+                let keeps_open = if open_because.is_empty() { vec!["SRV-OPEN-1"] } else { blames(open_because) };
+                let at = Exercise { step: at.step.clone(), blames: keeps_open };
+                return at.failed(Observation::silence(window), heard.observed());
+            }
+        }
+        _ => unreachable!("only connection steps reach here"),
     }
-    let cases = value.get("cases").and_then(|c| c.as_array()).ok_or(LoadError::NotAScript)?;
-    let mut scripts = Vec::new();
-    for case in cases {
-        if let Some(script) = case.get("script").and_then(|s| s.get("script")) {
-            let id = case.get("id").and_then(|i| i.as_str()).unwrap_or("case").to_string();
-            scripts.push((id, serde_json::from_value(script.clone())?));
+    Ok(())
+}
+
+/// A read cut short by the case's own limit decides nothing.
+fn check_heard(conn: &Conn, heard: &Heard, at: &Exercise) -> CaseResult {
+    match heard.end {
+        End::Capped => Err(conn.capped(&format!("at {}", at.step))),
+        _ => Ok(()),
+    }
+}
+
+/// Bytes that arrived where none were expected also break SPEC: SRV-PONG-1 ("no other bytes").
+fn with_extra_bytes(at: &Exercise, heard: &Heard) -> Exercise {
+    let mut blames = at.blames.clone();
+    if !heard.bytes.is_empty() && !blames.contains(&"SRV-PONG-1") {
+        blames.push("SRV-PONG-1");
+    }
+    Exercise { step: at.step.clone(), blames }
+}
+
+/// One write on each connection of `sends`, from a thread each, all released at one barrier.
+fn send_at_once(open: &mut BTreeMap<u32, Open>, sends: &[ConnWrite], at: &Exercise) -> CaseResult {
+    let mut writers = Vec::new();
+    for send in sends {
+        let state = open.get_mut(&send.conn).ok_or_else(|| invalid(at, "a connection is not open"))?;
+        state.just_sent = true;
+        writers.push((state.conn.writer()?, send));
+    }
+    let barrier = std::sync::Barrier::new(writers.len());
+    let results: Vec<(u32, io::Result<()>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = writers
+            .into_iter()
+            .map(|(mut writer, send)| {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    barrier.wait();
+                    (send.conn, writer.send(&send.bytes))
+                })
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
+    for (conn, result) in results {
+        let send = sends.iter().find(|s| s.conn == conn).expect("a send per result");
+        if let Err(error) = result {
+            if !send.because.is_empty() {
+                let at = Exercise { step: format!("{} (#{conn})", at.step), blames: blames(&send.because) };
+                let bytes = send.bytes.clone();
+                return at.failed(Observation::AllRead, Observation::NotDelivered { bytes, error: error.to_string() });
+            }
         }
     }
-    if scripts.is_empty() {
-        return Err(LoadError::NoScripts);
-    }
-    Ok(scripts)
-}
-
-/// Reads a script file from disk (see [`load`]).
-pub fn load_file(path: &std::path::Path) -> Result<Vec<(String, Script)>, LoadError> {
-    load(&std::fs::read_to_string(path)?)
+    Ok(())
 }
 
 /// Why a script file cannot be replayed.
@@ -708,16 +700,83 @@ pub fn load_file(path: &std::path::Path) -> Result<Vec<(String, Script)>, LoadEr
 pub enum LoadError {
     /// The file cannot be read.
     #[error("cannot read it: {0}")]
-    Read(#[from] std::io::Error),
+    Read(#[from] io::Error),
     /// The file is not JSON of a script's or a report's shape.
     #[error("not a script: {0}")]
     Json(#[from] serde_json::Error),
-    /// The JSON is neither a script nor a gate report.
-    #[error("neither a script (no \"steps\") nor a gate report (no \"cases\")")]
+    /// The text is neither a script, nor a gate report (JSON or human) with one.
+    #[error(
+        "neither a script (no \"steps\") nor a gate report with a script in it (run the gate with --explore; the \
+         JSON report and the human one both carry the scripts of failed cases)"
+    )]
     NotAScript,
-    /// The file is a gate report, but no case of it has a script.
-    #[error("the report has no case with a script (run the gate with --explore and --format json)")]
-    NoScripts,
+    /// A step names a requirement SPEC.md does not define.
+    #[error("{case}: step {step} names {id:?}, which is not a requirement of SPEC.md")]
+    UnknownRequirement {
+        /// The script's name (its case ID in a report).
+        case: String,
+        /// The step, from 1.
+        step: usize,
+        /// The ID as written.
+        id: String,
+    },
+}
+
+/// The line of a human report under a script-shaped case that carries its script as JSON.
+pub(crate) const HUMAN_MARKER: &str = "script (for --replay): ";
+
+/// Reads scripts: a script file, a gate JSON report whose cases carry scripts (every one of
+/// them is returned, with its case ID), or a human report with `script (for --replay):` lines.
+pub(crate) fn load(text: &str) -> Result<Vec<(String, Script)>, LoadError> {
+    let scripts = match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(value) if value.get("steps").is_some() => {
+            vec![("script".to_string(), serde_json::from_value::<Script>(value)?)]
+        }
+        Ok(value) => {
+            let cases = value.get("cases").and_then(|c| c.as_array()).ok_or(LoadError::NotAScript)?;
+            let mut scripts = Vec::new();
+            for case in cases {
+                if let Some(script) = case.get("script").and_then(|s| s.get("script")) {
+                    let id = case.get("id").and_then(|i| i.as_str()).unwrap_or("case").to_string();
+                    scripts.push((id, serde_json::from_value(script.clone())?));
+                }
+            }
+            scripts
+        }
+        Err(error) => {
+            // A human report: each script-shaped case carries its script on one line.
+            let mut scripts = Vec::new();
+            let mut case = "script".to_string();
+            for line in text.lines() {
+                let line = line.trim_start();
+                if let Some(json) = line.strip_prefix(HUMAN_MARKER) {
+                    scripts.push((case.clone(), serde_json::from_str(json)?));
+                } else if let Some(id) = line.split_whitespace().nth(1).filter(|id| id.contains("/explore/")) {
+                    case = id.to_string();
+                }
+            }
+            if scripts.is_empty() && text.trim_start().starts_with('{') {
+                return Err(LoadError::Json(error));
+            }
+            scripts
+        }
+    };
+    if scripts.is_empty() {
+        return Err(LoadError::NotAScript);
+    }
+    for (case, script) in &scripts {
+        for (index, step) in script.steps.iter().enumerate() {
+            if let Some(id) = step.because().iter().find(|id| crate::spec::id(id).is_none()) {
+                return Err(LoadError::UnknownRequirement { case: case.clone(), step: index + 1, id: id.clone() });
+            }
+        }
+    }
+    Ok(scripts)
+}
+
+/// Reads a script file from disk: a script, a JSON report with scripts, or a human report with `script (for --replay):` lines.
+pub fn load_file(path: &std::path::Path) -> Result<Vec<(String, Script)>, LoadError> {
+    load(&std::fs::read_to_string(path)?)
 }
 
 #[cfg(test)]
@@ -727,8 +786,8 @@ mod tests {
     #[test]
     fn bytes_round_trip_through_the_spec_notation() {
         let all: Vec<u8> = (0..=255).collect();
-        let text = serde_json::to_string(&Bytes(all.clone())).unwrap();
-        assert_eq!(serde_json::from_str::<Bytes>(&text).unwrap().0, all);
+        let text = serde_json::to_string(&Bytes::from(all.clone())).unwrap();
+        assert_eq!(serde_json::from_str::<Bytes>(&text).unwrap().to_vec(), all);
         assert_eq!(unescape("pi\\x00\\n").unwrap(), b"pi\0\n");
         assert_eq!(unescape("bad\\q").unwrap_err().at, 3);
         assert!(unescape("\\x4").is_err());
@@ -736,22 +795,42 @@ mod tests {
 
     #[test]
     fn long_runs_read_as_repetitions() {
-        let bytes = Bytes([b"ping".repeat(1000), b"end".to_vec()].concat());
+        let bytes = Bytes::from([b"ping".repeat(1000), b"end".to_vec()].concat());
         assert_eq!(bytes.to_string(), "\"ping\" x 1000 + \"end\"");
-        assert_eq!(Bytes(b"pingpin".to_vec()).to_string(), "\"pingpin\"");
+        assert_eq!(Bytes::from_static(b"pingpin").to_string(), "\"pingpin\"");
     }
 
     #[test]
-    fn scripts_round_trip_through_json() {
+    fn scripts_round_trip_through_json_in_the_version_1_form() {
         let script = Script::new(vec![
-            Step::Connect { conn: 1 },
-            Step::Send { conn: 1, bytes: b"pi\xff"[..].into() },
+            Step::Do(Action::Connect { conn: 1, because: vec![] }),
+            Step::Do(Action::Send { conn: 1, bytes: Bytes::from_static(b"pi\xff"), because: vec![] }),
             Step::ExpectClosed { conn: 1, because: vec!["SRV-INVALID-1".into()] },
             Step::ExpectRunning { because: vec![] },
         ]);
         let text = serde_json::to_string(&script).unwrap();
         assert!(text.contains(r#"{"step":"send","conn":1,"bytes":"pi\\xff"}"#), "{text}");
+        assert!(text.contains(r#"{"step":"connect","conn":1}"#), "{text}");
         assert_eq!(load(&text).unwrap(), vec![("script".to_string(), script)]);
         assert!(matches!(load("{}"), Err(LoadError::NotAScript)));
+    }
+
+    #[test]
+    fn a_human_report_carries_its_scripts() {
+        let script = Script::new(vec![Step::Do(Action::Connect { conn: 1, because: vec![] })]);
+        let line = serde_json::to_string(&script).unwrap();
+        let report = format!(
+            "  FAIL  server/explore/seed-1-case-6  a generated conversation [MUST]\n        {HUMAN_MARKER}{line}\n"
+        );
+        assert_eq!(load(&report).unwrap(), vec![("server/explore/seed-1-case-6".to_string(), script)]);
+        assert!(matches!(load("just text\n"), Err(LoadError::NotAScript)));
+    }
+
+    #[test]
+    fn a_script_naming_an_unknown_requirement_is_refused() {
+        let text =
+            r#"{"format":"udsping-script","version":1,"steps":[{"step":"expect_running","because":["SRV-NOPE-9"]}]}"#;
+        let error = load(text).unwrap_err();
+        assert_eq!(error.to_string(), "script: step 1 names \"SRV-NOPE-9\", which is not a requirement of SPEC.md");
     }
 }

@@ -19,56 +19,95 @@ pub enum TargetError {
     },
 }
 
-/// The target for `command` (CMD and its ARGs). CMD is made absolute when it names an
-/// existing file relative to the current directory, because the target runs in another
-/// directory; ARGs are the implementation's business and are passed as written (`{socket}`
-/// in them is left for the harness to replace).
+/// The target for `command` (CMD and its ARGs). CMD runs in a fresh directory (for each case
+/// of the gate, for each server the bench starts), where a path relative to this directory
+/// names nothing, so CMD, and every ARG that names an existing file here (`-- python3
+/// server.py {socket}`, `--config=conf.toml`), are made absolute: they mean what they mean
+/// where the command was typed. Other ARGs (`{socket}`, names, directories, sockets) are
+/// passed as written.
 pub fn from_command(command: &[String]) -> Result<Target, TargetError> {
     let (program, args) = command.split_first().ok_or(TargetError::Missing)?;
-    let target = Target { program: absolute_if_file(program), args: args.to_vec() };
+    let target = Target {
+        program: absolute_if_file(program, |_| true),
+        args: args.iter().map(|arg| absolute_argument(arg).unwrap_or_else(|| arg.clone())).collect(),
+    };
     check(&target)?;
     Ok(target)
 }
 
-/// An argument of CMD that names a file or directory relative to the current directory. CMD
-/// runs in a fresh directory (for each case of the gate, for each server the bench starts),
-/// where the same relative path names nothing, so `-- python3 server.py` would fail every
-/// case. Arguments are passed as written (a name there may be meant for that directory, such
-/// as a socket path), so this is a warning with the fix, not a rewrite.
+/// An argument of CMD that names a file or directory relative to this directory: a file is
+/// passed as its absolute path (said as a note); a directory is passed as written (it may be
+/// meant for the fresh directory CMD runs in), with a warning saying how to pass this one.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "CMD's argument {argument:?} names a file or directory here, but CMD runs in a fresh directory where it does not exist; to pass this one, give {absolute:?}"
-)]
-pub struct RelativeArgument {
-    /// The argument as given.
-    pub argument: String,
-    /// The same file as an absolute path.
-    pub absolute: String,
+pub enum RelativeArgument {
+    /// A file here, passed as its absolute path.
+    #[error(
+        "CMD's argument {argument:?} names a file here; it is passed as {absolute:?} (CMD runs in a fresh directory)"
+    )]
+    File {
+        /// The argument as given.
+        argument: String,
+        /// What is passed instead.
+        absolute: String,
+    },
+    /// A directory here, passed as written.
+    #[error(
+        "CMD's argument {argument:?} names a directory here, but CMD runs in a fresh directory where it does not exist; to pass this one, give {absolute:?}"
+    )]
+    Directory {
+        /// The argument as given.
+        argument: String,
+        /// The same directory as an absolute path.
+        absolute: String,
+    },
 }
 
-/// The arguments of `target` that name an existing regular file or directory relative to the
-/// current directory (sockets and `{socket}` excepted: those are addresses, not inputs).
-pub fn relative_arguments(target: &Target) -> Vec<RelativeArgument> {
-    target
-        .args
+/// What [`from_command`] did to `command`'s arguments, and what it left that may surprise.
+pub fn relative_arguments(command: &[String]) -> Vec<RelativeArgument> {
+    command
         .iter()
-        .filter(|arg| !arg.contains("{socket}") && !arg.starts_with('-') && Path::new(arg.as_str()).is_relative())
-        .filter(|arg| std::fs::metadata(arg.as_str()).is_ok_and(|m| m.is_file() || m.is_dir()))
+        .skip(1)
         .filter_map(|arg| {
-            let absolute = std::path::absolute(arg.as_str()).ok()?;
-            Some(RelativeArgument { argument: arg.clone(), absolute: absolute.to_string_lossy().into_owned() })
+            if let Some(absolute) = absolute_argument(arg) {
+                return Some(RelativeArgument::File { argument: arg.clone(), absolute });
+            }
+            let is_dir = !arg.contains("{socket}")
+                && !arg.starts_with('-')
+                && !matches!(arg.as_str(), "." | "..")
+                && Path::new(arg.as_str()).is_relative()
+                && std::fs::metadata(arg.as_str()).is_ok_and(|m| m.is_dir());
+            let absolute = std::path::absolute(arg.as_str()).ok()?.to_string_lossy().into_owned();
+            is_dir.then(|| RelativeArgument::Directory { argument: arg.clone(), absolute })
         })
         .collect()
 }
 
+/// `arg` made absolute, when it (or the value of `--name=value`) names an existing regular
+/// file relative to the current directory.
+fn absolute_argument(arg: &str) -> Option<String> {
+    if arg.contains("{socket}") {
+        return None;
+    }
+    let is_file = |path: &str| std::fs::metadata(path).is_ok_and(|m| m.is_file());
+    if let Some((name, value)) = arg.split_once('=').filter(|(name, _)| name.starts_with('-')) {
+        let absolute = absolute_if_file(value, is_file);
+        return (absolute != value).then(|| format!("{name}={absolute}"));
+    }
+    if arg.starts_with('-') {
+        return None;
+    }
+    let absolute = absolute_if_file(arg, is_file);
+    (absolute != arg).then_some(absolute)
+}
+
 /// Checks that the target's program can be started.
-pub fn check(target: &Target) -> Result<(), TargetError> {
+pub(crate) fn check(target: &Target) -> Result<(), TargetError> {
     target.check().map_err(|_| TargetError::NotExecutable { program: target.program.clone() })
 }
 
-fn absolute_if_file(arg: &str) -> String {
+fn absolute_if_file(arg: &str, wanted: impl Fn(&str) -> bool) -> String {
     let path = Path::new(arg);
-    if path.is_relative() && arg != "{socket}" && path.exists() {
+    if !arg.is_empty() && path.is_relative() && path.exists() && wanted(arg) {
         if let Ok(absolute) = std::path::absolute(path) {
             return absolute.to_string_lossy().into_owned();
         }
@@ -91,24 +130,31 @@ mod tests {
         assert!(from_command(&[plain.to_string_lossy().into_owned()]).is_err());
     }
 
+    // The natural command line: `-- python3 server.py {socket}` from the script's directory.
     #[test]
-    fn a_relative_file_argument_is_named_with_its_absolute_path() {
+    fn a_relative_file_argument_is_passed_as_its_absolute_path() {
         // The package root is the current directory of unit tests.
-        let target = from_command(&["sh".into(), "Cargo.toml".into(), "{socket}".into(), "-x".into()]).unwrap();
-        let found = relative_arguments(&target);
-        assert_eq!(found.len(), 1, "{found:?}");
-        assert_eq!(found[0].argument, "Cargo.toml");
-        assert_eq!(Path::new(&found[0].absolute), std::path::absolute("Cargo.toml").unwrap());
-        assert!(found[0].to_string().contains("runs in a fresh directory"));
+        let command: Vec<String> = ["sh", "Cargo.toml", "{socket}", "-x", "--manifest=Cargo.toml", "src"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let target = from_command(&command).unwrap();
+        let absolute = std::path::absolute("Cargo.toml").unwrap().to_string_lossy().into_owned();
+        assert_eq!(target.program, "sh");
+        assert_eq!(
+            target.args,
+            [absolute.clone(), "{socket}".into(), "-x".into(), format!("--manifest={absolute}"), "src".into()]
+        );
+        let found = relative_arguments(&command);
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(found[0].to_string().contains("is passed as"), "{}", found[0]);
+        assert!(matches!(&found[2], RelativeArgument::Directory { argument, .. } if argument == "src"));
         let none = from_command(&["sh".into(), "no-such-file".into(), "/etc/hostname".into()]).unwrap();
-        assert!(relative_arguments(&none).is_empty());
+        assert_eq!(none.args, ["no-such-file", "/etc/hostname"]);
     }
 
     #[test]
-    fn only_the_program_is_made_absolute() {
-        let target = from_command(&["sh".into(), "Cargo.toml".into(), "{socket}".into()]).unwrap();
-        assert_eq!(target.program, "sh");
-        assert_eq!(target.args, ["Cargo.toml", "{socket}"], "arguments are passed as written");
+    fn a_relative_program_is_made_absolute() {
         // A script named relative to the current directory (the package root here).
         let dir = tempfile::Builder::new().prefix(".target-test-").tempdir_in(".").unwrap();
         let script = dir.path().join("server.sh");

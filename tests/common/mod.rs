@@ -23,7 +23,7 @@ pub const DEADLINE: Duration = Duration::from_secs(10);
 /// Polls `condition` until it holds or `limit` passes; returns whether it held (the gate's
 /// own bounded poll).
 pub fn wait_until(limit: Duration, condition: impl FnMut() -> bool) -> bool {
-    udsping::conform::harness::poll_until(limit, condition)
+    udsping::conform::poll_until(limit, condition)
 }
 
 /// A reference server on its own thread in its own temporary directory, stopped on drop.

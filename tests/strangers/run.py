@@ -65,6 +65,9 @@ def fixture_procs(markers, exclude):
 
 
 def blamed_ids(case):
+    failure = case.get("failure")
+    if isinstance(failure, dict) and failure.get("blames"):
+        return set(failure["blames"])
     msg = case.get("message") or ""
     m = PREFIX_RE.match(msg)
     if m:

@@ -274,7 +274,10 @@ static void prepare_path(const char *path)
     if (fstat(ref, &held) < 0 || !same_file(&st, &held) || !S_ISSOCK(held.st_mode))
         die("refusing to start: %s changed while it was inspected", path);
 
-    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    /* The probe never blocks (LIFE-PROBE-1): a blocking connect to a live server whose backlog
+     * is full waits for ever; non-blocking, that is EAGAIN, which counts as live. (Fixed after
+     * the gate's busy-socket case found the blocking probe of the first version.) */
+    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (s < 0) die("socket: %s", strerror(errno));
     struct sockaddr_un sa;
     fill_addr(&sa, path);
@@ -282,7 +285,7 @@ static void prepare_path(const char *path)
     do r = connect(s, (struct sockaddr *)&sa, sizeof sa); while (r < 0 && errno == EINTR);
     int err = errno;
     close(s);                                            /* probe: closed without a byte */
-    if (r == 0)                                          /* LIFE-LIVE-1 */
+    if (r == 0 || err == EAGAIN)                         /* LIFE-LIVE-1 */
         die("refusing to start: another server is live at %s", path);
 #if MUTANT == 17
     if (0)

@@ -1,0 +1,327 @@
+//! A connection of the gate's, to the implementation or from it: every byte recorded in the
+//! case's transcript, every read bounded twice, by the wait for the event expected and by the
+//! case's own time limit (`--case-timeout`). One read loop ([`Conn::read_until`]) serves every
+//! way of reading; a read cut short by the case's limit is never taken for the peer's doing.
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::os::unix::net::UnixStream;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::transcript::{Direction, Recorder};
+use crate::conform::script::Bytes;
+use crate::conform::verdict::{human_duration, CaseResult, Exercise, Observation, Problem};
+use crate::proto::{quoted_prefix, PING, PONG};
+
+/// Bytes a read keeps of what a peer sends while the case waits for a close: beyond that, a
+/// flood is a failure already.
+const READ_KEPT: usize = 64 * 1024;
+
+/// Why a case is inconclusive when its own time limit cut `what` short: it names the limit
+/// and the option that raises it.
+pub(crate) fn capped(case_timeout: Duration, what: &str) -> Problem {
+    Problem::Inconclusive(format!(
+        "the gate's time limit for one case (--case-timeout {}) ran out {what}; raise it to let the case finish",
+        human_duration(case_timeout)
+    ))
+}
+
+/// How a read ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum End {
+    /// What the read waited for arrived.
+    Done,
+    /// The peer closed the connection (EOF, or a reset: SPEC: WIRE-CLOSE-1).
+    Closed,
+    /// Nothing more arrived within the wait.
+    Quiet,
+    /// The peer sent more than a read keeps ([`READ_KEPT`]) without what was waited for.
+    Flood,
+    /// The case's own time limit ran out first: the read says nothing about the peer.
+    Capped,
+}
+
+/// What a bounded read heard: the bytes, how it ended, and how long it waited.
+#[derive(Clone, Debug)]
+pub(crate) struct Heard {
+    /// Every byte that arrived.
+    pub bytes: Vec<u8>,
+    /// How the read ended.
+    pub end: End,
+    /// How long it waited.
+    pub waited: Duration,
+}
+
+impl Heard {
+    /// Whether the peer closed.
+    pub(crate) fn closed(&self) -> bool {
+        self.end == End::Closed
+    }
+
+    /// As an observation: the bytes, then the close or the silence.
+    pub(crate) fn observed(&self) -> Observation {
+        Observation::heard(self.bytes.clone(), self.closed(), self.waited)
+    }
+}
+
+/// A recorded connection with bounded reads.
+pub(crate) struct Conn {
+    stream: UnixStream,
+    id: usize,
+    transcript: Recorder,
+    timeout: Duration,
+    /// No wait on this connection goes past this: the case's own limit.
+    cap: Instant,
+    case_timeout: Duration,
+}
+
+impl Conn {
+    pub(super) fn new(
+        stream: UnixStream,
+        id: usize,
+        transcript: Recorder,
+        timeout: Duration,
+        cap: Instant,
+        case_timeout: Duration,
+    ) -> Result<Self, Problem> {
+        // A peer that never reads must not hang a write either.
+        stream.set_write_timeout(Some(timeout)).map_err(|e| Problem::harness("cannot set a write timeout", e))?;
+        Ok(Conn { stream, id, transcript, timeout, cap, case_timeout })
+    }
+
+    /// How long each expected event is awaited (`--timeout`).
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn note(&self, text: &str) {
+        self.transcript.record(self.id, Direction::Event, text.as_bytes());
+    }
+
+    /// The reason a read cut short by the case's limit gives: the case is inconclusive, and
+    /// says which figure to raise.
+    pub(crate) fn capped(&self, what: &str) -> Problem {
+        capped(self.case_timeout, what)
+    }
+
+    /// Writes all of `bytes` (recorded); a failed write is recorded and returned.
+    pub(crate) fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let written = self.stream.write_all(bytes);
+        match &written {
+            Ok(()) => self.transcript.record(self.id, Direction::Sent, bytes),
+            Err(e) => self.note(&format!("send {} failed: {e}", quoted_prefix(bytes, 48))),
+        }
+        written
+    }
+
+    /// Writes all of `bytes`, which the implementation must read: a failed write fails the step.
+    pub(crate) fn deliver(&mut self, bytes: &[u8], step: &Exercise) -> CaseResult {
+        self.send(bytes).or_else(|e| {
+            step.failed(
+                Observation::AllRead,
+                Observation::NotDelivered { bytes: Bytes::from(bytes.to_vec()), error: e.to_string() },
+            )
+        })
+    }
+
+    /// Sends bytes from another thread, so that the case can read while they are written; the
+    /// thread returns how the write went.
+    pub(crate) fn send_in_background(&mut self, bytes: Vec<u8>) -> Result<thread::JoinHandle<io::Result<()>>, Problem> {
+        let mut writer = self.writer()?;
+        self.note(&format!("sending {} bytes from another thread", bytes.len()));
+        Ok(thread::spawn(move || writer.send(&bytes)))
+    }
+
+    /// Another handle on this connection for writing from another thread (recorded alike).
+    pub(crate) fn writer(&self) -> Result<Conn, Problem> {
+        let stream = self.stream.try_clone().map_err(|e| Problem::harness("cannot clone a socket", e))?;
+        Ok(Conn {
+            stream,
+            id: self.id,
+            transcript: self.transcript.clone(),
+            timeout: self.timeout,
+            cap: self.cap,
+            case_timeout: self.case_timeout,
+        })
+    }
+
+    /// Sends bytes without blocking until the kernel refuses more; returns how many were sent.
+    pub(crate) fn flood(&mut self, bytes: &[u8]) -> usize {
+        let _ = self.stream.set_nonblocking(true);
+        let mut sent = 0;
+        while let Ok(n) = (&self.stream).write(bytes) {
+            sent += n;
+        }
+        let _ = self.stream.set_nonblocking(false);
+        self.note(&format!("flooded {sent} bytes without reading"));
+        sent
+    }
+
+    /// Ends the harness's receiving side: the peer's writes now fail with `EPIPE` (and raise
+    /// `SIGPIPE` in a peer that does not ignore it).
+    pub(crate) fn shutdown_read(&mut self) {
+        let _ = self.stream.shutdown(Shutdown::Read);
+        self.note("shut down reading (the peer's writes now fail)");
+    }
+
+    /// Ends the harness's sending side: the peer reads EOF.
+    pub(crate) fn half_close(&mut self) {
+        let _ = self.stream.shutdown(Shutdown::Write);
+        self.note("half-closed (EOF sent)");
+    }
+
+    /// Closes the connection at once, with whatever the peer sent still unread.
+    pub(crate) fn close(self) {
+        self.note("closed by the harness");
+    }
+
+    /// The one read loop: reads until `done(bytes so far)` holds, the peer closes, nothing
+    /// arrives for `wait`, `max` bytes arrived without `done` (a flood), or the case's limit
+    /// runs out. It never reads more than `max` bytes, so `max` 1 reads a single byte.
+    pub(crate) fn read_until(&mut self, wait: Duration, max: usize, mut done: impl FnMut(&[u8]) -> bool) -> Heard {
+        let started = Instant::now();
+        let deadline = started + wait;
+        let mut bytes = Vec::new();
+        let mut buffer = [0u8; 4096];
+        let end = loop {
+            if done(&bytes) {
+                break End::Done;
+            }
+            if bytes.len() >= max {
+                break End::Flood;
+            }
+            let now = Instant::now();
+            if now >= self.cap {
+                break End::Capped;
+            }
+            if now >= deadline {
+                break End::Quiet;
+            }
+            let _ = self.stream.set_read_timeout(Some(deadline.min(self.cap) - now));
+            let room = (max - bytes.len()).min(buffer.len());
+            match self.stream.read(&mut buffer[..room]) {
+                Ok(0) => {
+                    self.note("closed by peer");
+                    break End::Closed;
+                }
+                Ok(n) => {
+                    self.transcript.record(self.id, Direction::Received, &buffer[..n]);
+                    bytes.extend_from_slice(&buffer[..n]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+                // A reset after the peer's last byte is a close (SPEC: WIRE-CLOSE-1).
+                Err(e) => {
+                    self.note(&format!("closed by peer ({e})"));
+                    break End::Closed;
+                }
+            }
+        };
+        Heard { bytes, end, waited: started.elapsed() }
+    }
+
+    /// Reads until `n` bytes arrived or the peer closed (within the timeout), never more than `n`.
+    pub(crate) fn read_exactly_or_close(&mut self, n: usize) -> Heard {
+        self.read_until(self.timeout, n, |got| got.len() >= n)
+    }
+
+    /// Reads until the peer closes (within the timeout, and at most a flood's worth).
+    pub(crate) fn read_until_close(&mut self) -> Heard {
+        self.read_until(self.timeout, READ_KEPT, |_| false)
+    }
+
+    /// Reads for `window`, or until the peer closes.
+    pub(crate) fn read_for(&mut self, window: Duration) -> Heard {
+        self.read_until(window, READ_KEPT, |_| false)
+    }
+
+    /// The peer closes (within the timeout), whatever it sends before.
+    pub(crate) fn expect_closed_loosely(&mut self, step: &Exercise) -> CaseResult {
+        let heard = self.read_until(self.timeout, usize::MAX, |_| false);
+        match heard.end {
+            End::Capped => Err(self.capped("while waiting for the connection to close")),
+            End::Closed => Ok(()),
+            _ => step.failed(Observation::closed(), Observation::silence(heard.waited)),
+        }
+    }
+
+    /// Nothing arrives for `window` and the connection stays open.
+    pub(crate) fn expect_silence(&mut self, window: Duration, step: &Exercise) -> CaseResult {
+        let heard = self.read_for(window);
+        match heard.end {
+            End::Capped => Err(self.capped("while watching for silence")),
+            End::Quiet if heard.bytes.is_empty() => Ok(()),
+            _ => step.failed(Observation::silence(window), heard.observed()),
+        }
+    }
+
+    /// Some reply arrives within `limit` (any bytes); returns how long it took.
+    pub(crate) fn expect_reply_within(&mut self, limit: Duration, step: &Exercise) -> Result<Duration, Problem> {
+        let heard = self.read_until(limit, READ_KEPT, |got| !got.is_empty());
+        match heard.end {
+            End::Done => Ok(heard.waited),
+            End::Capped => Err(self.capped("while waiting for a reply")),
+            _ => step.failed(Observation::ReplyWithin { ms: limit.as_millis() as u64 }, heard.observed()),
+        }
+    }
+
+    /// A liveness round, the most forgiving conversation there is: one `ping`, then reading
+    /// until `pong` has arrived among whatever comes (SPEC.md section 8). Cases about the
+    /// socket file, signals, limits and concurrency use it to see that the server serves and
+    /// leave the exact reply to the wire cases; its failure blames SPEC: SRV-PONG-1 alone.
+    pub(crate) fn live_round(&mut self, context: &str) -> CaseResult {
+        let step =
+            Exercise::new(format!("the liveness round ({context}: \"ping\", read until \"pong\")"), &["SRV-PONG-1"]);
+        self.deliver(PING, &step)?;
+        let heard = self.read_until(self.timeout, READ_KEPT, |got| got.windows(PONG.len()).any(|w| w == PONG));
+        match heard.end {
+            End::Done => Ok(()),
+            End::Capped => Err(self.capped("during a liveness round")),
+            _ => step.failed(Observation::Pong, heard.observed()),
+        }
+    }
+
+    /// How many bytes sent on this connection the peer has not read yet (Linux `SIOCOUTQ`):
+    /// a script waits for 0 between two writes so that the peer sees them as two reads.
+    #[allow(unsafe_code)] // rustix has no safe call for SIOCOUTQ.
+    pub(crate) fn unread_by_peer(&self) -> io::Result<usize> {
+        // TIOCOUTQ, which is SIOCOUTQ for sockets (asm-generic/ioctls.h).
+        const SIOCOUTQ: rustix::ioctl::Opcode = 0x5411;
+        // SAFETY: SIOCOUTQ writes one `int` through its argument, which is what a
+        // `Getter<_, c_int>` provides, and the descriptor is the live socket `self.stream` owns.
+        let queued =
+            unsafe { rustix::ioctl::ioctl(&self.stream, rustix::ioctl::Getter::<SIOCOUTQ, std::ffi::c_int>::new()) }?;
+        Ok(usize::try_from(queued).unwrap_or(0))
+    }
+
+    /// Waits (at most `limit`) until the peer has read everything sent so far.
+    pub(crate) fn wait_read_by_peer(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.unread_by_peer().is_ok_and(|n| n > 0) && Instant::now() < deadline {
+            thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    /// Waits up to `limit` until at least `count` bytes from the peer are queued, without
+    /// reading them, so that a close that follows leaves them unread (the peer's next read sees
+    /// a reset, SPEC: WIRE-CLOSE-1) while the peer owes nothing more.
+    pub(crate) fn wait_queued(&mut self, count: usize, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut buffer = vec![std::mem::MaybeUninit::uninit(); count];
+        loop {
+            let _ = self.stream.set_read_timeout(Some(Duration::from_millis(5)));
+            match rustix::net::recv(&self.stream, &mut buffer[..], rustix::net::RecvFlags::PEEK) {
+                Ok((_, queued)) if queued >= count => return true,
+                // The peer closed: nothing more will come.
+                Ok((_, 0)) => return false,
+                Ok(_) | Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
+                Err(_) => return false,
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+}

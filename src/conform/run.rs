@@ -1,0 +1,415 @@
+//! Running the gate: one [`Options`] (selection, waits, parallelism, addressing and, as an
+//! optional part, exploration), [`preflight`] (what would make every case fail for the gate's
+//! own reasons), and the runner: the selected cases `--jobs` at a time, each in a world of its
+//! own, with the run's early stop, its second runs of cold first starts, and its verdict on a
+//! target that never started; then exploration; or, instead, a replay of saved scripts.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::case::{Case, Role, Run};
+use super::cases::{self, rows};
+use super::explore::{self, Env, ExploreOptions};
+use super::harness::{Addressing, Ctx, RunStarts, Waits};
+use super::outcome::{CaseReport, FirstRun, Outcome, SuiteReport};
+use super::script::{self, Script};
+use super::verdict::{Exercise, Observation, Problem};
+use crate::process::Target;
+use crate::spec;
+
+/// How to run the gate.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// `--only` patterns: run only cases whose ID or a requirement matches one (all when empty).
+    pub only: Vec<glob::Pattern>,
+    /// `--skip` patterns: skip cases whose ID or a requirement matches one.
+    pub skip: Vec<glob::Pattern>,
+    /// How long the target is waited for (`--timeout`, `--startup-timeout`, `--case-timeout`).
+    pub waits: Waits,
+    /// Failed SHOULD cases also fail the run (`--strict`).
+    pub strict: bool,
+    /// Cases run at once, each with its own target process (`--jobs`).
+    pub jobs: usize,
+    /// How the target's socket is named: a path or an abstract name.
+    pub addressing: Addressing,
+    /// Generated cases after the fixed ones (`--explore`).
+    pub explore: Option<ExploreOptions>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            only: Vec::new(),
+            skip: Vec::new(),
+            waits: Waits::default(),
+            strict: false,
+            jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            addressing: Addressing::Path,
+            explore: None,
+        }
+    }
+}
+
+fn pattern_matches(pattern: &glob::Pattern, case: &Case) -> bool {
+    pattern.matches(case.id) || case.requirements.iter().any(|r| pattern.matches(r))
+}
+
+impl Options {
+    /// Whether `case` runs: it matches an `--only` pattern (if any) by ID or requirement, and
+    /// no `--skip` pattern.
+    pub fn selects(&self, case: &Case) -> bool {
+        let matches = |patterns: &[glob::Pattern]| patterns.iter().any(|p| pattern_matches(p, case));
+        (self.only.is_empty() || matches(&self.only)) && !matches(&self.skip)
+    }
+
+    /// What exploration works against.
+    pub fn env<'a>(&self, target: &'a Target) -> Env<'a> {
+        Env { target, waits: self.waits, addressing: self.addressing, jobs: self.jobs }
+    }
+}
+
+/// Why the gate cannot run at all (exit status 2, before any case).
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    /// The target command could not be started.
+    #[error(transparent)]
+    Target(#[from] crate::process::SpawnError),
+    /// `--only` or `--skip` leaves no case to run.
+    #[error("{option} {patterns} selects no {role} case (`udsping conform {role} --list` lists them)")]
+    NothingSelected {
+        /// `--only` or `--skip`.
+        option: &'static str,
+        /// The option's patterns, comma-separated.
+        patterns: String,
+        /// `server` or `client`.
+        role: &'static str,
+    },
+    /// A case's socket path would not fit in `sun_path` (TMPDIR is too deep).
+    #[error(
+        "the socket path {path} would be {length} bytes, more than sun_path holds (107): set TMPDIR to a shorter directory"
+    )]
+    PathTooLong {
+        /// The socket path a case would use.
+        path: String,
+        /// Its length in bytes.
+        length: usize,
+    },
+}
+
+/// A `--only`/`--skip` pattern that matches no case while others do: a warning, not an error.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{option} {pattern:?} matches no {role} case")]
+pub struct UnmatchedPattern {
+    /// `--only` or `--skip`.
+    pub option: &'static str,
+    /// The pattern as given.
+    pub pattern: String,
+    /// `server` or `client`.
+    pub role: &'static str,
+}
+
+/// Checks, before any case runs, what would make every case fail for the gate's own reasons:
+/// a program that cannot be started, a selection of no case, a temporary directory whose
+/// socket path does not fit in `sun_path` (SPEC: TRN-PATH-2). Returns warnings (a pattern
+/// that matches nothing while others match).
+pub fn preflight(role: Role, target: &Target, options: &Options) -> Result<Vec<UnmatchedPattern>, GateError> {
+    target.check()?;
+    if options.addressing == Addressing::Path {
+        // What the cases will use: a directory `udsping-conform-XXXXXX` in the temporary
+        // directory, and `udsocket` in it.
+        let path = std::env::temp_dir().join("udsping-conform-XXXXXX").join("udsocket");
+        let length = path.as_os_str().len();
+        if length > 107 {
+            return Err(GateError::PathTooLong { path: path.display().to_string(), length });
+        }
+    }
+    let all = cases::all(role);
+    let mut warnings = Vec::new();
+    for (option, patterns) in [("--only", &options.only), ("--skip", &options.skip)] {
+        for pattern in patterns.iter() {
+            if !all.iter().any(|c| pattern_matches(pattern, c)) {
+                warnings.push(UnmatchedPattern { option, pattern: pattern.as_str().to_string(), role: role.as_str() });
+            }
+        }
+    }
+    if !all.iter().any(|c| options.selects(c)) {
+        let only_matches_nothing = options.only.iter().all(|p| !all.iter().any(|c| pattern_matches(p, c)));
+        let (option, patterns) = if !options.only.is_empty() && only_matches_nothing {
+            ("--only", &options.only)
+        } else {
+            ("--skip", &options.skip)
+        };
+        let patterns = patterns.iter().map(|p| format!("{:?}", p.as_str())).collect::<Vec<_>>().join(", ");
+        return Err(GateError::NothingSelected { option, patterns, role: role.as_str() });
+    }
+    Ok(warnings)
+}
+
+/// The SPEC.md section heading for a section number (`4.2` is `4.2 Segmentation`).
+fn heading(section: &str) -> String {
+    spec::all()
+        .iter()
+        .map(|r| r.section)
+        .find(|s| s.strip_prefix(section).is_some_and(|rest| rest.starts_with([' ', '.'])))
+        .unwrap_or(section)
+        .to_string()
+}
+
+/// Plain starts that must fail, with none succeeding, before the run stops starting the target.
+const FAILED_STARTS_BEFORE_STOPPING: usize = 2;
+
+/// Whether a case's run is a verdict on the target, or says only that the target never got
+/// going in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ran {
+    /// The report stands.
+    Judged,
+    /// A start spawned before any start had succeeded showed no sign of life in its time (or
+    /// the case was held back because of such starts): run the case again if the target
+    /// started in another case.
+    NotStarted,
+}
+
+/// What the cases so far say about the target as a whole: once it has failed to start in
+/// the first cases (or daemonized), every remaining case would wait out the same deadlines
+/// for the same reason, so they are reported as errors with that cause instead.
+#[derive(Default)]
+struct EarlyStop {
+    /// When a start first succeeded, as the cases see it the moment it happens.
+    starts: RunStarts,
+    /// Plain starts that failed.
+    failed_starts: Vec<String>,
+    /// Whether any case made a plain start.
+    plain_starts: bool,
+    /// Refusals awaited in vain from silent processes: they count towards the stop once a
+    /// plain start failed too (alone they say only that the target does not refuse).
+    unanswered_refusals: usize,
+    fatal: Option<String>,
+}
+
+impl EarlyStop {
+    /// Why the next case is not run, if it is not, and whether it is to be run after all
+    /// should the target start in a case already under way (a fatal cause holds regardless).
+    fn stopped(&self) -> Option<(String, Ran)> {
+        if let Some(fatal) = &self.fatal {
+            return Some((fatal.clone(), Ran::Judged));
+        }
+        let failed = self.failed_starts.len() + self.unanswered_refusals;
+        let first =
+            self.failed_starts.first().filter(|_| !self.starts.any() && failed >= FAILED_STARTS_BEFORE_STOPPING)?;
+        let cause = format!("not run: the target failed to start in the first {failed} cases ({first})");
+        Some((cause, Ran::NotStarted))
+    }
+}
+
+/// One finished case, as the runner keeps it.
+struct Slot {
+    report: CaseReport,
+    ran: Ran,
+    /// A start of the target failed in it.
+    start_failed: bool,
+}
+
+/// Runs the selected cases of `role` against `target`, `options.jobs` at a time, then the
+/// exploration `options` asks for. A case whose start, spawned before any start had succeeded,
+/// showed no sign of life in its time runs once more after the others if the target started
+/// in another case (so do cases the early stop held back meanwhile); its report is the second
+/// run's, with [`CaseReport::first_run`]. When no start of the target succeeded in the whole
+/// run, nothing could be judged: its failures are errors.
+pub fn run(role: Role, target: &Target, options: &Options) -> SuiteReport {
+    run_with_progress(role, target, options, &|_, _, _| {})
+}
+
+/// [`run`], calling `progress(report, done, total)` as each selected case finishes.
+pub fn run_with_progress(
+    role: Role,
+    target: &Target,
+    options: &Options,
+    progress: &(dyn Fn(&CaseReport, usize, usize) + Sync),
+) -> SuiteReport {
+    let all = cases::all(role);
+    let total = all.iter().filter(|c| options.selects(c) && c.needs.excluded_by(options.addressing).is_none()).count();
+    let slots: Vec<Mutex<Option<Slot>>> = all.iter().map(|_| Mutex::new(None)).collect();
+    let done = AtomicUsize::new(0);
+    let early_stop = Mutex::new(EarlyStop::default());
+    let lock = |slot: &Mutex<Option<Slot>>| -> Option<(Ran, Outcome, Duration, Option<String>)> {
+        let slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+        slot.as_ref().map(|s| (s.ran, s.report.outcome, s.report.duration, s.report.message.clone()))
+    };
+    let run_all = |indices: &[usize], first_runs: &[FirstRun], total: usize| {
+        let next = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..options.jobs.max(1).min(indices.len()) {
+                scope.spawn(|| loop {
+                    let at = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(&index) = indices.get(at) else { break };
+                    let mut slot = run_case(&all[index], target, options, &early_stop);
+                    slot.report.first_run = first_runs.get(at).cloned();
+                    if slot.report.outcome != Outcome::Skip || slot.report.duration > Duration::ZERO {
+                        progress(&slot.report, done.fetch_add(1, Ordering::SeqCst) + 1, total);
+                    }
+                    *slots[index].lock().unwrap_or_else(|p| p.into_inner()) = Some(slot);
+                });
+            }
+        });
+    };
+    run_all(&(0..all.len()).collect::<Vec<_>>(), &[], total);
+    // A start that showed no sign of life within --startup-timeout, while the target started
+    // in other cases, says more about the machine than the target: the first start after a
+    // VM is restored, or on a cold page cache, can take seconds longer than the next. Such
+    // cases (and those the early stop did not run because of them) run once more, after the
+    // others; the progress count goes on past the first total.
+    let started_somewhere = early_stop.lock().unwrap_or_else(|p| p.into_inner()).starts.any();
+    let (again, first_runs): (Vec<usize>, Vec<FirstRun>) = slots
+        .iter()
+        .enumerate()
+        .filter_map(|(index, slot)| match lock(slot) {
+            Some((Ran::NotStarted, outcome @ (Outcome::Fail | Outcome::Error), duration, message))
+                if started_somewhere =>
+            {
+                Some((index, FirstRun { outcome, duration, message }))
+            }
+            _ => None,
+        })
+        .unzip();
+    if !again.is_empty() {
+        run_all(&again, &first_runs, total + again.len());
+    }
+    let stop = early_stop.into_inner().unwrap_or_else(|p| p.into_inner());
+    let never_started = stop.plain_starts && !stop.starts.any();
+    let mut cases: Vec<CaseReport> = slots
+        .into_iter()
+        .map(|slot| slot.into_inner().unwrap_or_else(|p| p.into_inner()).expect("every case ran"))
+        .map(|slot| {
+            let mut report = slot.report;
+            // SPEC.md section 8: a target that never started in the run could not be judged;
+            // its failures are errors, never a requirement's failure.
+            if never_started && report.outcome == Outcome::Fail {
+                let message = report.message.take().unwrap_or_default();
+                let how =
+                    if slot.start_failed { "its start failed here" } else { "this case's failure rests on nothing" };
+                report.outcome = Outcome::Error;
+                report.failure = None;
+                report.message = Some(format!(
+                    "harness error: the target never started in this run ({how}), so nothing could be judged: {message}"
+                ));
+            }
+            report
+        })
+        .collect();
+    if let Some(explore_options) = &options.explore {
+        cases.extend(explore::explore_all(role, &options.env(target), explore_options));
+    }
+    SuiteReport { role, target: target.clone(), options: options.clone(), cases, interrupted: None }
+}
+
+/// The command line that runs `case` alone against `target`.
+pub fn rerun_command(role: Role, id: &str, target: &Target, options: &Options) -> String {
+    let abstract_flag = if options.addressing == Addressing::Abstract { " --abstract" } else { "" };
+    format!("udsping conform {}{abstract_flag} --only {id} -- {}", role.as_str(), target.display())
+}
+
+fn run_case(case: &Case, target: &Target, options: &Options, early_stop: &Mutex<EarlyStop>) -> Slot {
+    let mut report = CaseReport::new(case.id, case.title, heading(case.section), case.requirements.to_vec());
+    let skipped = |mut report: CaseReport, message: &str| {
+        report.message = Some(message.to_string());
+        Slot { report, ran: Ran::Judged, start_failed: false }
+    };
+    if !options.selects(case) {
+        return skipped(report, "not selected by --only/--skip");
+    }
+    if let Some(reason) = case.needs.excluded_by(options.addressing) {
+        return skipped(report, reason);
+    }
+    let (stopped, run_starts) = {
+        let stop = early_stop.lock().unwrap_or_else(|p| p.into_inner());
+        (stop.stopped(), stop.starts.clone())
+    };
+    report.rerun = Some(rerun_command(case.role, case.id, target, options));
+    if let Some((cause, ran)) = stopped {
+        let mut report = report.conclude(Err(Problem::Harness(cause)));
+        report.duration = Duration::from_nanos(1);
+        return Slot { report, ran, start_failed: false };
+    }
+    let started = Instant::now();
+    let mut ran = Ran::Judged;
+    let mut start_failed = false;
+    let (result, transcript) = match Ctx::new(target, options.waits, options.addressing, case.role) {
+        Ok(mut ctx) => {
+            ctx.run_starts = run_starts;
+            let mut result = match case.run {
+                Run::Code(run) => run(&mut ctx),
+                Run::Conversation(moves) => {
+                    ctx.start_server().and_then(|()| script::play(&mut ctx, &rows::script(moves)))
+                }
+            };
+            // SPEC: SRV-INVALID-2, SRV-ISOLATE-1 — a server that died inside a case is
+            // reported as such, whatever the case itself concluded.
+            if let Some(death) = ctx.death_during_case(matches!(result, Err(Problem::Fail(_)))) {
+                let text = format!("the server died during this case: {death}");
+                result = match result {
+                    Ok(()) => Exercise::new(
+                        "after the case, with nothing asking the server to stop (a server that crashes on what a \
+                         client sends breaks SRV-INVALID-2 and SRV-ISOLATE-1)",
+                        &["SRV-INVALID-2", "SRV-ISOLATE-1"],
+                    )
+                    .failed(Observation::Running, death),
+                    Err(Problem::Inconclusive(reason)) => Err(Problem::Inconclusive(format!("{reason}; and {text}"))),
+                    // The death explains the failure: what it breaks is blamed too, as the
+                    // script's last step ("the server still running") would have.
+                    Err(Problem::Fail(mut failure)) => {
+                        report.details.push(text);
+                        let mut dies = vec!["SRV-ISOLATE-1"];
+                        if let Run::Conversation(moves) = case.run {
+                            let script = rows::script(moves);
+                            if let Some(script::Step::ExpectRunning { because }) = script.steps.last() {
+                                dies = because.iter().filter_map(|id| spec::id(id)).collect();
+                            }
+                        }
+                        for id in dies {
+                            if !failure.blames.contains(&id) {
+                                failure.blames.push(id);
+                            }
+                        }
+                        Err(Problem::Fail(failure))
+                    }
+                    other => {
+                        report.details.push(text);
+                        other
+                    }
+                };
+            }
+            let mut stop = early_stop.lock().unwrap_or_else(|p| p.into_inner());
+            stop.plain_starts |= ctx.start.plain;
+            stop.failed_starts.extend(ctx.start.failure.take());
+            stop.unanswered_refusals += usize::from(ctx.start.refusal_unanswered);
+            start_failed = ctx.start.failed;
+            if ctx.start.cold {
+                ran = Ran::NotStarted;
+            }
+            if stop.fatal.is_none() {
+                stop.fatal = ctx.start.fatal.take();
+            }
+            drop(stop);
+            let transcript = ctx.transcript();
+            drop(ctx); // kills and reaps the target before the case is reported
+            (result, Some(transcript))
+        }
+        Err(problem) => (Err(problem), None),
+    };
+    let mut report = report.conclude(result);
+    report.duration = started.elapsed();
+    report.transcript = transcript;
+    if report.outcome == Outcome::Pass {
+        report.rerun = None;
+    }
+    Slot { report, ran, start_failed }
+}
+
+/// Plays saved scripts (`--replay`) instead of the cases, each in a fresh server: the report
+/// judges only the requirements their steps name (SPEC.md section 8).
+pub fn replay(target: &Target, scripts: &[(String, Script)], options: &Options) -> SuiteReport {
+    let cases = explore::replay(scripts, &options.env(target));
+    SuiteReport { role: Role::Server, target: target.clone(), options: options.clone(), cases, interrupted: None }
+}
