@@ -150,8 +150,12 @@ impl ClientSession {
         matches!(self.state, State::AwaitPong(_))
     }
 
-    /// Takes bytes read from the server. After an error the session sends nothing more.
+    /// Takes bytes read from the server. After an error the session sends nothing more, and
+    /// this and [`on_eof`](Self::on_eof) report that first error again.
     pub fn on_bytes(&mut self, bytes: &[u8]) -> Result<(), ProtocolError> {
+        if let State::Failed(error) = self.state {
+            return Err(error);
+        }
         for (index, &byte) in bytes.iter().enumerate() {
             // SPEC: CLT-REPLY-1 — the reply is matched byte by byte, however it was split.
             let State::AwaitPong(got) = self.state else {
@@ -272,6 +276,22 @@ mod tests {
         let (sent, result) = drive(2, &[b"pongpong"]);
         assert_eq!(sent, b"ping");
         assert!(matches!(result, Err(ProtocolError::Unsolicited { round: 1, .. })));
+    }
+
+    // SPEC: CLT-REPLY-2 — the message says what was received: the first error, which a later
+    // read (a driver draining the socket before closing) neither hides nor replaces.
+    #[test]
+    fn a_failed_session_reports_its_first_error_again() {
+        let mut session = ClientSession::new(2);
+        assert_eq!(session.poll_transmit(), Some(&PING[..]));
+        let first = session.on_bytes(b"pox").unwrap_err();
+        assert!(matches!(first, ProtocolError::UnexpectedReply { round: 1, .. }), "{first:?}");
+        assert_eq!(session.on_bytes(b"pong"), Err(first));
+        assert_eq!(session.on_bytes(b""), Err(first));
+        assert_eq!(session.on_eof(), Err(first));
+        assert_eq!(session.error(), Some(first));
+        assert_eq!(session.poll_transmit(), None);
+        assert!(!session.wants_read() && !session.is_finished());
     }
 
     #[test]
