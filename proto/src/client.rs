@@ -223,13 +223,18 @@ impl ClientSession {
 mod tests {
     use super::*;
 
+    /// Drives a session as the blocking client does. Bounded: a session that keeps asking for
+    /// bytes after the server's are all delivered and its EOF is taken fails the test instead of
+    /// hanging it.
     fn drive(rounds: u64, server_bytes: &[&[u8]]) -> (Vec<u8>, Result<(), ProtocolError>) {
         let mut session = ClientSession::new(rounds);
         let mut sent = Vec::new();
         let mut pieces = server_bytes.iter();
-        loop {
-            while let Some(bytes) = session.poll_transmit() {
+        for _ in 0..=server_bytes.len() + 1 {
+            // Lock-step: one token at a time, then wait.
+            if let Some(bytes) = session.poll_transmit() {
                 sent.extend_from_slice(bytes);
+                assert_eq!(session.poll_transmit(), None, "a second token without a reply");
             }
             if !session.wants_read() {
                 return (sent, Ok(()));
@@ -242,6 +247,7 @@ mod tests {
                 return (sent, result);
             }
         }
+        panic!("the session still wants to read after the server's EOF (sent {sent:?})");
     }
 
     // SPEC: CLT-LOCKSTEP-1, CLT-REPLY-1, CLT-END-1
@@ -297,5 +303,65 @@ mod tests {
     #[test]
     fn zero_rounds_sends_only_end() {
         assert_eq!(drive(0, &[]), (b"end".to_vec(), Ok(())));
+    }
+
+    // SPEC: CLT-LOCKSTEP-1, CLT-END-1, CLT-EXIT-1 — what a driver reads between the calls: the
+    // rounds counted when a pong is complete, reading only while a reply is owed, finished
+    // only once `end` is handed out, and no error on the way.
+    #[test]
+    fn the_session_reports_rounds_reading_and_finishing_as_they_happen() {
+        let mut session = ClientSession::new(2);
+        let state = |s: &ClientSession| (s.completed_rounds(), s.wants_read(), s.is_finished(), s.error());
+        assert_eq!(state(&session), (0, false, false, None));
+        assert_eq!(session.poll_transmit(), Some(&PING[..]));
+        assert_eq!(state(&session), (0, true, false, None));
+        session.on_bytes(b"pon").unwrap();
+        assert_eq!(state(&session), (0, true, false, None));
+        session.on_bytes(b"g").unwrap();
+        assert_eq!(state(&session), (1, false, false, None));
+        assert_eq!(session.poll_transmit(), Some(&PING[..]));
+        session.on_bytes(b"pong").unwrap();
+        assert_eq!(state(&session), (2, false, false, None));
+        assert_eq!(session.poll_transmit(), Some(&END[..]));
+        assert_eq!(state(&session), (2, false, true, None));
+        assert_eq!(session.poll_transmit(), None);
+        assert_eq!(session.on_eof(), Ok(()));
+        assert_eq!(state(&session), (2, false, true, None));
+    }
+
+    // SPEC: CLT-EOF-1 — a close before the reply's first byte is an error too.
+    #[test]
+    fn a_close_while_a_reply_is_owed_is_an_error_even_with_no_byte_of_it() {
+        let (sent, result) = drive(2, &[b"pong"]);
+        assert_eq!(sent, b"pingping");
+        let error = result.unwrap_err();
+        assert_eq!(error, ProtocolError::ClosedEarly { round: 2, received: ReplyBytes::default() });
+        assert_eq!(error.to_string(), "round 2: server closed the connection after 0 of 4 reply bytes (\"\")");
+    }
+
+    #[test]
+    fn unsolicited_bytes_are_shown_up_to_four() {
+        let (_, result) = drive(1, &[b"pong\xffpongpong"]);
+        let error = result.unwrap_err();
+        assert_eq!(error.to_string(), "after round 1: received \"\\xffpon\" although no reply was owed");
+        // After `end`: any byte at all is unsolicited.
+        let mut session = ClientSession::new(0);
+        assert_eq!(session.poll_transmit(), Some(&END[..]));
+        let error = session.on_bytes(b"p").unwrap_err();
+        assert_eq!(error.to_string(), "after round 0: received \"p\" although no reply was owed");
+    }
+
+    // The buffer behind every message holds four bytes and drops the rest, and its `Debug` is
+    // the quoted form, so that a `{:?}` of an error reads like SPEC.md's byte strings.
+    #[test]
+    fn reply_bytes_hold_at_most_four_bytes_and_debug_as_quoted() {
+        let mut bytes = ReplyBytes::default();
+        assert_eq!(bytes.as_bytes(), b"");
+        for &byte in b"po\nxyz" {
+            bytes.push(byte);
+        }
+        assert_eq!(bytes.as_bytes(), b"po\nx");
+        assert_eq!(format!("{bytes:?}"), r#""po\nx""#);
+        assert_eq!(format!("{bytes}"), r#""po\nx""#);
     }
 }
