@@ -210,8 +210,7 @@ fn check_decoder(stream: &[u8], split: &Split) {
     }
 }
 
-// SPEC: SRV-PONG-1, SRV-PONG-2, SRV-PONG-3, SRV-END-1, SRV-END-2, SRV-INVALID-1, SRV-EOF-1,
-// SRV-EOF-2
+// SPEC: SRV-PONG-1, SRV-PONG-2, SRV-PONG-3, SRV-END-1, SRV-END-2, SRV-INVALID-1, SRV-EOF-1, SRV-EOF-2
 fn check_server(stream: &[u8], split: &Split) {
     let verdict = judge(stream);
     let name = Case { rounds: None, stream, split };
