@@ -20,8 +20,9 @@ fn sources(dir: &Path) -> Vec<(String, String)> {
     out
 }
 
-/// Citations in tests (files under tests/, and `#[cfg(test)]` modules in src/ and proto/src/)
-/// and in the implementation (the rest of those), each with the files citing them.
+/// Citations in tests (files under tests/ and proto/tests/, and `#[cfg(test)]` modules in src/
+/// and proto/src/) and in the implementation (the rest of those), each with the files citing
+/// them.
 fn cited() -> (BTreeMap<String, Vec<String>>, BTreeMap<String, Vec<String>>) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let (mut tests, mut code) = (BTreeMap::new(), BTreeMap::new());
@@ -30,7 +31,7 @@ fn cited() -> (BTreeMap<String, Vec<String>>, BTreeMap<String, Vec<String>>) {
             map.entry(id.to_string()).or_default().push(file.to_string());
         }
     };
-    for (file, text) in sources(&root.join("tests")) {
+    for (file, text) in sources(&root.join("tests")).into_iter().chain(sources(&root.join("proto/tests"))) {
         note(&mut tests, &file, &text);
     }
     // The implementation is this package's src/ and the protocol core's crate, proto/src/.

@@ -150,8 +150,12 @@ impl ClientSession {
         matches!(self.state, State::AwaitPong(_))
     }
 
-    /// Takes bytes read from the server. After an error the session sends nothing more.
+    /// Takes bytes read from the server. After an error the session sends nothing more, and
+    /// this and [`on_eof`](Self::on_eof) report that first error again.
     pub fn on_bytes(&mut self, bytes: &[u8]) -> Result<(), ProtocolError> {
+        if let State::Failed(error) = self.state {
+            return Err(error);
+        }
         for (index, &byte) in bytes.iter().enumerate() {
             // SPEC: CLT-REPLY-1 — the reply is matched byte by byte, however it was split.
             let State::AwaitPong(got) = self.state else {
@@ -219,13 +223,18 @@ impl ClientSession {
 mod tests {
     use super::*;
 
+    /// Drives a session as the blocking client does. Bounded: a session that keeps asking for
+    /// bytes after the server's are all delivered and its EOF is taken fails the test instead of
+    /// hanging it.
     fn drive(rounds: u64, server_bytes: &[&[u8]]) -> (Vec<u8>, Result<(), ProtocolError>) {
         let mut session = ClientSession::new(rounds);
         let mut sent = Vec::new();
         let mut pieces = server_bytes.iter();
-        loop {
-            while let Some(bytes) = session.poll_transmit() {
+        for _ in 0..=server_bytes.len() + 1 {
+            // Lock-step: one token at a time, then wait.
+            if let Some(bytes) = session.poll_transmit() {
                 sent.extend_from_slice(bytes);
+                assert_eq!(session.poll_transmit(), None, "a second token without a reply");
             }
             if !session.wants_read() {
                 return (sent, Ok(()));
@@ -238,6 +247,7 @@ mod tests {
                 return (sent, result);
             }
         }
+        panic!("the session still wants to read after the server's EOF (sent {sent:?})");
     }
 
     // SPEC: CLT-LOCKSTEP-1, CLT-REPLY-1, CLT-END-1
@@ -274,8 +284,84 @@ mod tests {
         assert!(matches!(result, Err(ProtocolError::Unsolicited { round: 1, .. })));
     }
 
+    // SPEC: CLT-REPLY-2 — the message says what was received: the first error, which a later
+    // read (a driver draining the socket before closing) neither hides nor replaces.
+    #[test]
+    fn a_failed_session_reports_its_first_error_again() {
+        let mut session = ClientSession::new(2);
+        assert_eq!(session.poll_transmit(), Some(&PING[..]));
+        let first = session.on_bytes(b"pox").unwrap_err();
+        assert!(matches!(first, ProtocolError::UnexpectedReply { round: 1, .. }), "{first:?}");
+        assert_eq!(session.on_bytes(b"pong"), Err(first));
+        assert_eq!(session.on_bytes(b""), Err(first));
+        assert_eq!(session.on_eof(), Err(first));
+        assert_eq!(session.error(), Some(first));
+        assert_eq!(session.poll_transmit(), None);
+        assert!(!session.wants_read() && !session.is_finished());
+    }
+
     #[test]
     fn zero_rounds_sends_only_end() {
         assert_eq!(drive(0, &[]), (b"end".to_vec(), Ok(())));
+    }
+
+    // SPEC: CLT-LOCKSTEP-1, CLT-END-1, CLT-EXIT-1 — what a driver reads between the calls: the
+    // rounds counted when a pong is complete, reading only while a reply is owed, finished
+    // only once `end` is handed out, and no error on the way.
+    #[test]
+    fn the_session_reports_rounds_reading_and_finishing_as_they_happen() {
+        let mut session = ClientSession::new(2);
+        let state = |s: &ClientSession| (s.completed_rounds(), s.wants_read(), s.is_finished(), s.error());
+        assert_eq!(state(&session), (0, false, false, None));
+        assert_eq!(session.poll_transmit(), Some(&PING[..]));
+        assert_eq!(state(&session), (0, true, false, None));
+        session.on_bytes(b"pon").unwrap();
+        assert_eq!(state(&session), (0, true, false, None));
+        session.on_bytes(b"g").unwrap();
+        assert_eq!(state(&session), (1, false, false, None));
+        assert_eq!(session.poll_transmit(), Some(&PING[..]));
+        session.on_bytes(b"pong").unwrap();
+        assert_eq!(state(&session), (2, false, false, None));
+        assert_eq!(session.poll_transmit(), Some(&END[..]));
+        assert_eq!(state(&session), (2, false, true, None));
+        assert_eq!(session.poll_transmit(), None);
+        assert_eq!(session.on_eof(), Ok(()));
+        assert_eq!(state(&session), (2, false, true, None));
+    }
+
+    // SPEC: CLT-EOF-1 — a close before the reply's first byte is an error too.
+    #[test]
+    fn a_close_while_a_reply_is_owed_is_an_error_even_with_no_byte_of_it() {
+        let (sent, result) = drive(2, &[b"pong"]);
+        assert_eq!(sent, b"pingping");
+        let error = result.unwrap_err();
+        assert_eq!(error, ProtocolError::ClosedEarly { round: 2, received: ReplyBytes::default() });
+        assert_eq!(error.to_string(), "round 2: server closed the connection after 0 of 4 reply bytes (\"\")");
+    }
+
+    #[test]
+    fn unsolicited_bytes_are_shown_up_to_four() {
+        let (_, result) = drive(1, &[b"pong\xffpongpong"]);
+        let error = result.unwrap_err();
+        assert_eq!(error.to_string(), "after round 1: received \"\\xffpon\" although no reply was owed");
+        // After `end`: any byte at all is unsolicited.
+        let mut session = ClientSession::new(0);
+        assert_eq!(session.poll_transmit(), Some(&END[..]));
+        let error = session.on_bytes(b"p").unwrap_err();
+        assert_eq!(error.to_string(), "after round 0: received \"p\" although no reply was owed");
+    }
+
+    // The buffer behind every message holds four bytes and drops the rest, and its `Debug` is
+    // the quoted form, so that a `{:?}` of an error reads like SPEC.md's byte strings.
+    #[test]
+    fn reply_bytes_hold_at_most_four_bytes_and_debug_as_quoted() {
+        let mut bytes = ReplyBytes::default();
+        assert_eq!(bytes.as_bytes(), b"");
+        for &byte in b"po\nxyz" {
+            bytes.push(byte);
+        }
+        assert_eq!(bytes.as_bytes(), b"po\nx");
+        assert_eq!(format!("{bytes:?}"), r#""po\nx""#);
+        assert_eq!(format!("{bytes}"), r#""po\nx""#);
     }
 }

@@ -324,6 +324,53 @@ mod tests {
         }
     }
 
+    // SPEC: WIRE-INVALID-1 — the fast path compares against a block of eight pings and nothing
+    // else: a run of any other byte at least a block long (32 NULs, say, which a zeroed block
+    // would take for eight pings) breaks at its first byte, at the start or after pings.
+    #[test]
+    fn a_run_of_one_byte_is_never_a_block_of_pings() {
+        for byte in 0..=u8::MAX {
+            for pings in [0, 1, 8] {
+                let mut stream = PING.repeat(pings);
+                stream.extend([byte; 2 * PING_BLOCK.len()]);
+                // `p` and `e` start a token, and the run breaks at its second byte.
+                let (at, expected) = match byte {
+                    b'p' => (4 * pings + 1, Expected::Byte(b'i')),
+                    b'e' => (4 * pings + 1, Expected::Byte(b'n')),
+                    _ => (4 * pings, Expected::TokenStart),
+                };
+                let d = Decoder::new().decode(&stream);
+                assert_eq!((d.pings, d.consumed), (pings, at), "{byte:#x} after {pings} pings");
+                assert_eq!(d.status, invalid_at(at as u64, stream[at], expected), "{byte:#x} after {pings} pings");
+            }
+        }
+    }
+
+    // SPEC: WIRE-INVALID-1 — offsets count everything the peer sent on the connection, across
+    // calls: the next byte to take, which stays at `end`'s end or at the invalid byte.
+    #[test]
+    fn offset_counts_every_byte_taken_across_calls() {
+        let mut decoder = Decoder::new();
+        assert_eq!(decoder.offset(), 0);
+        decoder.decode(b"pin");
+        assert_eq!(decoder.offset(), 3);
+        decoder.decode(b"");
+        assert_eq!(decoder.offset(), 3);
+        decoder.decode(&PING.repeat(10)[3..]);
+        assert_eq!(decoder.offset(), 40);
+        let d = decoder.decode(b"enx");
+        assert_eq!(d.status, invalid_at(42, b'x', Expected::Byte(b'd')));
+        assert_eq!(decoder.offset(), 42);
+        decoder.decode(b"ping");
+        assert_eq!(decoder.offset(), 42);
+
+        let mut decoder = Decoder::new();
+        decoder.decode(b"pingendping");
+        assert_eq!(decoder.offset(), 7);
+        decoder.decode(b"ping");
+        assert_eq!(decoder.offset(), 7);
+    }
+
     // SPEC: WIRE-STREAM-1 — every single split point of a stream with each kind of ending.
     #[test]
     fn every_two_way_split_decodes_like_the_whole() {
@@ -359,5 +406,14 @@ mod tests {
     fn invalid_byte_message_says_what_was_expected_and_seen() {
         let Status::Invalid(invalid) = decode_whole(b"pinG").1 else { panic!("must be invalid") };
         assert_eq!(invalid.to_string(), "invalid byte 0x47 (b'G') at offset 3: expected b'g'");
+        let Status::Invalid(invalid) = decode_whole(b"ping\n").1 else { panic!("must be invalid") };
+        assert_eq!(
+            invalid.to_string(),
+            "invalid byte 0x0a (b'\\n') at offset 4: expected b'p' (start of \"ping\") or b'e' (start of \"end\")"
+        );
+        let mut decoder = Decoder::new();
+        decoder.decode(b"end");
+        let Status::Invalid(invalid) = decoder.decode(b"\xff").status else { panic!("must be invalid") };
+        assert_eq!(invalid.to_string(), "invalid byte 0xff (b'\\xff') at offset 3: expected nothing after \"end\"");
     }
 }

@@ -167,6 +167,31 @@ mod tests {
         }
     }
 
+    // SPEC: WIRE-INVALID-1, SRV-EOF-1 — a stream that stops inside a token holds no invalid
+    // byte; it is open, and mid-token only when at least one byte of the token has arrived.
+    #[test]
+    fn open_streams_are_mid_token_only_inside_a_token() {
+        let open = |pings, mid_token| Verdict { pings, ending: ModelEnding::Open { mid_token } };
+        assert_eq!(judge(b""), open(0, false));
+        assert_eq!(judge(b"ping"), open(1, false));
+        assert_eq!(judge(b"p"), open(0, true));
+        assert_eq!(judge(b"pingpin"), open(1, true));
+        assert_eq!(judge(b"pingen"), open(1, true));
+        assert_eq!(judge(b"pingend"), Verdict { pings: 1, ending: ModelEnding::End { at: 7 } });
+        assert_eq!(judge(b"pingpinx"), Verdict { pings: 1, ending: ModelEnding::Invalid { at: 7 } });
+        assert_eq!(judge(b"ex"), Verdict { pings: 0, ending: ModelEnding::Invalid { at: 1 } });
+    }
+
+    // SPEC: SRV-END-1, SRV-INVALID-1, SRV-EOF-1 — `end` and an invalid byte close the
+    // connection at once; an open stream waits for the client's EOF.
+    #[test]
+    fn only_end_and_invalid_bytes_close_before_eof() {
+        assert!(judge(b"pingend").closes_before_eof());
+        assert!(judge(b"pingx").closes_before_eof());
+        assert!(!judge(b"ping").closes_before_eof());
+        assert!(!judge(b"pingpi").closes_before_eof());
+    }
+
     #[test]
     fn segmenters_keep_every_byte_in_order() {
         let data = b"pingpingend";

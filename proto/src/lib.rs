@@ -56,3 +56,27 @@ pub fn quoted_prefix(bytes: &[u8], limit: usize) -> String {
         format!("{}... ({} bytes)", quoted(&bytes[..limit]), bytes.len())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The notation of SPEC.md section 2: double quotes, Rust-style escapes.
+    #[test]
+    fn quoted_writes_bytes_as_spec_md_does() {
+        assert_eq!(quoted(b"pi\xff"), r#""pi\xff""#);
+        assert_eq!(quoted(b"ping\n"), r#""ping\n""#);
+        assert_eq!(quoted(b"\x00\"\\"), r#""\x00\"\\""#);
+        assert_eq!(quoted(b""), r#""""#);
+    }
+
+    #[test]
+    fn quoted_prefix_cuts_only_what_exceeds_the_limit() {
+        assert_eq!(quoted_prefix(b"ping", 4), r#""ping""#);
+        assert_eq!(quoted_prefix(b"ping", 5), r#""ping""#);
+        assert_eq!(quoted_prefix(b"pingx", 4), r#""ping"... (5 bytes)"#);
+        assert_eq!(quoted_prefix(b"\xff\xff", 1), r#""\xff"... (2 bytes)"#);
+        assert_eq!(quoted_prefix(b"p", 0), r#"""... (1 bytes)"#);
+        assert_eq!(quoted_prefix(b"", 0), r#""""#);
+    }
+}

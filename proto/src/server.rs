@@ -132,12 +132,28 @@ pub fn pong_chunks(count: usize) -> impl Iterator<Item = &'static [u8]> {
 mod tests {
     use super::*;
 
+    // SPEC: SRV-PONG-1, SRV-PONG-4 — exactly `count` pongs, in as few writes as the block
+    // allows: one per 1024 pongs, and no empty write (a count that is a multiple of 1024, or
+    // zero, has no short last chunk).
     #[test]
-    fn pong_chunks_hold_exactly_count_pongs() {
-        for count in [0, 1, 2, 1023, 1024, 1025, 5000] {
-            let bytes: Vec<u8> = pong_chunks(count).flatten().copied().collect();
-            assert_eq!(bytes, PONG.repeat(count), "count {count}");
+    fn pong_chunks_hold_exactly_count_pongs_in_full_blocks_and_one_rest() {
+        for count in [0, 1, 2, 1023, 1024, 1025, 2048, 5000] {
+            let chunks: Vec<&[u8]> = pong_chunks(count).collect();
+            assert_eq!(chunks.concat(), PONG.repeat(count), "count {count}");
+            assert_eq!(chunks.len(), count.div_ceil(1024), "count {count}");
+            assert!(chunks.iter().all(|c| !c.is_empty() && c.len() <= 4096), "count {count}");
         }
+    }
+
+    // SPEC: SRV-EOF-2 — only `end` is orderly; an EOF, even at a boundary, and invalid input
+    // are not.
+    #[test]
+    fn only_end_is_an_orderly_ending() {
+        let invalid = InvalidByte { offset: 0, byte: b'x', expected: crate::Expected::TokenStart };
+        assert!(Ending::End.is_orderly());
+        assert!(!Ending::Invalid(invalid).is_orderly());
+        assert!(!Ending::Eof { mid_token: false }.is_orderly());
+        assert!(!Ending::Eof { mid_token: true }.is_orderly());
     }
 
     // SPEC: SRV-INVALID-1 — pings before the invalid byte are answered, then close.
