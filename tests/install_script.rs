@@ -271,3 +271,52 @@ fn the_action_installs_the_release_of_its_ref_and_falls_back_for_a_branch() {
     assert_eq!((outputs.as_str(), paths.as_str()), ("", ""));
     assert!(!installed.exists());
 }
+
+/// The release workflow builds an archive for each architecture the script maps a runner to,
+/// under the name the script downloads, from the tag the action's ref names. (Skipped in the
+/// published crate, which has no .github/.)
+#[test]
+fn the_release_workflow_builds_the_archives_the_script_downloads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(".github/workflows/release.yml");
+    let Ok(text) = fs::read_to_string(&path) else {
+        eprintln!("SKIPPED: no {} here (the published crate)", path.display());
+        return;
+    };
+    let workflow: serde_yaml::Value = serde_yaml::from_str(&text).expect("release.yml is YAML");
+    assert_eq!(workflow["on"]["push"]["tags"][0], "v*", "released from tags vX.Y.Z, as action.yml's ref");
+    let targets = |job: &str| -> Vec<String> {
+        workflow["jobs"][job]["strategy"]["matrix"]["include"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("job {job} has a matrix"))
+            .iter()
+            .map(|row| row["target"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let archives = targets("archives");
+    let dist = workflow["jobs"]["archives"]["steps"].as_sequence().unwrap();
+    assert!(dist.iter().any(|s| s["run"].as_str().is_some_and(|r| r.contains("scripts/dist --target"))));
+    let empty = tempfile::tempdir().unwrap();
+    for arch in ["X64", "ARM64"] {
+        let output = Command::new("sh")
+            .arg(script())
+            .args(["--version", VERSION, "--base-url", empty.path().to_str().unwrap(), "--dest"])
+            .arg(empty.path().join("dest"))
+            .env("RUNNER_OS", "Linux")
+            .env("RUNNER_ARCH", arch)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+        let wanted = archives
+            .iter()
+            .find(|t| stderr(&output).contains(&format!("udsping-{VERSION}-{t}.tar.gz")))
+            .unwrap_or_else(|| panic!("no archive in release.yml ({archives:?}) for {arch}: {}", stderr(&output)));
+        assert!(wanted.ends_with("-linux-gnu"), "{wanted}");
+    }
+    let wheels = targets("wheels");
+    for arch in ["x86_64", "aarch64"] {
+        for libc in ["gnu", "musl"] {
+            let target = format!("{arch}-unknown-linux-{libc}");
+            assert!(wheels.contains(&target), "release.yml builds no wheel for {target}: {wheels:?}");
+        }
+    }
+}
