@@ -23,6 +23,16 @@ fn sources(dir: &Path) -> Vec<(String, String)> {
 /// Citations in tests (files under tests/ and proto/tests/, and `#[cfg(test)]` modules in src/
 /// and proto/src/) and in the implementation (the rest of those), each with the files citing
 /// them.
+/// Whether the whole repository is here: the published crate ships without the core's
+/// sources (proto/ is a crate of its own), so the citations cannot all be counted there.
+fn whole_repository() -> bool {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("proto/src").is_dir();
+    if !here {
+        eprintln!("SKIPPED: proto/ is not here (a packaged crate), so citations cannot be counted");
+    }
+    here
+}
+
 fn cited() -> (BTreeMap<String, Vec<String>>, BTreeMap<String, Vec<String>>) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let (mut tests, mut code) = (BTreeMap::new(), BTreeMap::new());
@@ -55,6 +65,9 @@ fn spec_requirements_parse_and_ids_are_unique() {
 
 #[test]
 fn every_citation_names_a_requirement() {
+    if !whole_repository() {
+        return;
+    }
     let known: BTreeSet<&str> = requirements().iter().map(|r| r.id).collect();
     let (tests, code) = cited();
     for (id, files) in tests.iter().chain(&code) {
@@ -64,6 +77,9 @@ fn every_citation_names_a_requirement() {
 
 #[test]
 fn every_requirement_has_a_test() {
+    if !whole_repository() {
+        return;
+    }
     let (tests, _) = cited();
     let missing: Vec<String> = requirements()
         .iter()
@@ -75,6 +91,9 @@ fn every_requirement_has_a_test() {
 
 #[test]
 fn every_must_is_cited_by_the_implementation() {
+    if !whole_repository() {
+        return;
+    }
     let (_, code) = cited();
     let missing: Vec<&str> =
         requirements().iter().filter(|r| r.level == Level::Must && !code.contains_key(r.id)).map(|r| r.id).collect();
