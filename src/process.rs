@@ -183,6 +183,47 @@ pub fn kill_everything() {
     }
 }
 
+/// A target's first tries (the gate's starts, the bench's figures): once the first `limit`
+/// have failed with none succeeding, every other try would wait out the same deadlines for the
+/// same reason, so the gate and the bench report them as failed with that cause instead.
+#[derive(Clone, Debug, Default)]
+pub struct FirstTries {
+    succeeded: bool,
+    failures: Vec<String>,
+    /// Tries that ended in a way that counts towards giving up only beside a real failure
+    /// (the gate's refusal awaited in vain from a silent process).
+    silent: usize,
+}
+
+impl FirstTries {
+    /// A try succeeded: the target is never given up on.
+    pub fn succeeded(&mut self) {
+        self.succeeded = true;
+    }
+
+    /// A try failed, for `reason`.
+    pub fn failed(&mut self, reason: String) {
+        self.failures.push(reason);
+    }
+
+    /// A try came to nothing without saying why.
+    pub fn came_to_nothing(&mut self) {
+        self.silent += 1;
+    }
+
+    /// Whether any try succeeded.
+    pub fn any_succeeded(&self) -> bool {
+        self.succeeded
+    }
+
+    /// If the target is given up on: how many tries failed, and the first one's reason.
+    pub fn given_up(&self, limit: usize) -> Option<(usize, &str)> {
+        let failed = self.failures.len() + self.silent;
+        let first = self.failures.first().filter(|_| !self.succeeded && failed >= limit)?;
+        Some((failed, first))
+    }
+}
+
 /// How the start of a server ended (see [`Child::await_listening`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Readiness {

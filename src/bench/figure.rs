@@ -153,7 +153,8 @@ pub(super) fn interleaved(
 /// `idle-crowd` for the subject and then the baseline: a quiet instance and a crowded one of
 /// each, measured alternately.
 pub(super) fn idle_crowd(subject: &Subject, idle: usize, options: &Options) -> Result<Measured, ScenarioError> {
-    measure::raise_descriptor_limit(idle as u64 * 2 + 256);
+    // Room for a crowd: what does not fit after this goes to holder processes (measure::Crowd).
+    crate::server::limits::raise_descriptor_limit_to(idle as u64 * 2 + 256);
     // The conditions are those of the subject's trials, whose ratio is the figure's headline.
     let (measured, before, after, startup) = crowd_side(subject, idle, options)?;
     let (baseline, ..) = crowd_side(&Subject::Baseline, idle, options)?;

@@ -640,20 +640,6 @@ pub fn settle(pid: Option<u32>, threads: u64, limit: Duration) {
     }
 }
 
-/// Makes room for a crowd: lifts the soft descriptor limit to the hard one, and the hard one
-/// to `wanted` too where the process may (CAP_SYS_RESOURCE). What does not fit after that is
-/// handed to holder processes (see [`Crowd`]).
-pub fn raise_descriptor_limit(wanted: u64) {
-    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-    let limit = getrlimit(Resource::Nofile);
-    if limit.current.is_some_and(|c| c < wanted) {
-        let maximum = limit.maximum.map(|m| m.max(wanted));
-        if setrlimit(Resource::Nofile, Rlimit { current: maximum, maximum }).is_err() {
-            let _ = setrlimit(Resource::Nofile, Rlimit { current: limit.maximum, maximum: limit.maximum });
-        }
-    }
-}
-
 /// Pins the calling thread (and the threads and processes it starts afterwards) to one CPU:
 /// the last one this process may use. Not CPU 0, which most kernels and hypervisors load with
 /// more interrupts and timers, and never one outside the inherited mask (a container's cpuset

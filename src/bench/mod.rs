@@ -36,6 +36,8 @@ use measure::{MachineState, MeasureError};
 use report::{Conditions, Figures, Report, ScenarioResult, Spread, Status};
 use subject::{StartError, Subject};
 
+use crate::process::FirstTries;
+
 pub use svg::svg;
 
 /// The scenarios of `udsping bench`; their names (`lockstep-pinned`) are clap's and serde's.
@@ -292,30 +294,26 @@ pub fn read_report(path: &Path) -> Result<Report, BenchError> {
 /// start in its first cases).
 const FAILED_FIGURES_BEFORE_STOPPING: usize = 2;
 
-/// What one server's figures so far say about it.
-#[derive(Default)]
-struct EarlyStop {
-    measured: bool,
-    /// Figures failed by the server's own doing, and the first one's reason.
-    failures: usize,
-    first: Option<String>,
+/// A server's figures so far, as [`FirstTries`]: once it failed its first figures by its own
+/// doing, with none measured, its other figures are failed with that cause.
+trait FigureTally {
+    fn cause(&self, server: &str) -> Option<String>;
+    fn record(&mut self, result: &ScenarioResult, servers_fault: bool);
 }
 
-impl EarlyStop {
+impl FigureTally for FirstTries {
     fn cause(&self, server: &str) -> Option<String> {
-        let first =
-            self.first.as_deref().filter(|_| !self.measured && self.failures >= FAILED_FIGURES_BEFORE_STOPPING)?;
-        Some(format!("not run: {server} failed its first {} figures ({first})", self.failures))
+        let (failed, first) = self.given_up(FAILED_FIGURES_BEFORE_STOPPING)?;
+        Some(format!("not run: {server} failed its first {failed} figures ({first})"))
     }
 
     /// Counts `result`; `servers_fault`: it failed by the server's own doing (not the
     /// bench's, the machine's or the baseline's).
     fn record(&mut self, result: &ScenarioResult, servers_fault: bool) {
         if result.figures.is_some() {
-            self.measured = true;
+            self.succeeded();
         } else if servers_fault {
-            self.failures += 1;
-            self.first.get_or_insert_with(|| result.reasons.first().cloned().unwrap_or_default());
+            self.failed(result.reasons.first().cloned().unwrap_or_default());
         }
     }
 }
@@ -329,7 +327,7 @@ pub fn run(options: &Options, mut progress: impl FnMut(&str)) -> Report {
     if options.seed_python {
         subjects.push(Subject::SeedPython);
     }
-    let mut stops: Vec<EarlyStop> = subjects.iter().map(|_| EarlyStop::default()).collect();
+    let mut stops: Vec<FirstTries> = subjects.iter().map(|_| FirstTries::default()).collect();
     // Figures whose server did not start in time: (index in `results`, index in `subjects`).
     let mut again: Vec<(usize, usize)> = Vec::new();
     for repeat in 0..options.repeat.max(1) {
@@ -355,7 +353,7 @@ pub fn run(options: &Options, mut progress: impl FnMut(&str)) -> Report {
                     progress(&format!("{scenario} {} vs baseline, {clients} client(s){crowd}", subject.name()));
                     // Only a figure taken before this server was first measured may have met its
                     // cold first start: a silent hang after that is the server's own.
-                    let measured_before = stop.measured;
+                    let measured_before = stop.any_succeeded();
                     let figure = measure_figure(entry, subject, options);
                     stop.record(&figure.result, figure.servers_fault);
                     if figure.start_timed_out && !measured_before {
@@ -369,7 +367,7 @@ pub fn run(options: &Options, mut progress: impl FnMut(&str)) -> Report {
     // As in the gate: a start with no sign of life within --startup-timeout, before the server
     // was first measured, while it was measured for other figures, says more about the machine
     // (a cold first start) than the server, so that figure is taken once more, after the others.
-    for (index, which) in again.into_iter().filter(|&(_, which)| stops[which].measured) {
+    for (index, which) in again.into_iter().filter(|&(_, which)| stops[which].any_succeeded()) {
         let first = &results[index];
         let first_run = report::FirstRun { status: first.status, reasons: first.reasons.clone() };
         let entry =
@@ -602,7 +600,7 @@ mod tests {
             ..blank
         };
 
-        let mut stop = EarlyStop::default();
+        let mut stop = FirstTries::default();
         stop.record(&failed, true);
         stop.record(&not_measured, false);
         stop.record(&failed, false); // the bench's or the baseline's failure
@@ -610,7 +608,7 @@ mod tests {
         stop.record(&failed, true);
         assert_eq!(stop.cause("drip").unwrap(), "not run: drip failed its first 2 figures (it stalled)");
 
-        let mut stop = EarlyStop::default();
+        let mut stop = FirstTries::default();
         stop.record(&measured, false);
         for _ in 0..3 {
             stop.record(&failed, true);

@@ -15,7 +15,7 @@ use super::harness::{Addressing, Ctx, RunStarts, Waits};
 use super::outcome::{CaseReport, FirstRun, Outcome, SuiteReport};
 use super::script::{self, Script};
 use super::verdict::{Exercise, Observation, Problem};
-use crate::process::Target;
+use crate::process::{FirstTries, Target};
 use crate::spec;
 
 /// How to run the gate.
@@ -178,13 +178,12 @@ enum Ran {
 struct EarlyStop {
     /// When a start first succeeded, as the cases see it the moment it happens.
     starts: RunStarts,
-    /// Plain starts that failed.
-    failed_starts: Vec<String>,
+    /// The plain starts that failed, and the refusals awaited in vain from silent processes
+    /// (they count towards the stop only beside a failed plain start: alone they say only that
+    /// the target does not refuse).
+    tries: FirstTries,
     /// Whether any case made a plain start.
     plain_starts: bool,
-    /// Refusals awaited in vain from silent processes: they count towards the stop once a
-    /// plain start failed too (alone they say only that the target does not refuse).
-    unanswered_refusals: usize,
     fatal: Option<String>,
 }
 
@@ -195,11 +194,11 @@ impl EarlyStop {
         if let Some(fatal) = &self.fatal {
             return Some((fatal.clone(), Ran::Judged));
         }
-        let failed = self.failed_starts.len() + self.unanswered_refusals;
-        let first =
-            self.failed_starts.first().filter(|_| !self.starts.any() && failed >= FAILED_STARTS_BEFORE_STOPPING)?;
-        let cause = format!("not run: the target failed to start in the first {failed} cases ({first})");
-        Some((cause, Ran::NotStarted))
+        if self.starts.any() {
+            return None;
+        }
+        let (failed, first) = self.tries.given_up(FAILED_STARTS_BEFORE_STOPPING)?;
+        Some((format!("not run: the target failed to start in the first {failed} cases ({first})"), Ran::NotStarted))
     }
 }
 
@@ -382,8 +381,12 @@ fn run_case(case: &Case, target: &Target, options: &Options, early_stop: &Mutex<
             }
             let mut stop = early_stop.lock().unwrap_or_else(|p| p.into_inner());
             stop.plain_starts |= ctx.start.plain;
-            stop.failed_starts.extend(ctx.start.failure.take());
-            stop.unanswered_refusals += usize::from(ctx.start.refusal_unanswered);
+            if let Some(failure) = ctx.start.failure.take() {
+                stop.tries.failed(failure);
+            }
+            if ctx.start.refusal_unanswered {
+                stop.tries.came_to_nothing();
+            }
             start_failed = ctx.start.failed;
             if ctx.start.cold {
                 ran = Ran::NotStarted;

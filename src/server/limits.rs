@@ -37,10 +37,19 @@ fn descriptor_ceiling() -> u64 {
 /// soft limit (often 1,024) exists for programs that still use `select`, which this one does
 /// not. Failure leaves the limit as it was.
 pub fn raise_descriptor_limit() {
+    raise_descriptor_limit_to(descriptor_ceiling());
+}
+
+/// Where the soft descriptor limit is below `wanted`, raises it to the hard limit, and both to
+/// `wanted` where that is higher and the process may (CAP_SYS_RESOURCE); where it may not, to
+/// the hard limit alone. Failure leaves the limit as it was.
+pub fn raise_descriptor_limit_to(wanted: u64) {
     let limit = getrlimit(Resource::Nofile);
-    let ceiling = descriptor_ceiling();
-    if limit.current.is_some_and(|c| c < ceiling) {
-        let _ = setrlimit(Resource::Nofile, Rlimit { current: Some(ceiling), maximum: limit.maximum });
+    if limit.current.is_some_and(|c| c < wanted) {
+        let maximum = limit.maximum.map(|m| m.max(wanted));
+        if setrlimit(Resource::Nofile, Rlimit { current: maximum, maximum }).is_err() {
+            let _ = setrlimit(Resource::Nofile, Rlimit { current: limit.maximum, maximum: limit.maximum });
+        }
     }
 }
 

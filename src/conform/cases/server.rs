@@ -524,24 +524,23 @@ fn unless_inode(path: PathBuf, inode: u64) -> impl Fn() -> Option<Observation> {
 
 fn live_socket(ctx: &mut Ctx) -> CaseResult {
     let listener = UnixListener::bind(&ctx.socket).map_err(|e| Problem::harness("cannot listen at the path", e))?;
-    let inode = std::fs::symlink_metadata(&ctx.socket).map(|m| m.ino()).unwrap_or(0);
     ctx.note("the harness listens at the path");
     let step = Exercise::new("the start while another server listens at the path", &["LIFE-LIVE-1"]);
-    expect_refusal(
-        ctx,
-        &step,
-        Said { path: true, found: None },
-        "the other server's socket",
-        &unless_inode(ctx.socket.clone(), inode),
-    )?;
+    refuses_beside_another_server(ctx, &step)?;
     if let Err(e) = connect_bounded(&ctx.socket, Instant::now() + ctx.waits.timeout) {
-        return step.failed(
-            Observation::OtherServerAccepts { accepts: true },
-            Observation::NotConnected { error: e.to_string() },
-        );
+        let error = e.to_string();
+        return step.failed(Observation::OtherServerAccepts { accepts: true }, Observation::NotConnected { error });
     }
     drop(listener);
     Ok(())
+}
+
+/// SPEC: LIFE-LIVE-1 — with another server's socket at the path: a refusal naming the path,
+/// and that socket left where it is.
+fn refuses_beside_another_server(ctx: &mut Ctx, step: &Exercise) -> CaseResult {
+    let inode = std::fs::symlink_metadata(&ctx.socket).map(|m| m.ino()).unwrap_or(0);
+    let intact = unless_inode(ctx.socket.clone(), inode);
+    expect_refusal(ctx, step, Said { path: true, found: None }, "the other server's socket", &intact)
 }
 
 /// A listener at `path` whose backlog is full and that never accepts: a live server that a
@@ -578,19 +577,12 @@ impl BusyListener {
 
 fn busy_socket(ctx: &mut Ctx) -> CaseResult {
     let busy = BusyListener::at(&ctx.socket)?;
-    let inode = std::fs::symlink_metadata(&ctx.socket).map(|m| m.ino()).unwrap_or(0);
     ctx.note("the harness listens at the path, its backlog full (never accepting)");
     let step = Exercise::new(
         "the start while another server listens at the path with its backlog full (a probe connect gets EAGAIN)",
         &["LIFE-PROBE-1", "LIFE-LIVE-1"],
     );
-    expect_refusal(
-        ctx,
-        &step,
-        Said { path: true, found: None },
-        "the other server's socket",
-        &unless_inode(ctx.socket.clone(), inode),
-    )?;
+    refuses_beside_another_server(ctx, &step)?;
     drop(busy);
     Ok(())
 }

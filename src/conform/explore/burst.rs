@@ -62,25 +62,15 @@ impl Family for Bursts {
     type Repro = Vec<Move>;
     type Worker = Server;
 
-    fn id(&self) -> &'static str {
-        "server/explore-burst"
-    }
+    const ID: &'static str = "server/explore-burst";
 
-    fn section(&self) -> &'static str {
-        "explore: bursts on many connections at one instant (SPEC.md section 5.5)"
-    }
+    const SECTION: &'static str = "explore: bursts on many connections at one instant (SPEC.md section 5.5)";
 
-    fn noun(&self) -> &'static str {
-        "generated bursts"
-    }
+    const NOUN: &'static str = "generated bursts";
 
-    fn requirements(&self) -> &'static [&'static str] {
-        &["SRV-ISOLATE-1", "SRV-CONC-1", "SRV-CONC-2", "SRV-PONG-1"]
-    }
+    const REQUIREMENTS: &'static [&'static str] = &["SRV-ISOLATE-1", "SRV-CONC-1", "SRV-CONC-2", "SRV-PONG-1"];
 
-    fn default_cases(&self) -> u32 {
-        20
-    }
+    const DEFAULT_CASES: u32 = 20;
 
     fn rng_index(&self, index: u64) -> u64 {
         index | 1 << 62

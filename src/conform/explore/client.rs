@@ -313,25 +313,16 @@ impl Family for Servers {
     type Repro = ClientPlan;
     type Worker = ();
 
-    fn id(&self) -> &'static str {
-        "client/explore"
-    }
+    const ID: &'static str = "client/explore";
 
-    fn section(&self) -> &'static str {
-        "explore: generated servers (SPEC.md section 6)"
-    }
+    const SECTION: &'static str = "explore: generated servers (SPEC.md section 6)";
 
-    fn noun(&self) -> &'static str {
-        "generated servers"
-    }
+    const NOUN: &'static str = "generated servers";
 
-    fn requirements(&self) -> &'static [&'static str] {
-        &["CLT-LOCKSTEP-1", "CLT-REPLY-1", "CLT-REPLY-2", "CLT-EOF-1", "CLT-END-1", "CLT-EXIT-1", "WIRE-GRAMMAR-1"]
-    }
+    const REQUIREMENTS: &'static [&'static str] =
+        &["CLT-LOCKSTEP-1", "CLT-REPLY-1", "CLT-REPLY-2", "CLT-EOF-1", "CLT-END-1", "CLT-EXIT-1", "WIRE-GRAMMAR-1"];
 
-    fn default_cases(&self) -> u32 {
-        60
-    }
+    const DEFAULT_CASES: u32 = 60;
 
     fn strategy(&self) -> BoxedStrategy<ClientPlan> {
         plans().boxed()

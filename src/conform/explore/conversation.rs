@@ -313,40 +313,30 @@ impl Family for Conversations {
     type Repro = Vec<Move>;
     type Worker = Server;
 
-    fn id(&self) -> &'static str {
-        "server/explore"
-    }
+    const ID: &'static str = "server/explore";
 
-    fn section(&self) -> &'static str {
-        "explore: generated conversations (SPEC.md sections 4 and 5)"
-    }
+    const SECTION: &'static str = "explore: generated conversations (SPEC.md sections 4 and 5)";
 
-    fn noun(&self) -> &'static str {
-        "generated conversations"
-    }
+    const NOUN: &'static str = "generated conversations";
 
-    fn requirements(&self) -> &'static [&'static str] {
-        &[
-            "SRV-PONG-1",
-            "SRV-PONG-2",
-            "SRV-PONG-3",
-            "SRV-OPEN-1",
-            "WIRE-STREAM-1",
-            "WIRE-STREAM-2",
-            "WIRE-INVALID-1",
-            "SRV-INVALID-1",
-            "SRV-INVALID-2",
-            "SRV-END-1",
-            "SRV-END-2",
-            "SRV-EOF-1",
-            "SRV-ISOLATE-1",
-            "SRV-CONC-2",
-        ]
-    }
+    const REQUIREMENTS: &'static [&'static str] = &[
+        "SRV-PONG-1",
+        "SRV-PONG-2",
+        "SRV-PONG-3",
+        "SRV-OPEN-1",
+        "WIRE-STREAM-1",
+        "WIRE-STREAM-2",
+        "WIRE-INVALID-1",
+        "SRV-INVALID-1",
+        "SRV-INVALID-2",
+        "SRV-END-1",
+        "SRV-END-2",
+        "SRV-EOF-1",
+        "SRV-ISOLATE-1",
+        "SRV-CONC-2",
+    ];
 
-    fn default_cases(&self) -> u32 {
-        DEFAULT_CASES
-    }
+    const DEFAULT_CASES: u32 = DEFAULT_CASES;
 
     fn strategy(&self) -> BoxedStrategy<Plan> {
         plans().boxed()

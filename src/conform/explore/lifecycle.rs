@@ -336,25 +336,16 @@ impl Family for Lifecycles {
     type Repro = LifecyclePlan;
     type Worker = ();
 
-    fn id(&self) -> &'static str {
-        "server/explore-lifecycle"
-    }
+    const ID: &'static str = "server/explore-lifecycle";
 
-    fn section(&self) -> &'static str {
-        "explore: generated lifecycles (SPEC.md section 7)"
-    }
+    const SECTION: &'static str = "explore: generated lifecycles (SPEC.md section 7)";
 
-    fn noun(&self) -> &'static str {
-        "generated lifecycles"
-    }
+    const NOUN: &'static str = "generated lifecycles";
 
-    fn requirements(&self) -> &'static [&'static str] {
-        &["LIFE-BIND-1", "LIFE-STALE-1", "LIFE-LIVE-1", "LIFE-PROBE-1", "LIFE-FOREIGN-1", "LIFE-SHUT-1", "LIFE-SHUT-2"]
-    }
+    const REQUIREMENTS: &'static [&'static str] =
+        &["LIFE-BIND-1", "LIFE-STALE-1", "LIFE-LIVE-1", "LIFE-PROBE-1", "LIFE-FOREIGN-1", "LIFE-SHUT-1", "LIFE-SHUT-2"];
 
-    fn default_cases(&self) -> u32 {
-        20
-    }
+    const DEFAULT_CASES: u32 = 20;
 
     // Offset from the conversations' cases, so the two explorations draw different numbers.
     fn rng_index(&self, index: u64) -> u64 {

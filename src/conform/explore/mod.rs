@@ -136,15 +136,15 @@ pub(crate) trait Family: Sync {
     type Worker;
 
     /// The case IDs' prefix, `server/explore`.
-    fn id(&self) -> &'static str;
+    const ID: &'static str;
     /// The report's section for the family.
-    fn section(&self) -> &'static str;
+    const SECTION: &'static str;
     /// What its cases are, in the plural: `generated conversations`.
-    fn noun(&self) -> &'static str;
+    const NOUN: &'static str;
     /// The requirements its cases exercise.
-    fn requirements(&self) -> &'static [&'static str];
+    const REQUIREMENTS: &'static [&'static str];
     /// Cases per run without `--cases`.
-    fn default_cases(&self) -> u32;
+    const DEFAULT_CASES: u32;
     /// Case `index`'s number for [`rng_for`] (families draw apart from one another).
     fn rng_index(&self, index: u64) -> u64 {
         index
@@ -291,7 +291,7 @@ pub(crate) fn explore<F: Family>(
     deadline: Option<Instant>,
 ) -> Exploration<F::Repro> {
     let started = Instant::now();
-    let cases = u64::from(options.cases.unwrap_or(family.default_cases()));
+    let cases = u64::from(options.cases.unwrap_or(F::DEFAULT_CASES));
     let next = AtomicU64::new(0);
     let ran = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
@@ -481,15 +481,15 @@ pub(crate) fn reports<F: Family>(
     options: &ExploreOptions,
 ) -> Vec<CaseReport> {
     let seed = options.seed;
-    let all: Vec<&'static str> = family.requirements().to_vec();
+    let all: Vec<&'static str> = F::REQUIREMENTS.to_vec();
     let report = |id: String, title: String, requirements: Vec<&'static str>| {
-        let mut report = CaseReport::new(id, title, family.section(), requirements);
+        let mut report = CaseReport::new(id, title, F::SECTION, requirements);
         report.duration = exploration.elapsed;
         report
     };
     let mut out = Vec::new();
     if let Some(error) = &exploration.harness_error {
-        let case = report(format!("{}/harness", family.id()), "exploration could not run".into(), all.clone());
+        let case = report(format!("{}/harness", F::ID), "exploration could not run".into(), all.clone());
         out.push(case.conclude(Err(Problem::Harness(error.clone()))));
     }
     for (found, warning) in [(&exploration.found, false), (&exploration.warning, true)] {
@@ -501,8 +501,8 @@ pub(crate) fn reports<F: Family>(
             if exploration.notes.is_empty() { String::new() } else { format!("; {}", exploration.notes.join("; ")) };
         let (inconclusive, reason) = &exploration.inconclusive;
         let judged = exploration.ran - inconclusive;
-        let title = format!("{} {} (seed {seed}), none failed{notes}", exploration.ran, family.noun());
-        let case = report(format!("{}/generated", family.id()), title, all);
+        let title = format!("{} {} (seed {seed}), none failed{notes}", exploration.ran, F::NOUN);
+        let case = report(format!("{}/generated", F::ID), title, all);
         out.push(if judged == 0 && *inconclusive > 0 {
             case.conclude(Err(Problem::Inconclusive(format!(
                 "every generated case was cut short: {}",
@@ -529,12 +529,12 @@ fn found_report<F: Family>(
     mut case: CaseReport,
 ) -> CaseReport {
     let seed = options.seed;
-    case.id = format!("{}/seed-{seed}-case-{}", family.id(), found.index);
+    case.id = format!("{}/seed-{seed}-case-{}", F::ID, found.index);
     let size = family.size(&found.minimal);
     case.title = if warning {
         format!("a generated case of {size} steps broke a SHOULD (not shrunk)")
     } else {
-        format!("{} shrunk to {size} steps", family.noun().trim_end_matches('s').replace("generated ", "a generated "))
+        format!("{} shrunk to {size} steps", F::NOUN.trim_end_matches('s').replace("generated ", "a generated "))
     };
     case.requirements = found.failure.blames.clone();
     let verdict = match &found.confirmation {

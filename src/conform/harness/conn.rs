@@ -65,34 +65,37 @@ impl Heard {
     }
 }
 
+/// How long a connection's waits may last.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Bounds {
+    /// Each expected event (`--timeout`).
+    pub(crate) timeout: Duration,
+    /// No wait goes past this: the case's own limit.
+    pub(crate) cap: Instant,
+    /// That limit as a duration (`--case-timeout`), for messages.
+    pub(crate) case_timeout: Duration,
+}
+
 /// A recorded connection with bounded reads.
 pub(crate) struct Conn {
     stream: UnixStream,
     id: usize,
     transcript: Recorder,
-    timeout: Duration,
-    /// No wait on this connection goes past this: the case's own limit.
-    cap: Instant,
-    case_timeout: Duration,
+    bounds: Bounds,
 }
 
 impl Conn {
-    pub(super) fn new(
-        stream: UnixStream,
-        id: usize,
-        transcript: Recorder,
-        timeout: Duration,
-        cap: Instant,
-        case_timeout: Duration,
-    ) -> Result<Self, Problem> {
+    pub(super) fn new(stream: UnixStream, id: usize, transcript: Recorder, bounds: Bounds) -> Result<Self, Problem> {
         // A peer that never reads must not hang a write either.
-        stream.set_write_timeout(Some(timeout)).map_err(|e| Problem::harness("cannot set a write timeout", e))?;
-        Ok(Conn { stream, id, transcript, timeout, cap, case_timeout })
+        stream
+            .set_write_timeout(Some(bounds.timeout))
+            .map_err(|e| Problem::harness("cannot set a write timeout", e))?;
+        Ok(Conn { stream, id, transcript, bounds })
     }
 
     /// How long each expected event is awaited (`--timeout`).
     pub(crate) fn timeout(&self) -> Duration {
-        self.timeout
+        self.bounds.timeout
     }
 
     fn note(&self, text: &str) {
@@ -102,7 +105,7 @@ impl Conn {
     /// The reason a read cut short by the case's limit gives: the case is inconclusive, and
     /// says which figure to raise.
     pub(crate) fn capped(&self, what: &str) -> Problem {
-        capped(self.case_timeout, what)
+        capped(self.bounds.case_timeout, what)
     }
 
     /// Writes all of `bytes` (recorded); a failed write is recorded and returned.
@@ -136,14 +139,7 @@ impl Conn {
     /// Another handle on this connection for writing from another thread (recorded alike).
     pub(crate) fn writer(&self) -> Result<Conn, Problem> {
         let stream = self.stream.try_clone().map_err(|e| Problem::harness("cannot clone a socket", e))?;
-        Ok(Conn {
-            stream,
-            id: self.id,
-            transcript: self.transcript.clone(),
-            timeout: self.timeout,
-            cap: self.cap,
-            case_timeout: self.case_timeout,
-        })
+        Ok(Conn { stream, id: self.id, transcript: self.transcript.clone(), bounds: self.bounds })
     }
 
     /// Sends bytes without blocking until the kernel refuses more; returns how many were sent.
@@ -192,13 +188,13 @@ impl Conn {
                 break End::Flood;
             }
             let now = Instant::now();
-            if now >= self.cap {
+            if now >= self.bounds.cap {
                 break End::Capped;
             }
             if now >= deadline {
                 break End::Quiet;
             }
-            let _ = self.stream.set_read_timeout(Some(deadline.min(self.cap) - now));
+            let _ = self.stream.set_read_timeout(Some(deadline.min(self.bounds.cap) - now));
             let room = (max - bytes.len()).min(buffer.len());
             match self.stream.read(&mut buffer[..room]) {
                 Ok(0) => {
@@ -223,12 +219,12 @@ impl Conn {
 
     /// Reads until `n` bytes arrived or the peer closed (within the timeout), never more than `n`.
     pub(crate) fn read_exactly_or_close(&mut self, n: usize) -> Heard {
-        self.read_until(self.timeout, n, |got| got.len() >= n)
+        self.read_until(self.bounds.timeout, n, |got| got.len() >= n)
     }
 
     /// Reads until the peer closes (within the timeout, and at most a flood's worth).
     pub(crate) fn read_until_close(&mut self) -> Heard {
-        self.read_until(self.timeout, READ_KEPT, |_| false)
+        self.read_until(self.bounds.timeout, READ_KEPT, |_| false)
     }
 
     /// Reads for `window`, or until the peer closes.
@@ -238,7 +234,7 @@ impl Conn {
 
     /// The peer closes (within the timeout), whatever it sends before.
     pub(crate) fn expect_closed_loosely(&mut self, step: &Exercise) -> CaseResult {
-        let heard = self.read_until(self.timeout, usize::MAX, |_| false);
+        let heard = self.read_until(self.bounds.timeout, usize::MAX, |_| false);
         match heard.end {
             End::Capped => Err(self.capped("while waiting for the connection to close")),
             End::Closed => Ok(()),
@@ -274,7 +270,7 @@ impl Conn {
         let step =
             Exercise::new(format!("the liveness round ({context}: \"ping\", read until \"pong\")"), &["SRV-PONG-1"]);
         self.deliver(PING, &step)?;
-        let heard = self.read_until(self.timeout, READ_KEPT, |got| got.windows(PONG.len()).any(|w| w == PONG));
+        let heard = self.read_until(self.bounds.timeout, READ_KEPT, |got| got.windows(PONG.len()).any(|w| w == PONG));
         match heard.end {
             End::Done => Ok(()),
             End::Capped => Err(self.capped("during a liveness round")),

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::conn::Conn;
+use super::conn::{Bounds, Conn};
 use super::dir::CaseDir;
 use super::transcript::{Direction, Recorder, Transcript};
 use super::watch::{PermSeen, PermWatch};
@@ -587,14 +587,8 @@ impl Ctx {
     }
 
     fn conn(&self, stream: std::os::unix::net::UnixStream) -> Result<Conn, Problem> {
-        Conn::new(
-            stream,
-            self.connections,
-            self.transcript.clone(),
-            self.waits.timeout,
-            self.cap,
-            self.waits.case_timeout,
-        )
+        let bounds = Bounds { timeout: self.waits.timeout, cap: self.cap, case_timeout: self.waits.case_timeout };
+        Conn::new(stream, self.connections, self.transcript.clone(), bounds)
     }
 
     /// Listens at the socket path or abstract name (for client cases) before the client starts.
