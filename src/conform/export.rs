@@ -9,21 +9,23 @@
 //!   `_`).
 //! - `generated/seed-<S>-case-<i>.json`: one vector per generated conversation of seed `S`.
 //!
-//! A vector (`"format": "udsping-vector"`, `"version": 1`) has `id`, `title`, `requirements`,
+//! A vector (`"format": "udsping-vector"`, `"version": 2`) has `id`, `title`, `requirements`,
 //! `connections` and `script` (the [`super::script`] JSON form, replayable with `udsping
 //! conform server --replay FILE -- CMD`). Each connection, in the order the script opens them:
 //!
 //! | field | meaning |
 //! |---|---|
 //! | `conn` | the script's number for it |
-//! | `writes` | the client's writes, in order (byte strings in SPEC.md's notation) |
+//! | `writes` | the client's writes, in order, each `{"text", "hex"}` |
 //! | `client_eof` | the client half-closed after its writes |
 //! | `client_reset` | the client closed the connection (unread replies and all) |
-//! | `replies` | every byte a conforming server sends on it, in order |
-//! | `server_closes` | a conforming server closes it (after `replies`) |
+//! | `replies` | every byte a conforming server sends on it, in order, `{"text", "hex"}`; `null` for a connection the client reset, whose replies nobody reads |
+//! | `server_closes` | a conforming server closes it (after `replies`); `null` for a connection the client reset |
 //!
-//! Byte strings are escaped as in the script format: ASCII as is, `\n`, `\r`, `\t`, `\\`,
-//! `\'`, `\"`, and `\xNN` for any other byte.
+//! `text` is SPEC.md's notation (ASCII as is, `\n`, `\r`, `\t`, `\\`, `\'`, `\"`, and
+//! `\xNN` for any other byte), `hex` the same bytes in lower-case hex. The schema is
+//! `schemas/vector.schema.json`; `examples/consume_vectors.py` checks every vector of a
+//! directory against a server model of its own in about 30 lines of Python.
 
 use std::path::{Path, PathBuf};
 
@@ -38,37 +40,80 @@ use crate::proto::grammar::INVALID_TABLE;
 /// The `format` field of a vector.
 pub(crate) const FORMAT: &str = "udsping-vector";
 
+/// The vector format's version.
+const VERSION: u32 = 2;
+
+/// Bytes twice: in SPEC.md's notation and in hex.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub(crate) struct Both {
+    /// In SPEC.md's notation.
+    text: Bytes,
+    /// In lower-case hex, two digits a byte.
+    hex: String,
+}
+
+impl From<Bytes> for Both {
+    fn from(bytes: Bytes) -> Self {
+        let hex = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        Both { text: bytes, hex }
+    }
+}
+
 /// One connection of a vector.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub(crate) struct ConnVector {
-    pub(crate) conn: u32,
-    pub(crate) writes: Vec<Bytes>,
-    pub(crate) client_eof: bool,
-    pub(crate) client_reset: bool,
-    pub(crate) replies: Bytes,
-    pub(crate) server_closes: bool,
+    /// The script's number for it.
+    conn: u32,
+    /// The client's writes, in order.
+    writes: Vec<Both>,
+    /// The client half-closed after its writes.
+    client_eof: bool,
+    /// The client closed the connection, replies unread and all.
+    client_reset: bool,
+    /// Every byte a conforming server sends on it, in order; `null` where the client reset it.
+    replies: Option<Both>,
+    /// Whether a conforming server closes it after `replies`; `null` where the client reset it.
+    server_closes: Option<bool>,
 }
 
 /// A test vector: a script and, per connection, what goes each way.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub(crate) struct Vector {
-    pub(crate) format: &'static str,
-    pub(crate) version: u32,
-    pub(crate) id: String,
-    pub(crate) title: String,
-    pub(crate) requirements: Vec<String>,
-    pub(crate) connections: Vec<ConnVector>,
-    pub(crate) script: Script,
+    /// Always `udsping-vector`.
+    format: &'static str,
+    /// Always 2.
+    version: u32,
+    /// The case's ID, or `generated/seed-S-case-I`.
+    id: String,
+    /// What it checks.
+    title: String,
+    /// The SPEC.md requirements its steps name.
+    requirements: Vec<String>,
+    /// Per connection, what goes each way.
+    connections: Vec<ConnVector>,
+    /// The replayable script (`udsping conform server --replay`).
+    script: Script,
+}
+
+/// A connection while its vector is read off a script.
+#[derive(Default)]
+struct Reading {
+    conn: u32,
+    writes: Vec<Bytes>,
+    client_eof: bool,
+    client_reset: bool,
+    replies: Vec<u8>,
+    server_closes: bool,
 }
 
 impl Vector {
     /// The vector of `script`: its connections' writes and expected replies, read off its steps.
     pub(crate) fn new(id: String, title: String, requirements: Vec<String>, script: Script) -> Self {
-        let mut connections: Vec<ConnVector> = Vec::new();
+        let mut connections: Vec<Reading> = Vec::new();
         for step in &script.steps {
             match step {
                 Step::Do(Action::Connect { conn, .. }) => {
-                    connections.push(ConnVector { conn: *conn, ..ConnVector::default() })
+                    connections.push(Reading { conn: *conn, ..Reading::default() })
                 }
                 Step::Do(Action::Send { conn, bytes, .. }) => {
                     if let Some(c) = latest(&mut connections, *conn) {
@@ -79,7 +124,7 @@ impl Vector {
                     if let Some(c) = latest(&mut connections, *conn) {
                         for _ in 0..*rounds {
                             c.writes.push(Bytes::from_static(crate::proto::PING));
-                            c.replies = Bytes::from([c.replies.as_slice(), crate::proto::PONG].concat());
+                            c.replies.extend_from_slice(crate::proto::PONG);
                         }
                     }
                 }
@@ -102,7 +147,7 @@ impl Vector {
                 }
                 Step::ExpectBytes { conn, bytes, .. } => {
                     if let Some(c) = latest(&mut connections, *conn) {
-                        c.replies = Bytes::from([c.replies.as_slice(), bytes.as_slice()].concat());
+                        c.replies.extend_from_slice(bytes);
                     }
                 }
                 Step::ExpectClosed { conn, .. } => {
@@ -117,12 +162,24 @@ impl Vector {
                 | Step::ExpectExit { .. } => {}
             }
         }
-        Vector { format: FORMAT, version: super::script::VERSION, id, title, requirements, connections, script }
+        let connections = connections
+            .into_iter()
+            .map(|c| ConnVector {
+                conn: c.conn,
+                writes: c.writes.into_iter().map(Both::from).collect(),
+                client_eof: c.client_eof,
+                client_reset: c.client_reset,
+                // Nobody reads what a server sends on a connection the client reset.
+                replies: (!c.client_reset).then(|| Both::from(Bytes::from(c.replies))),
+                server_closes: (!c.client_reset).then_some(c.server_closes),
+            })
+            .collect();
+        Vector { format: FORMAT, version: VERSION, id, title, requirements, connections, script }
     }
 }
 
 /// The latest connection with this number (a number may be reused after a close).
-fn latest(connections: &mut [ConnVector], conn: u32) -> Option<&mut ConnVector> {
+fn latest(connections: &mut [Reading], conn: u32) -> Option<&mut Reading> {
     connections.iter_mut().rev().find(|c| c.conn == conn)
 }
 
@@ -152,6 +209,12 @@ fn write_json(path: PathBuf, value: &impl Serialize) -> Result<(), ExportError> 
         std::fs::create_dir_all(parent).map_err(|source| ExportError::Write { path: parent.to_owned(), source })?;
     }
     std::fs::write(&path, text).map_err(|source| ExportError::Write { path, source })
+}
+
+/// The JSON Schema of a vector, generated from these types (committed as
+/// `schemas/vector.schema.json`).
+pub fn schema() -> String {
+    serde_json::to_string_pretty(&schemars::schema_for!(Vector)).expect("a schema serializes") + "\n"
 }
 
 /// The vectors of every stream case, then of `cases` generated conversations of `seed`.
@@ -199,7 +262,9 @@ mod tests {
         let (_, owed) = vectors.iter().find(|(_, v)| v.id == "server/4.4/owed-pongs-first").unwrap();
         assert_eq!(owed.connections.len(), 1);
         let conn = &owed.connections[0];
-        assert_eq!(conn.writes, [Bytes::from_static(b"pingpingpingPING")]);
-        assert_eq!((conn.replies.as_slice(), conn.server_closes), (&b"pongpongpong"[..], true));
+        assert_eq!(conn.writes, [Both::from(Bytes::from_static(b"pingpingpingPING"))]);
+        assert_eq!(conn.writes[0].hex, "70696e6770696e6770696e6750494e47");
+        assert_eq!(conn.replies.as_ref().map(|r| r.text.as_slice()), Some(&b"pongpongpong"[..]));
+        assert_eq!(conn.server_closes, Some(true));
     }
 }

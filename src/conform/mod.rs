@@ -43,7 +43,7 @@ pub use explore::{
     explore_all, explore_kind, generated_script, random_seed, replay_command, Confirmation, Env, ExploreOptions, Kind,
     ScriptReport, CONFIRM_RUNS, SHRINK_ITERATIONS,
 };
-pub use export::{write as export, ExportError};
+pub use export::{schema as vector_schema, write as export, ExportError};
 pub use harness::{abort_run, poll_until, Addressing, Direction, Transcript, Waits};
 pub use list::{human as list_human, json as list_json, list, ListedCase};
 pub use outcome::{CaseReport, FirstRun, Outcome, SuiteReport};
