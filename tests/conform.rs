@@ -975,3 +975,61 @@ fn the_committed_report_schema_is_current() {
         assert!(schema["required"].as_array().unwrap().contains(&serde_json::Value::from(field)), "{field}");
     }
 }
+
+// SPEC.md section 8: a gate told to stop with --output writes the report of the cases that
+// finished, marked interrupted, with the others skipped, not finished; and still exits 130.
+#[test]
+fn an_interrupted_run_writes_its_partial_report() {
+    let (tmp, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let report = out.path().join("partial.json");
+    let bin = env!("CARGO_BIN_EXE_udsping");
+    let child = gate(tmp.path())
+        .args(["server", "--jobs", "1", "--format", "json", "--output"])
+        .arg(&report)
+        .args(["--", bin, "serve", "--socket", "{socket}"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = common::ChildGuard::new(child);
+    // Some cases finish (the stream cases take a few milliseconds each), then SIGINT.
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    child.signal(signal_hook::consts::SIGINT);
+    let status = child.wait_exit(common::DEADLINE);
+    assert_eq!(status.code(), Some(130));
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(json["interrupted"], "SIGINT");
+    let cases = json["cases"].as_array().unwrap();
+    assert!(cases.iter().any(|c| c["outcome"] == "pass"), "nothing had finished: {json:#}");
+    assert!(
+        cases.iter().any(|c| c["message"] == "not run: the gate was interrupted"),
+        "everything had finished: {json:#}"
+    );
+    assert_eq!(entries(tmp.path()), Vec::<String>::new());
+}
+
+// SPEC.md section 8: the gate's own limit on one case is no verdict on the target: a correct
+// client that takes longer than --case-timeout leaves its case inconclusive, naming the limit.
+#[test]
+fn the_gates_own_limit_on_a_case_is_inconclusive() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = dir.path().join("slow-client.sh");
+    // Lock-step rounds through the reference client, a little at a time: 100 rounds of about
+    // 30 ms each take 3 s, more than the 1 s the gate allows the case here.
+    let bin = env!("CARGO_BIN_EXE_udsping");
+    std::fs::write(&client, format!("#!/bin/sh\nexec {bin} ping --socket \"$1\" --rounds 100000\n")).unwrap();
+    std::fs::set_permissions(&client, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let output = udsping()
+        .args(["conform", "client", "--only", "client/6/lockstep", "--case-timeout", "1s", "--format", "json", "--"])
+        .arg(&client)
+        .arg("{socket}")
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let case = json["cases"].as_array().unwrap().iter().find(|c| c["id"] == "client/6/lockstep").unwrap();
+    assert_eq!(case["outcome"], "inconclusive", "{case:#}");
+    assert!(case["message"].as_str().unwrap().contains("--case-timeout 1.0 s"), "{case:#}");
+    assert_eq!(output.status.code(), Some(0), "{case:#}");
+    // Its only case checked nothing: the profile is not judged, never met.
+    assert_eq!(json["summary"]["profiles"]["core"]["status"], "not-judged");
+}

@@ -261,6 +261,38 @@ fn a_reported_script_replays() {
         .assert()
         .code(0)
         .stdout(predicates::str::contains("1 passed, 0 failed"));
+    // SPEC.md section 8: a replay judges only what its script names: one conversation says
+    // nothing about the socket file, so lifecycle is not judged, and no profile is met.
+    let replayed = udsping()
+        .args(["conform", "server", "--format", "json", "--replay"])
+        .arg(&report)
+        .args(["--", bin, "serve", "--socket", "{socket}"])
+        .output()
+        .unwrap();
+    let replayed: serde_json::Value = serde_json::from_slice(&replayed.stdout).unwrap();
+    let profiles = &replayed["summary"]["profiles"];
+    assert_eq!(profiles["lifecycle"]["status"], "not-judged", "{profiles:#}");
+    for name in ["core", "stream", "concurrency"] {
+        assert_ne!(profiles[name]["status"], "met", "{name}: {profiles:#}");
+    }
+    // The human report carries the script too: saved as it was printed, it replays.
+    let human = dir.path().join("report.txt");
+    let printed = udsping()
+        .args(["conform", "server", "--skip", "server/*", "--explore", "--seed", "1", "--"])
+        .arg(&fixture.program)
+        .args(&fixture.args)
+        .output()
+        .unwrap();
+    std::fs::write(&human, &printed.stdout).unwrap();
+    udsping()
+        .args(["conform", "server", "--replay"])
+        .arg(&human)
+        .arg("--")
+        .arg(&fixture.program)
+        .args(&fixture.args)
+        .assert()
+        .code(1)
+        .stdout(predicates::str::contains("server/replay/server/explore/seed-1-case-0"));
     udsping()
         .args(["conform", "server", "--replay"])
         .arg(dir.path().join("missing.json"))

@@ -185,9 +185,17 @@ fn run_conform(config: ConformConfig, manners: Manners) -> anyhow::Result<ExitCo
             }
         }),
     };
+    // A gate told to stop meanwhile ends as the signal thread says (its code, its partial
+    // report), never with the report of a run whose targets it killed.
+    while STOPPING.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     write_report(&config, &suite, manners)?;
     Ok(ExitCode::from(suite.exit_code()))
 }
+
+/// Set the moment the gate is told to stop.
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// The report in its format, to `--output` (and the human one to stdout) or to stdout.
 fn write_report(config: &ConformConfig, suite: &SuiteReport, manners: Manners) -> anyhow::Result<()> {
@@ -226,6 +234,7 @@ fn stop_cleanly_on_signals(config: &ConformConfig, finished: Arc<Mutex<Vec<CaseR
     let (output, format) = (config.output.clone(), config.format);
     std::thread::Builder::new().name("udsping-signals".into()).spawn(move || {
         if let Some(signal) = signals.forever().next() {
+            STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
             for (dir, e) in conform::abort_run() {
                 eprintln!("udsping: cannot remove {}: {e}", dir.display());
             }
