@@ -317,3 +317,29 @@ fn a_closed_stdout_ends_quietly(#[case] args: &[&str]) {
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(!String::from_utf8_lossy(&output.stderr).contains("internal error"), "{output:?}");
 }
+
+// The manners a ripgrep or hyperfine user expects: --color decides colour whatever stdout is,
+// --quiet leaves only the exit status, man --dir writes a page per command that the top page
+// names.
+#[test]
+fn color_quiet_and_man_pages_per_command() {
+    let run = |args: &[&str]| TestCommand::cargo_bin("udsping").unwrap().args(args).output().unwrap();
+    let painted = run(&["--color", "always", "demo", "--rounds", "2"]);
+    assert!(String::from_utf8_lossy(&painted.stdout).contains("\x1b[32mPASS"), "{painted:?}");
+    let plain = run(&["--color", "never", "demo", "--rounds", "2"]);
+    assert!(!String::from_utf8_lossy(&plain.stdout).contains('\x1b'), "{plain:?}");
+    let quiet = run(&["--quiet", "demo", "--rounds", "2"]);
+    assert!(quiet.status.success() && quiet.stdout.is_empty(), "{quiet:?}");
+    let bin = env!("CARGO_BIN_EXE_udsping");
+    let gate =
+        run(&["conform", "server", "--quiet", "--only", "server/5.4/*", "--", bin, "serve", "--socket", "{socket}"]);
+    assert!(gate.status.success() && gate.stdout.is_empty() && gate.stderr.is_empty(), "{gate:?}");
+    let dir = tempfile::tempdir().unwrap();
+    assert!(run(&["man", "--dir", dir.path().to_str().unwrap()]).status.success());
+    for command in ["serve", "ping", "demo", "conform", "bench", "completions", "man"] {
+        let page = std::fs::read_to_string(dir.path().join(format!("udsping-{command}.1"))).unwrap();
+        assert!(page.starts_with(".ie") || page.contains(&format!(".TH udsping-{command} 1")), "{command}: {page}");
+    }
+    let top = std::fs::read_to_string(dir.path().join("udsping.1")).unwrap();
+    assert!(top.contains("udsping\\-serve(1)"), "{top}");
+}
