@@ -179,7 +179,7 @@ mod tests {
 
     #[test]
     fn the_spec_states_its_version() {
-        assert_eq!(version(), "1");
+        assert_eq!(version(), "2");
     }
 
     #[test]
