@@ -133,6 +133,24 @@ fn signal_name(signal: Signal) -> &'static str {
     }
 }
 
+/// Whether the child process `pid` has exited, waiting up to `limit` for it to: a peek that
+/// leaves it to be reaped by whoever waits for it (`waitid` with `WNOWAIT`).
+pub fn exits_within(pid: u32, limit: Duration) -> bool {
+    use rustix::process::{waitid, Pid, WaitId, WaitIdOptions};
+    let Some(pid) = Pid::from_raw(pid as i32) else { return false };
+    let deadline = Instant::now() + limit;
+    loop {
+        let peek = waitid(WaitId::Pid(pid), WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT);
+        match peek {
+            Ok(Some(_)) => return true,
+            // Already reaped (so gone), or not a child of this process.
+            Err(rustix::io::Errno::CHILD) => return true,
+            Ok(None) | Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(1)),
+            _ => return false,
+        }
+    }
+}
+
 /// CPU time (user + system) a process has used so far, from `/proc/PID/stat`.
 pub fn cpu_time(pid: u32) -> Option<Duration> {
     // Field 3 (the state letter) comes first; utime and stime are fields 14 and 15.

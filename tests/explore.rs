@@ -113,7 +113,7 @@ fn exploration_finds_and_shrinks_a_split_after_a_ping() {
             "   3. #1 send \"g\"\n",
             "   4. #1 half-close (EOF)\n",
             "   5. #1 expect \"pongpong\"\n",
-            "   6. #1 expect close\n",
+            "   6. #1 expect close, everything sent read\n",
             "   7.    expect the server still running\n",
         )
     );
@@ -136,7 +136,7 @@ fn exploration_finds_and_shrinks_a_double_answer_to_the_thousandth_ping() {
             "   2. #1 send \"ping\" x 1000\n",
             "   3. #1 half-close (EOF)\n",
             "   4. #1 expect \"pong\" x 1000\n",
-            "   5. #1 expect close\n",
+            "   5. #1 expect close, everything sent read\n",
             "   6.    expect the server still running\n",
         )
     );
@@ -389,7 +389,7 @@ fn client_exploration_finds_end_after_a_late_wrong_reply() {
     let (report, _) = found(&reports);
     let minimal = report.details.join("\n");
     assert!(minimal.contains("rounds 1..49: replied \"pong\"\n   round 50: replied \"Pong\""), "{minimal}");
-    assert_eq!(report.failure.as_ref().unwrap().observed, Observation::Closed { before: b"end"[..].into() });
+    assert_eq!(report.failure.as_ref().unwrap().observed, Observation::Bytes { bytes: b"end"[..].into() });
     assert_eq!(report.failure.as_ref().unwrap().blames, ["CLT-REPLY-2"]);
     assert!(confirmed(report));
 }
@@ -442,7 +442,7 @@ fn seed_server_exploration_finds_a_section_9_deviation() {
             "   3. #1 send \"ing\"\n",
             "   4. #1 half-close (EOF)\n",
             "   5. #1 expect \"pong\"\n",
-            "   6. #1 expect close\n",
+            "   6. #1 expect close, everything sent read\n",
             "   7.    expect the server still running\n",
         )
     );

@@ -171,7 +171,15 @@ fn run_conform(config: ConformConfig, manners: Manners) -> anyhow::Result<ExitCo
     let suite = match &config.replay {
         Some(scripts) => conform::replay(&config.target, scripts, &config.options),
         None => conform::run_with_progress(config.role, &config.target, &config.options, &|case, done, total| {
-            finished.lock().unwrap_or_else(|p| p.into_inner()).push(case.clone());
+            {
+                let mut finished = finished.lock().unwrap_or_else(|p| p.into_inner());
+                // A case that ends after the gate began to stop ended because its target was
+                // killed: its outcome is the gate's doing, so it is reported as not run.
+                if STOPPING.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                finished.push(case.clone());
+            }
             if manners.quiet {
                 return;
             }

@@ -70,6 +70,10 @@ pub struct ProfileVerdict {
     /// Observable MUSTs of the profile, for this role, that were checked: at least one case
     /// checked each, and every case that holds the implementation to it reached a verdict on it.
     pub checked: usize,
+    /// Observable MUSTs that some case of the run checked while another case that holds the
+    /// implementation to them did not (it was not selected, or stopped earlier): touched, so
+    /// the profile is incomplete rather than not judged, but not counted as checked.
+    pub partly: usize,
     /// MUSTs of the profile, for this role, that some case can observe.
     pub observable: usize,
     /// MUSTs of the profile, for this role, that no case can observe: a report claims nothing
@@ -106,29 +110,36 @@ pub fn profiles(report: &SuiteReport) -> Vec<ProfileVerdict> {
                 .collect();
             // Checked by at least one case, and by every case that holds the implementation to
             // it: a run that never exercised a requirement claims nothing about it.
-            let checked = observable
-                .iter()
-                .filter(|id| {
-                    let citing: Vec<_> = report
-                        .cases
-                        .iter()
-                        .filter(|c| c.requirements.contains(id) || c.blamed().contains(id))
-                        .collect();
-                    !citing.is_empty()
-                        && citing.iter().any(|c| c.checked(id))
-                        && citing.iter().filter(|c| c.requirements.contains(id)).all(|c| c.checked(id))
-                })
-                .count();
+            let (mut checked, mut partly) = (0, 0);
+            for id in &observable {
+                let citing: Vec<_> =
+                    report.cases.iter().filter(|c| c.requirements.contains(id) || c.blamed().contains(id)).collect();
+                if citing.iter().any(|c| c.checked(id)) {
+                    if citing.iter().filter(|c| c.requirements.contains(id)).all(|c| c.checked(id)) {
+                        checked += 1;
+                    } else {
+                        partly += 1;
+                    }
+                }
+            }
             let status = if !failed.is_empty() {
                 ProfileStatus::NotMet
-            } else if checked == 0 {
+            } else if checked + partly == 0 {
                 ProfileStatus::NotJudged
             } else if checked == observable.len() {
                 ProfileStatus::Met
             } else {
                 ProfileStatus::Incomplete
             };
-            ProfileVerdict { name: profile, status, checked, observable: observable.len(), unobservable, failed }
+            ProfileVerdict {
+                name: profile,
+                status,
+                checked,
+                partly,
+                observable: observable.len(),
+                unobservable,
+                failed,
+            }
         })
         // A profile with no MUST for this role (lifecycle, for a client) is not claimed.
         .filter(|verdict| verdict.observable + verdict.unobservable.len() > 0)

@@ -174,6 +174,20 @@ impl Model {
         shared(ids, others_open)
     }
 
+    /// Whether the connection's ending came with the last byte sent (or with the client's
+    /// EOF): then a conforming server has read every byte before it closes, and a reset, a
+    /// close with bytes unread, means it closed before it judged them.
+    fn decided_by_last_byte(&self) -> bool {
+        match self.ending {
+            Some(Ending::Eof { .. }) => true,
+            Some(Ending::End) => !self.after_ending,
+            Some(Ending::Invalid(_)) => {
+                matches!(judge(&self.sent).ending, ModelEnding::Invalid { at } if at + 1 == self.sent.len())
+            }
+            None => false,
+        }
+    }
+
     fn because_closed(&self, others_open: bool) -> Vec<String> {
         let ids = match self.ending {
             Some(Ending::End) if self.after_ending => vec!["SRV-END-1", "SRV-END-2"],
@@ -353,7 +367,8 @@ fn observe_into(steps: &mut Vec<Step>, conn: u32, model: &mut Model, others_open
     }
     if model.ending.is_some() {
         if !model.close_seen {
-            steps.push(Step::ExpectClosed { conn, because: model.because_closed(others_open) });
+            let all_read = model.decided_by_last_byte();
+            steps.push(Step::ExpectClosed { conn, because: model.because_closed(others_open), all_read });
             model.close_seen = true;
         }
     } else if let Some(ms) = quiet {
@@ -407,9 +422,9 @@ mod tests {
             [
                 "#1 half-close (EOF)",
                 "#1 expect \"pongpong\"",
-                "#1 expect close",
+                "#1 expect close, everything sent read",
                 "#2 half-close (EOF)",
-                "#2 expect close",
+                "#2 expect close, everything sent read",
                 "   expect the server still running"
             ]
             .map(String::from)
@@ -417,6 +432,28 @@ mod tests {
         assert!(script.steps[8].because().contains(&"SRV-PONG-2".to_string()));
         // SPEC: SRV-CONC-1, SRV-ISOLATE-1 — a second connection while the first is open.
         assert_eq!(script.steps[2].because(), ["SRV-ISOLATE-1", "SRV-CONC-1"]);
+    }
+
+    // SPEC: SRV-OPEN-1 — a close must come after every byte was read only where the byte that
+    // ends the conversation was the last one sent; after it, bytes may stay unread (a reset).
+    #[test]
+    fn a_reset_is_refused_only_where_every_byte_had_to_be_read() {
+        let all_read = |moves: &[Move]| {
+            expect(moves, Duration::ZERO)
+                .steps
+                .iter()
+                .find_map(|s| match s {
+                    Step::ExpectClosed { all_read, .. } => Some(*all_read),
+                    _ => None,
+                })
+                .expect("a close")
+        };
+        assert!(all_read(&[lock_step(1, 1), send(1, b"\n"), observe(1)]));
+        assert!(all_read(&[send(1, b"pinG"), observe(1)]));
+        assert!(all_read(&[send(1, b"pingend"), observe(1)]));
+        assert!(!all_read(&[send(1, b"PING"), observe(1)]), "ING may stay unread after P");
+        assert!(!all_read(&[send(1, b"endping"), observe(1)]));
+        assert!(!all_read(&[send(1, b"end"), send(1, b"ping"), observe(1)]));
     }
 
     // SPEC: SRV-END-2 — nothing is owed after `end`, a write after it need not arrive, and a

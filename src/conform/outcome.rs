@@ -186,13 +186,25 @@ impl SuiteReport {
             .count()
     }
 
+    /// Inconclusive cases that keep the run from passing: MUST ones, and SHOULD ones with
+    /// `--strict` (SPEC.md section 8: inconclusive is never a pass).
+    pub fn blocking_inconclusive(&self) -> usize {
+        self.cases
+            .iter()
+            .filter(|c| c.outcome == Outcome::Inconclusive && (c.level == Level::Must || self.options.strict))
+            .count()
+    }
+
     /// 0 every MUST case passed; 1 a MUST case failed (or a SHOULD with `--strict`); 2 the
-    /// harness could not run a case.
+    /// harness could not run a case, or could not decide one (an inconclusive MUST case:
+    /// the run checked less than it was asked to, so it is no pass either).
     pub fn exit_code(&self) -> u8 {
         if self.count(Outcome::Error) > 0 {
             2
         } else if self.blocking_failures() > 0 {
             1
+        } else if self.blocking_inconclusive() > 0 {
+            2
         } else {
             0
         }

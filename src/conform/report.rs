@@ -49,6 +49,11 @@ pub fn profile_line(profile: &ProfileVerdict) -> String {
     match profile.status {
         ProfileStatus::Met => format!("{} met: {counts}, all passed", profile.name),
         ProfileStatus::NotMet => format!("{} NOT met: {counts}; failed: {}", profile.name, profile.failed.join(", ")),
+        ProfileStatus::Incomplete if profile.partly > 0 => format!(
+            "{} incomplete: {counts} and {} more by only some of the cases that hold you to them, all passed (the \
+             others were not checked)",
+            profile.name, profile.partly
+        ),
         ProfileStatus::Incomplete => {
             format!("{} incomplete: {counts}, all passed (the others were not checked)", profile.name)
         }
@@ -122,6 +127,14 @@ pub fn human(report: &SuiteReport, verbose: bool) -> String {
              --startup-timeout, {}, before any start had succeeded; or held back by the early stop), though it \
              started in other cases; if this machine is slow to start it, raise --startup-timeout",
             human_duration(report.options.waits.startup_timeout)
+        );
+    }
+    let undecided = report.blocking_inconclusive();
+    if undecided > 0 && report.exit_code() == 2 && report.count(Outcome::Error) == 0 {
+        let _ = writeln!(
+            out,
+            "undecided: {undecided} MUST case(s) inconclusive, so the run is no pass (exit status 2): give each what \
+             its reason asks for, or --skip it to run without it"
         );
     }
     if warnings > 0 && !report.options.strict {

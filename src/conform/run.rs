@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use super::case::{Case, Role, Run};
 use super::cases::{self, rows};
 use super::explore::{self, Env, ExploreOptions};
-use super::harness::{Addressing, Ctx, RunStarts, Waits};
+use super::harness::{Addressing, Ctx, RunStarts, Waits, AFTERMATH};
 use super::outcome::{CaseReport, FirstRun, Outcome, SuiteReport};
 use super::script::{self, Script};
-use super::verdict::{Exercise, Observation, Problem};
+use super::verdict::{human_duration, Exercise, Observation, Problem};
 use crate::process::{FirstTries, Target};
 use crate::spec;
 
@@ -303,6 +303,19 @@ pub fn run_with_progress(
     SuiteReport { role, target: target.clone(), options: options.clone(), cases, interrupted: None }
 }
 
+/// What a server that died during `case`, unasked, broke: SPEC: SRV-ISOLATE-1 (it no longer
+/// accepts), and SRV-INVALID-2 only where the case's last bytes were invalid input (what a
+/// row's script's last step, "the server still running", names). A coded case that sends
+/// invalid input watches for the crash itself, where it knows what caused it.
+fn death_blames(case: &Case) -> Vec<&'static str> {
+    if let Run::Conversation(moves) = case.run {
+        if let Some(script::Step::ExpectRunning { because }) = rows::script(moves).steps.last() {
+            return because.iter().filter_map(|id| spec::id(id)).collect();
+        }
+    }
+    vec!["SRV-ISOLATE-1"]
+}
+
 /// The command line that runs `case` alone against `target`.
 pub fn rerun_command(role: Role, id: &str, target: &Target, options: &Options) -> String {
     let abstract_flag = if options.addressing == Addressing::Abstract { " --abstract" } else { "" };
@@ -345,13 +358,16 @@ fn run_case(case: &Case, target: &Target, options: &Options, early_stop: &Mutex<
             };
             // SPEC: SRV-INVALID-2, SRV-ISOLATE-1 — a server that died inside a case is
             // reported as such, whatever the case itself concluded.
-            if let Some(death) = ctx.death_during_case(matches!(result, Err(Problem::Fail(_)))) {
+            if let Some(death) = ctx.death_during_case() {
                 let text = format!("the server died during this case: {death}");
+                let dies = death_blames(case);
                 result = match result {
                     Ok(()) => Exercise::new(
-                        "after the case, with nothing asking the server to stop (a server that crashes on what a \
-                         client sends breaks SRV-INVALID-2 and SRV-ISOLATE-1)",
-                        &["SRV-INVALID-2", "SRV-ISOLATE-1"],
+                        format!(
+                            "within {} of the case's last step, with nothing asking the server to stop",
+                            human_duration(AFTERMATH)
+                        ),
+                        &dies,
                     )
                     .failed(Observation::Running, death),
                     Err(Problem::Inconclusive(reason)) => Err(Problem::Inconclusive(format!("{reason}; and {text}"))),
@@ -359,13 +375,6 @@ fn run_case(case: &Case, target: &Target, options: &Options, early_stop: &Mutex<
                     // script's last step ("the server still running") would have.
                     Err(Problem::Fail(mut failure)) => {
                         report.details.push(text);
-                        let mut dies = vec!["SRV-ISOLATE-1"];
-                        if let Run::Conversation(moves) = case.run {
-                            let script = rows::script(moves);
-                            if let Some(script::Step::ExpectRunning { because }) = script.steps.last() {
-                                dies = because.iter().filter_map(|id| spec::id(id)).collect();
-                            }
-                        }
                         for id in dies {
                             if !failure.blames.contains(&id) {
                                 failure.blames.push(id);

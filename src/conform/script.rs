@@ -70,9 +70,10 @@ pub(crate) const VERSION: u32 = 1;
 /// a target that reads slowly or not at all.
 const BACKGROUND_SEND: usize = 16 * 1024;
 
-/// Between two sends on one connection, the runner waits (at most this long) until the target
-/// has read the first, so that it sees them as two reads, as a script means, however loaded
-/// the machine; a target that does not read by then gets the second write anyway.
+/// Before a send the target must read, the runner waits (at most this long) until the target
+/// has read everything sent on that connection before, whatever steps came between, so that
+/// it sees them as separate reads, as a script means, however loaded the machine; a target
+/// that does not read by then gets the next write anyway.
 pub(crate) const SEND_GAP: Duration = Duration::from_millis(500);
 
 /// Bytes on the wire, written in SPEC.md's notation in JSON and in messages.
@@ -320,6 +321,11 @@ pub enum Step {
         /// The SPEC.md requirement IDs that make the expectation hold; a failure here blames them.
         #[serde(default, skip_serializing_if = "is_empty")]
         because: Vec<String>,
+        /// The target must have read every byte sent on the connection before it closes (the
+        /// byte that ends the conversation was the last one sent): a reset, which on Linux
+        /// means it closed with bytes unread, fails the step and blames SPEC: SRV-OPEN-1.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        all_read: bool,
     },
     /// Nothing arrives and the connection stays open for `ms`.
     ExpectOpen {
@@ -396,6 +402,20 @@ impl Step {
         }
     }
 
+    /// Every requirement ID the step names: why it holds, why a connection stays open
+    /// (`open_because`), why each write of a `send_at_once` must be read.
+    pub fn ids(&self) -> Vec<&str> {
+        let mut ids: Vec<&str> = self.because().iter().map(String::as_str).collect();
+        match self {
+            Step::ExpectOpen { open_because, .. } => ids.extend(open_because.iter().map(String::as_str)),
+            Step::Do(Action::SendAtOnce { sends }) => {
+                ids.extend(sends.iter().flat_map(|w| w.because.iter().map(String::as_str)));
+            }
+            _ => {}
+        }
+        ids
+    }
+
     /// Whether this step checks something (rather than doing something).
     pub fn is_expectation(&self) -> bool {
         !matches!(self, Step::Do(_) | Step::Signal { .. })
@@ -418,7 +438,8 @@ impl fmt::Display for Step {
                 write!(f, "#{conn} {rounds} lock-step rounds (\"ping\" -> \"pong\")")
             }
             Step::ExpectBytes { conn, bytes, .. } => write!(f, "#{conn} expect {bytes}"),
-            Step::ExpectClosed { conn, .. } => write!(f, "#{conn} expect close"),
+            Step::ExpectClosed { conn, all_read: false, .. } => write!(f, "#{conn} expect close"),
+            Step::ExpectClosed { conn, all_read: true, .. } => write!(f, "#{conn} expect close, everything sent read"),
             Step::ExpectOpen { conn, ms, .. } => write!(f, "#{conn} expect nothing, still open, for {ms} ms"),
             Step::ExpectRunning { .. } => write!(f, "   expect the server still running"),
             Step::Signal { signal } => write!(f, "   send {}", signal.signal().1),
@@ -445,19 +466,20 @@ impl Script {
         Script { format: FORMAT.to_string(), version: VERSION, steps }
     }
 
-    /// The requirement IDs of every step, each once, in SPEC.md's spelling.
+    /// The requirement IDs the script judges, each once, in SPEC.md's spelling: every ID its
+    /// steps name, and SPEC: SRV-OPEN-1 when it writes to the target, since the runner holds
+    /// every write a conforming server reads to it (SPEC.md section 8), named or not.
     pub fn requirements(&self) -> Vec<&'static str> {
+        let writes = self
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::LockStep { .. } | Step::Do(Action::Send { .. } | Action::SendAtOnce { .. })));
         let mut ids: Vec<&'static str> = self
             .steps
             .iter()
-            .flat_map(|s| {
-                let open = match s {
-                    Step::ExpectOpen { open_because, .. } => open_because.as_slice(),
-                    _ => &[],
-                };
-                s.because().iter().chain(open)
-            })
-            .filter_map(|id| crate::spec::id(id))
+            .flat_map(Step::ids)
+            .filter_map(crate::spec::id)
+            .chain(writes.then_some("SRV-OPEN-1"))
             .collect();
         ids.sort_unstable();
         ids.dedup();
@@ -484,8 +506,6 @@ struct Open {
     conn: Conn,
     /// A large send still being written from another thread.
     writer: Option<Background>,
-    /// The previous step on this connection was a send.
-    just_sent: bool,
 }
 
 /// Plays `script` against the server `ctx` runs (the caller started it), connection by
@@ -516,7 +536,7 @@ fn play_step(ctx: &mut Ctx, open: &mut BTreeMap<u32, Open>, step: &Step, at: &Ex
                 return Err(invalid(at, "the connection is already open"));
             }
             let connection = ctx.connect_within(timeout, at)?;
-            open.insert(*conn, Open { conn: connection, writer: None, just_sent: false });
+            open.insert(*conn, Open { conn: connection, writer: None });
         }
         Step::Do(Action::Pause { ms }) => std::thread::sleep(Duration::from_millis(*ms)),
         Step::ExpectRunning { .. } => {
@@ -541,8 +561,7 @@ fn play_step(ctx: &mut Ctx, open: &mut BTreeMap<u32, Open>, step: &Step, at: &Ex
         | Step::ExpectOpen { conn, .. } => {
             let state = open.get_mut(conn).ok_or_else(|| invalid(at, "the connection is not open"))?;
             finish_background_write(state, timeout, at)?;
-            let sent_before = std::mem::replace(&mut state.just_sent, matches!(step, Step::Do(Action::Send { .. })));
-            on_connection(&mut state.conn, &mut state.writer, sent_before, step, at)?;
+            on_connection(&mut state.conn, &mut state.writer, step, at)?;
         }
     }
     Ok(())
@@ -568,16 +587,10 @@ fn finish_background_write(state: &mut Open, timeout: Duration, at: &Exercise) -
     }
 }
 
-fn on_connection(
-    conn: &mut Conn,
-    writer: &mut Option<Background>,
-    sent_before: bool,
-    step: &Step,
-    at: &Exercise,
-) -> CaseResult {
+fn on_connection(conn: &mut Conn, writer: &mut Option<Background>, step: &Step, at: &Exercise) -> CaseResult {
     match step {
         Step::Do(Action::Send { bytes, because, .. }) => {
-            if sent_before {
+            if !because.is_empty() {
                 conn.wait_read_by_peer(SEND_GAP);
             }
             if bytes.len() > BACKGROUND_SEND {
@@ -605,6 +618,9 @@ fn on_connection(
                 }
                 let heard = conn.read_exactly_or_close(PONG.len());
                 check_heard(conn, &heard, &round_at)?;
+                if let Some(problem) = conn.unread_round(&heard, &round_at) {
+                    return Err(problem);
+                }
                 if heard.bytes != PONG {
                     return round_at.failed(Observation::Bytes { bytes: Bytes::from_static(PONG) }, heard.observed());
                 }
@@ -617,12 +633,18 @@ fn on_connection(
                 return at.failed(Observation::Bytes { bytes: bytes.clone() }, heard.observed());
             }
         }
-        Step::ExpectClosed { .. } => {
+        Step::ExpectClosed { all_read, .. } => {
             let heard = conn.read_until_close();
             check_heard(conn, &heard, at)?;
             if !(heard.closed() && heard.bytes.is_empty()) {
                 let at = with_extra_bytes(at, &heard);
                 return at.failed(Observation::closed(), heard.observed());
+            }
+            if *all_read && conn.closed_unread(&heard) {
+                // SPEC: SRV-OPEN-1 — the server closed before it read the byte that ends the
+                // conversation: that byte was never judged, so the close is not its answer.
+                let at = Exercise::new(at.step.clone(), &["SRV-OPEN-1"]);
+                return at.failed(Observation::ClosedAllRead, Observation::ResetUnread);
             }
         }
         Step::ExpectOpen { ms, open_because, .. } => {
@@ -665,7 +687,6 @@ fn send_at_once(open: &mut BTreeMap<u32, Open>, sends: &[ConnWrite], at: &Exerci
     let mut writers = Vec::new();
     for send in sends {
         let state = open.get_mut(&send.conn).ok_or_else(|| invalid(at, "a connection is not open"))?;
-        state.just_sent = true;
         writers.push((state.conn.writer()?, send));
     }
     let barrier = std::sync::Barrier::new(writers.len());
@@ -710,6 +731,20 @@ pub enum LoadError {
          JSON report and the human one both carry the scripts of failed cases)"
     )]
     NotAScript,
+    /// An expectation names no requirement: its failure would blame nothing.
+    #[error(
+        "{case}: step {step} ({}) checks something but names no requirement (give it \"because\": the SPEC.md IDs \
+         it holds the target to)",
+        text.trim()
+    )]
+    Unattributed {
+        /// The script's name (its case ID in a report).
+        case: String,
+        /// The step, from 1.
+        step: usize,
+        /// The step as the script's text shows it.
+        text: String,
+    },
     /// A step names a requirement SPEC.md does not define.
     #[error("{case}: step {step} names {id:?}, which is not a requirement of SPEC.md")]
     UnknownRequirement {
@@ -724,6 +759,15 @@ pub enum LoadError {
 
 /// The line of a human report under a script-shaped case that carries its script as JSON.
 pub(crate) const HUMAN_MARKER: &str = "script (for --replay): ";
+
+/// The case ID of a human report's case line (`FAIL  server/explore-burst/seed-5-case-0  ...`).
+fn human_case_id(line: &str) -> Option<&str> {
+    let mut words = line.split_whitespace();
+    let outcome = words.next()?;
+    let id = words.next()?;
+    let is_outcome = ["PASS", "FAIL", "WARN", "ERROR", "SKIP", "INCONCLUSIVE"].contains(&outcome);
+    (is_outcome && (id.starts_with("server/") || id.starts_with("client/"))).then_some(id)
+}
 
 /// Reads scripts: a script file, a gate JSON report whose cases carry scripts (every one of
 /// them is returned, with its case ID), or a human report with `script (for --replay):` lines.
@@ -751,7 +795,7 @@ pub(crate) fn load(text: &str) -> Result<Vec<(String, Script)>, LoadError> {
                 let line = line.trim_start();
                 if let Some(json) = line.strip_prefix(HUMAN_MARKER) {
                     scripts.push((case.clone(), serde_json::from_str(json)?));
-                } else if let Some(id) = line.split_whitespace().nth(1).filter(|id| id.contains("/explore/")) {
+                } else if let Some(id) = human_case_id(line) {
                     case = id.to_string();
                 }
             }
@@ -766,8 +810,13 @@ pub(crate) fn load(text: &str) -> Result<Vec<(String, Script)>, LoadError> {
     }
     for (case, script) in &scripts {
         for (index, step) in script.steps.iter().enumerate() {
-            if let Some(id) = step.because().iter().find(|id| crate::spec::id(id).is_none()) {
-                return Err(LoadError::UnknownRequirement { case: case.clone(), step: index + 1, id: id.clone() });
+            if let Some(id) = step.ids().into_iter().find(|id| crate::spec::id(id).is_none()) {
+                return Err(LoadError::UnknownRequirement { case: case.clone(), step: index + 1, id: id.to_string() });
+            }
+            // SPEC.md section 8: a replay judges what its steps name, so an expectation that
+            // names nothing could only fail without blaming anything.
+            if step.is_expectation() && step.because().is_empty() {
+                return Err(LoadError::Unattributed { case: case.clone(), step: index + 1, text: step.to_string() });
             }
         }
     }
@@ -805,14 +854,29 @@ mod tests {
         let script = Script::new(vec![
             Step::Do(Action::Connect { conn: 1, because: vec![] }),
             Step::Do(Action::Send { conn: 1, bytes: Bytes::from_static(b"pi\xff"), because: vec![] }),
-            Step::ExpectClosed { conn: 1, because: vec!["SRV-INVALID-1".into()] },
-            Step::ExpectRunning { because: vec![] },
+            Step::ExpectClosed { conn: 1, because: vec!["SRV-INVALID-1".into()], all_read: true },
+            Step::ExpectRunning { because: vec!["SRV-ISOLATE-1".into()] },
         ]);
         let text = serde_json::to_string(&script).unwrap();
         assert!(text.contains(r#"{"step":"send","conn":1,"bytes":"pi\\xff"}"#), "{text}");
         assert!(text.contains(r#"{"step":"connect","conn":1}"#), "{text}");
+        assert!(text.contains(r#""all_read":true"#), "{text}");
         assert_eq!(load(&text).unwrap(), vec![("script".to_string(), script)]);
         assert!(matches!(load("{}"), Err(LoadError::NotAScript)));
+    }
+
+    // SPEC.md section 8 — a replay judges what its steps name: an expectation naming nothing
+    // is refused, and so is an unknown ID anywhere in a step.
+    #[test]
+    fn scripts_whose_steps_blame_nothing_or_the_unknown_are_refused() {
+        let unattributed = r#"{"format":"udsping-script","version":1,"steps":[{"step":"expect_running"}]}"#;
+        assert!(matches!(load(unattributed), Err(LoadError::Unattributed { step: 1, .. })));
+        let open = r#"{"format":"udsping-script","version":1,"steps":[{"step":"connect","conn":1},
+            {"step":"expect_open","conn":1,"ms":5,"because":["SRV-PONG-1"],"open_because":["SRV-NOPE-9"]}]}"#;
+        assert!(matches!(load(open), Err(LoadError::UnknownRequirement { step: 2, .. })));
+        let at_once = r#"{"format":"udsping-script","version":1,"steps":[{"step":"connect","conn":1},
+            {"step":"send_at_once","sends":[{"conn":1,"bytes":"ping","because":["SRV-NOPE-9"]}]}]}"#;
+        assert!(matches!(load(at_once), Err(LoadError::UnknownRequirement { step: 2, .. })));
     }
 
     #[test]

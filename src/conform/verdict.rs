@@ -200,7 +200,7 @@ pub enum Observation {
         /// How long the gate watched.
         waited_ms: u64,
     },
-    /// Some reply within `ms` (any bytes: the exact reply is the wire cases' business).
+    /// A reply with `pong` in it within `ms` (the exact reply is the wire cases' business).
     ReplyWithin {
         /// The bound, in milliseconds.
         ms: u64,
@@ -227,6 +227,10 @@ pub enum Observation {
         /// How long the gate waited.
         waited_ms: u64,
     },
+    /// The connection closed once the peer had read every byte sent on it.
+    ClosedAllRead,
+    /// The connection reset: the peer closed it with bytes sent on it still unread.
+    ResetUnread,
     /// The process still running.
     Running,
     /// The process still running after the wait for it ran out.
@@ -345,7 +349,7 @@ impl fmt::Display for Observation {
                 human_duration(Duration::from_millis(*waited_ms))
             ),
             Observation::ReplyWithin { ms } => {
-                write!(f, "a reply within {}", human_duration(Duration::from_millis(*ms)))
+                write!(f, "a reply with \"pong\" in it within {}", human_duration(Duration::from_millis(*ms)))
             }
             Observation::Connected => f.write_str("a connection"),
             Observation::NotConnected { error } => write!(f, "no connection ({error})"),
@@ -358,6 +362,10 @@ impl fmt::Display for Observation {
                 "the server not reading what was sent for {}",
                 human_duration(Duration::from_millis(*waited_ms))
             ),
+            Observation::ClosedAllRead => f.write_str("the connection closed after the server read every byte sent"),
+            Observation::ResetUnread => {
+                f.write_str("the connection reset: the server closed it with bytes sent on it still unread")
+            }
             Observation::Running => f.write_str("the process still running"),
             Observation::StillRunning { waited_ms, option, stderr } => {
                 write!(
@@ -389,7 +397,11 @@ impl fmt::Display for Observation {
             }
             Observation::Mode { first, changed_to } => {
                 let later: Vec<String> = changed_to.iter().map(|m| format!("{m:04o}")).collect();
-                write!(f, "mode {first:04o} when it appeared, changed afterwards to {}", later.join(", then "))
+                write!(
+                    f,
+                    "mode {first:04o} when it appeared, then changed at the path (chmod) to {}",
+                    later.join(", then ")
+                )
             }
             Observation::Files { names } if names.is_empty() => f.write_str("no file"),
             Observation::Files { names } => write!(f, "the files {names:?}"),

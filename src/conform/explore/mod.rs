@@ -637,8 +637,10 @@ pub(crate) fn replay(scripts: &[(String, Script)], env: &Env<'_>) -> Vec<CaseRep
         .iter()
         .map(|(name, script)| {
             let started = Instant::now();
+            // A replay of a replay's report keeps the original name, not one prefix per round.
+            let original = name.strip_prefix("server/replay/").unwrap_or(name);
             let mut case = CaseReport::new(
-                format!("server/replay/{name}"),
+                format!("server/replay/{original}"),
                 format!("a saved script of {} steps", script.steps.len()),
                 REPLAY_SECTION,
                 script.requirements(),

@@ -51,6 +51,8 @@ pub(crate) struct Heard {
     pub end: End,
     /// How long it waited.
     pub waited: Duration,
+    /// The close was a reset: on Linux the peer closed with bytes sent to it still unread.
+    pub reset: bool,
 }
 
 impl Heard {
@@ -59,8 +61,12 @@ impl Heard {
         self.end == End::Closed
     }
 
-    /// As an observation: the bytes, then the close or the silence.
+    /// As an observation: the bytes, then the close or the silence; only the bytes when they
+    /// were what the read waited for (the wait was not watched to its end).
     pub(crate) fn observed(&self) -> Observation {
+        if self.end == End::Done {
+            return Observation::Bytes { bytes: Bytes::from(self.bytes.clone()) };
+        }
         Observation::heard(self.bytes.clone(), self.closed(), self.waited)
     }
 }
@@ -82,15 +88,42 @@ pub(crate) struct Conn {
     id: usize,
     transcript: Recorder,
     bounds: Bounds,
+    /// The server process at the other end, when the gate started it: a reset it caused by
+    /// dying is told apart from one it caused by closing early.
+    server: Option<u32>,
 }
 
 impl Conn {
-    pub(super) fn new(stream: UnixStream, id: usize, transcript: Recorder, bounds: Bounds) -> Result<Self, Problem> {
+    pub(super) fn new(
+        stream: UnixStream,
+        id: usize,
+        transcript: Recorder,
+        bounds: Bounds,
+        server: Option<u32>,
+    ) -> Result<Self, Problem> {
         // A peer that never reads must not hang a write either.
         stream
             .set_write_timeout(Some(bounds.timeout))
             .map_err(|e| Problem::harness("cannot set a write timeout", e))?;
-        Ok(Conn { stream, id, transcript, bounds })
+        Ok(Conn { stream, id, transcript, bounds, server })
+    }
+
+    /// Whether `heard`'s close was a reset that the server, alive, caused by closing with bytes
+    /// sent to it unread (on Linux a reset means exactly that). A server that died meanwhile
+    /// closed by dying: that is the death's business (SPEC.md section 8), not an early close.
+    pub(crate) fn closed_unread(&self, heard: &Heard) -> bool {
+        heard.closed()
+            && heard.reset
+            && !self.server.is_some_and(|pid| crate::process::exits_within(pid, Duration::from_millis(100)))
+    }
+
+    /// Where a round's reply was awaited: the server closed, alive, with the round's `ping`
+    /// unread (a reset before any byte of the reply). That is no wrong reply but a close before
+    /// the ping was judged: `step` becomes that failure, blaming SPEC: SRV-OPEN-1.
+    pub(crate) fn unread_round(&self, heard: &Heard, step: &Exercise) -> Option<Problem> {
+        (heard.bytes.is_empty() && self.closed_unread(heard)).then(|| {
+            Exercise::new(step.step.clone(), &["SRV-OPEN-1"]).fail(Observation::Pong, Observation::ResetUnread)
+        })
     }
 
     /// How long each expected event is awaited (`--timeout`).
@@ -139,7 +172,7 @@ impl Conn {
     /// Another handle on this connection for writing from another thread (recorded alike).
     pub(crate) fn writer(&self) -> Result<Conn, Problem> {
         let stream = self.stream.try_clone().map_err(|e| Problem::harness("cannot clone a socket", e))?;
-        Ok(Conn { stream, id: self.id, transcript: self.transcript.clone(), bounds: self.bounds })
+        Ok(Conn { stream, id: self.id, transcript: self.transcript.clone(), bounds: self.bounds, server: self.server })
     }
 
     /// Sends bytes without blocking until the kernel refuses more; returns how many were sent.
@@ -180,6 +213,7 @@ impl Conn {
         let deadline = started + wait;
         let mut bytes = Vec::new();
         let mut buffer = [0u8; 4096];
+        let mut reset = false;
         let end = loop {
             if done(&bytes) {
                 break End::Done;
@@ -209,12 +243,13 @@ impl Conn {
                 Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
                 // A reset after the peer's last byte is a close (SPEC: WIRE-CLOSE-1).
                 Err(e) => {
+                    reset = e.kind() == io::ErrorKind::ConnectionReset;
                     self.note(&format!("closed by peer ({e})"));
                     break End::Closed;
                 }
             }
         };
-        Heard { bytes, end, waited: started.elapsed() }
+        Heard { bytes, end, waited: started.elapsed(), reset }
     }
 
     /// Reads until `n` bytes arrived or the peer closed (within the timeout), never more than `n`.
@@ -252,13 +287,17 @@ impl Conn {
         }
     }
 
-    /// Some reply arrives within `limit` (any bytes); returns how long it took.
+    /// A reply with `pong` in it arrives within `limit` (whatever else comes with it: the
+    /// exact bytes are the wire cases' business, but an echo is no reply); returns how long
+    /// it took.
     pub(crate) fn expect_reply_within(&mut self, limit: Duration, step: &Exercise) -> Result<Duration, Problem> {
-        let heard = self.read_until(limit, READ_KEPT, |got| !got.is_empty());
+        let heard = self.read_until(limit, READ_KEPT, |got| got.windows(PONG.len()).any(|w| w == PONG));
         match heard.end {
             End::Done => Ok(heard.waited),
             End::Capped => Err(self.capped("while waiting for a reply")),
-            _ => step.failed(Observation::ReplyWithin { ms: limit.as_millis() as u64 }, heard.observed()),
+            _ => Err(self.unread_round(&heard, step).unwrap_or_else(|| {
+                step.fail(Observation::ReplyWithin { ms: limit.as_millis() as u64 }, heard.observed())
+            })),
         }
     }
 
@@ -274,7 +313,9 @@ impl Conn {
         match heard.end {
             End::Done => Ok(()),
             End::Capped => Err(self.capped("during a liveness round")),
-            _ => step.failed(Observation::Pong, heard.observed()),
+            _ => {
+                Err(self.unread_round(&heard, &step).unwrap_or_else(|| step.fail(Observation::Pong, heard.observed())))
+            }
         }
     }
 

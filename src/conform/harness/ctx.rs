@@ -25,6 +25,10 @@ use crate::process::{self, describe_status, Readiness, Target};
 /// deadline, so the gate allows a generous one, whatever `--timeout` says).
 pub(crate) const CONNECT_EXIT_DEADLINE: Duration = Duration::from_secs(10);
 
+/// How long after a server case's last step the server is watched for a crash that what the
+/// case sent caused (SPEC.md section 8): a server that dies this soon after fails the case.
+pub(crate) const AFTERMATH: Duration = Duration::from_millis(150);
+
 /// What the gate gives the implementation as `{socket}`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -330,6 +334,19 @@ impl Ctx {
         self.start_listening(&step)
     }
 
+    /// Starts the server and sees it serve one connection (a liveness round, SPEC.md section 8)
+    /// before a case about concurrency, limits or a second start exercises it: a server that
+    /// never answers a `ping` fails SPEC: SRV-PONG-1 there, and is not charged with what the
+    /// case is about.
+    pub(crate) fn start_serving(&mut self) -> CaseResult {
+        self.start_server()?;
+        let step = Exercise::new("the first connection after the start", &["LIFE-BIND-1"]);
+        let mut conn = self.connect_within(self.waits.timeout, &step)?;
+        conn.live_round("before the case's own connections")?;
+        conn.close();
+        Ok(())
+    }
+
     /// Starts a server over what the case put at the path, which `step` says it must replace
     /// (a stale socket), and waits until it accepts a connection.
     pub(crate) fn start_server_over(&mut self, step: &Exercise) -> CaseResult {
@@ -528,26 +545,19 @@ impl Ctx {
         Ok(())
     }
 
-    /// After a server case: whether the server died without being asked to, and how. A dead
-    /// server's listening socket refuses connections, so one connect tells (the connection is
-    /// recorded and closed at once). After a failure a dying server may still be closing its
-    /// descriptors, so then it is given a moment to finish dying, to explain the failure.
-    pub(crate) fn death_during_case(&mut self, failed: bool) -> Option<Observation> {
+    /// After a server case: whether the server died without being asked to, and how. A
+    /// server that crashes because of what the case sent may die a moment after the case's
+    /// last step, so it is watched for [`AFTERMATH`] first; then one connect tells (a dead
+    /// server's listener refuses; the connection is recorded and closed at once).
+    pub(crate) fn death_during_case(&mut self) -> Option<Observation> {
         if self.role != Role::Server || self.exit_expected || !self.start.succeeded {
             return None;
         }
-        let status = match self.exited() {
+        let status = match self.process.as_mut()?.wait_for_exit(AFTERMATH) {
             Some(status) => status,
             None => match connect_bounded(&self.socket, Instant::now()) {
-                Ok(_) if failed => match self.process.as_mut()?.wait_for_exit(Duration::from_millis(250)) {
-                    Some(status) => status,
-                    None => {
-                        self.note("after the case: the server still accepts connections");
-                        return None;
-                    }
-                },
                 Ok(_) => {
-                    self.note("after the case: the server still accepts connections");
+                    self.note("after the case: the server still runs and accepts connections");
                     return None;
                 }
                 // A listener that is gone: the process is exiting, or closed it for its own
@@ -560,6 +570,18 @@ impl Ctx {
         };
         self.exited();
         Some(self.exit_observed(status))
+    }
+
+    /// The server runs on for `window` after what a client just did; an exit within it fails
+    /// `step` (SPEC.md section 8: a crash is seen for a while after what caused it).
+    pub(crate) fn expect_running_for(&mut self, window: Duration, step: &Exercise) -> CaseResult {
+        match self.process.as_mut().and_then(|p| p.wait_for_exit(window)) {
+            Some(status) => {
+                self.exited();
+                step.failed(Observation::Running, self.exit_observed(status))
+            }
+            None => Ok(()),
+        }
     }
 
     /// Opens a new recorded connection to a server that has served others (the readiness
@@ -588,7 +610,8 @@ impl Ctx {
 
     fn conn(&self, stream: std::os::unix::net::UnixStream) -> Result<Conn, Problem> {
         let bounds = Bounds { timeout: self.waits.timeout, cap: self.cap, case_timeout: self.waits.case_timeout };
-        Conn::new(stream, self.connections, self.transcript.clone(), bounds)
+        let server = if self.role == Role::Server { self.pid() } else { None };
+        Conn::new(stream, self.connections, self.transcript.clone(), bounds, server)
     }
 
     /// Listens at the socket path or abstract name (for client cases) before the client starts.

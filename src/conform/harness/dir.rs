@@ -38,8 +38,12 @@ impl CaseDir {
 
 impl Drop for CaseDir {
     fn drop(&mut self) {
+        // Removed under the registry's lock, so that a gate stopping meanwhile (which exits
+        // once `abort_run` returns) never ends this removal half done and leaves the directory.
+        let mut directories = DIRECTORIES.lock().unwrap_or_else(|p| p.into_inner());
         let path = self.0.path().to_path_buf();
-        DIRECTORIES.lock().unwrap_or_else(|p| p.into_inner()).retain(|d| *d != path);
+        directories.retain(|d| *d != path);
+        let _ = std::fs::remove_dir_all(&path);
     }
 }
 

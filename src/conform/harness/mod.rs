@@ -17,7 +17,7 @@ mod watch;
 
 pub(crate) use conn::{Conn, End, Heard};
 pub use ctx::{Addressing, Waits};
-pub(crate) use ctx::{Ctx, RunStarts, CONNECT_EXIT_DEADLINE};
+pub(crate) use ctx::{Ctx, RunStarts, AFTERMATH, CONNECT_EXIT_DEADLINE};
 pub use dir::abort_run;
 pub use transcript::{Direction, Transcript};
 
