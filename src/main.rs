@@ -21,10 +21,19 @@ fn main() -> ExitCode {
     udsping::process::reap_orphans();
     let parsed = match Cli::try_parse() {
         Ok(parsed) => parsed,
-        Err(error) => {
+        // --help and --version are "errors" that go to stdout and succeed.
+        Err(error) if !error.use_stderr() => {
             let _ = error.print();
-            // --help and --version are "errors" that go to stdout and succeed.
-            return ExitCode::from(if error.use_stderr() { EXIT_USAGE } else { EXIT_OK });
+            return ExitCode::from(EXIT_OK);
+        }
+        // `udsping` alone: the help is the answer, on stderr, as a usage error.
+        Err(error) if error.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = error.print();
+            return ExitCode::from(EXIT_USAGE);
+        }
+        Err(error) => {
+            eprintln!("udsping: {}", clap_one_line(&error.render().to_string()));
+            return ExitCode::from(EXIT_USAGE);
         }
     };
     match cli::config(parsed).map_err(anyhow::Error::from).and_then(cli::run) {
@@ -55,9 +64,34 @@ fn one_line(error: &anyhow::Error) -> String {
     line.replace('\n', " ")
 }
 
+/// clap's usage error as one line: its message and tips, without the usage block (a CI log
+/// greps one line; `--help` is named for the rest).
+fn clap_one_line(rendered: &str) -> String {
+    let said: Vec<&str> = rendered
+        .lines()
+        .take_while(|line| !line.starts_with("Usage:") && !line.starts_with("For more information"))
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect();
+    let message = said.join(" ");
+    format!("{} (see --help)", message.strip_prefix("error: ").unwrap_or(&message))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clap_errors_become_one_line() {
+        let rendered = "error: unrecognized subcommand 'bnech'\n\n  tip: a similar subcommand exists: 'bench'\n\n\
+                        Usage: udsping [OPTIONS] <COMMAND>\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            clap_one_line(rendered),
+            "unrecognized subcommand 'bnech' tip: a similar subcommand exists: 'bench' (see --help)"
+        );
+        let rendered = "error: the following required arguments were not provided:\n  <ROLE>\n\nUsage: x\n";
+        assert_eq!(clap_one_line(rendered), "the following required arguments were not provided: <ROLE> (see --help)");
+    }
 
     #[test]
     fn causes_join_one_line_without_repeating_themselves() {

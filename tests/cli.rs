@@ -71,9 +71,16 @@ fn serve_help_lists_defaults() {
 #[case(&["serve", "--mode", "999"])]
 #[case(&["serve", "--max-connections", "0"])]
 #[case(&["no-such-command"])]
-#[case(&[])]
+#[case(&["conform", "--timeout", "soon", "server", "--", "true"])]
+#[case(&["conform"])]
 fn usage_errors_exit_2(#[case] args: &[&str]) {
-    udsping().args(args).assert().code(2);
+    // clap's errors too are one line saying what is wrong, not its usage block.
+    udsping().args(args).assert().code(2).stderr(one_error_line("(see --help)"));
+}
+
+#[test]
+fn no_command_prints_the_help_and_exits_2() {
+    udsping().assert().code(2).stderr(predicate::str::contains("Usage:"));
 }
 
 // SPEC: CLT-CONNECT-1, TRN-PATH-1 — the default path is ./udsocket; nothing there is exit 1.
