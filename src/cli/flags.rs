@@ -57,8 +57,8 @@ pub enum Command {
     Ping(PingArgs),
     /// Start a server in a temporary directory, run a client against it, print the verdict.
     Demo(DemoArgs),
-    /// Judge another implementation against SPEC.md (exit 0 conforming, 1 a MUST failed, 2 the
-    /// harness could not run).
+    /// Judge another implementation against SPEC.md (exit 0 conforming, 1 a MUST failed, 2 not
+    /// judged: the harness could not run, or a MUST case was inconclusive).
     Conform(ConformArgs),
     /// Measure the reference server (or CMD's) against the raw-socket limit, side by side.
     Bench(BenchArgs),
@@ -153,8 +153,9 @@ CMD must stay in the foreground: it is started in its own process group, and it 
 killed at the end of each case.\n\n\
 A failure blames only the requirements of the step it was seen at (SPEC.md section 8); each failed case prints \
 the command that reruns it alone.\n\n\
-Exit status: 0 every MUST case passed; 1 a MUST case failed (or a SHOULD with --strict); 2 the harness could not \
-run (usage error, CMD not found, a selection of no case, a CMD that daemonizes, a target that never started); \
+Exit status: 0 every MUST case passed; 1 a MUST case failed (or a SHOULD with --strict); 2 not judged: the \
+harness could not run (usage error, CMD not found, a selection of no case, a CMD that daemonizes, a target that \
+never started) or a MUST case was inconclusive (the gate's own case limit ran out, say) and none failed; \
 130, 143, 129 the gate was interrupted by SIGINT, SIGTERM, SIGHUP (its targets killed, its temporary directories \
 removed, and with --output the partial report written, marked interrupted)."
 )]
