@@ -1042,4 +1042,7 @@ fn the_gates_own_limit_on_a_case_is_inconclusive() {
     assert_eq!(output.status.code(), Some(2), "{case:#}");
     // Its only case checked nothing: the profile is not judged, never met.
     assert_eq!(json["summary"]["profiles"]["core"]["status"], "not-judged");
+    // A case limit below one expected event's wait was worth a warning before the run.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("warning: --case-timeout 1.0 s is shorter than --timeout 2.0 s"), "{stderr}");
 }

@@ -181,6 +181,18 @@ pub enum Warning {
     /// An argument of CMD names a file or directory relative to this directory.
     #[error(transparent)]
     Argument(#[from] conform::RelativeArgument),
+    /// `--case-timeout` is shorter than `--timeout`: any case that waits out one expected event
+    /// (a silence, a refusal) ends inconclusive on the gate's own limit.
+    #[error(
+        "--case-timeout {case} is shorter than --timeout {wait}: a case that waits out one event ends \
+         inconclusive on the gate's own limit; raise --case-timeout"
+    )]
+    CaseShorterThanWait {
+        /// `--case-timeout`, in words.
+        case: String,
+        /// `--timeout`, in words.
+        wait: String,
+    },
 }
 
 impl Warning {
@@ -340,6 +352,12 @@ fn conform_config(args: ConformArgs) -> Result<Task, UsageError> {
         result => result.map_err(UsageError::Gate)?.into_iter().map(Warning::from).collect(),
     };
     warnings.extend(argument_warnings(&args.command));
+    if options.waits.case_timeout < options.waits.timeout {
+        warnings.push(Warning::CaseShorterThanWait {
+            case: conform::human_duration(options.waits.case_timeout),
+            wait: conform::human_duration(options.waits.timeout),
+        });
+    }
     if let Some(path) = &args.output {
         check_writable("--output", path)?;
     }
