@@ -727,6 +727,20 @@ fn a_target_that_never_starts_stops_the_run_early(#[case] program: &str, #[case]
     assert!(report.cases.iter().all(|c| c.first_run.is_none()), "a target that never started was run again");
 }
 
+// A start with no sign of life is not yet a verdict (the case runs again if the target
+// starts elsewhere): the progress line says what the final report will, an error, never FAIL.
+#[test]
+fn a_start_with_no_sign_of_life_is_never_shown_as_a_failure() {
+    let target = Target { program: "sleep".into(), args: vec!["60".into()] };
+    let options = Options { only: vec![glob::Pattern::new("server/7.1/vacant").unwrap()], ..Options::default() };
+    let shown = std::sync::Mutex::new(Vec::new());
+    let report = conform::run_with_progress(Role::Server, &target, &options, &|case, _, _| {
+        shown.lock().unwrap().push(case.outcome);
+    });
+    assert_eq!(shown.into_inner().unwrap(), [Outcome::Error]);
+    assert_eq!(outcomes(&report, Outcome::Error), BTreeSet::from(["server/7.1/vacant"]));
+}
+
 /// `udsping conform ROLE ARGS --format json -- sh -c SCRIPT udsping {socket}` with
 /// `$SLOW_MARK` naming a path in `tmp` the script may `mkdir` (atomic: one start wins).
 fn gate_with_script(

@@ -246,7 +246,22 @@ pub fn run_with_progress(
                     let mut slot = run_case(&all[index], target, options, &early_stop);
                     slot.report.first_run = first_runs.get(at).cloned();
                     if slot.report.outcome != Outcome::Skip || slot.report.duration > Duration::ZERO {
-                        progress(&slot.report, done.fetch_add(1, Ordering::SeqCst) + 1, total);
+                        let n = done.fetch_add(1, Ordering::SeqCst) + 1;
+                        // A failure in a start that never showed a sign of life is not the
+                        // case's verdict yet: it runs again if the target starts elsewhere,
+                        // and is an error if it never does. The progress line says so, never FAIL.
+                        if slot.ran == Ran::NotStarted && slot.report.outcome == Outcome::Fail {
+                            let mut shown = slot.report.clone();
+                            shown.outcome = Outcome::Error;
+                            shown.message = Some(format!(
+                                "the target showed no sign of life here; this case runs again if it starts in \
+                                 another, and is an error if it never does: {}",
+                                shown.message.as_deref().unwrap_or_default()
+                            ));
+                            progress(&shown, n, total);
+                        } else {
+                            progress(&slot.report, n, total);
+                        }
                     }
                     *slots[index].lock().unwrap_or_else(|p| p.into_inner()) = Some(slot);
                 });
