@@ -18,9 +18,10 @@ use rustix::process::Signal;
 
 use crate::conform::case::{case, Case, Run};
 use crate::conform::harness::{poll_until, Conn, Ctx};
-use crate::conform::script::SEND_GAP;
+use crate::conform::script::{Bytes, SEND_GAP};
 use crate::conform::verdict::{human_duration, plural, CaseResult, Exercise, Observation, PathState, Problem};
 use crate::net::{abstract_name, connect_bounded};
+use crate::proto::PONG;
 
 /// How much slower than alone a round may be while idle connections are open (SRV-CONC-2):
 /// this margin plus four times the slowest round alone. Generous against a loaded machine,
@@ -30,6 +31,10 @@ const DELAY_MARGIN: Duration = Duration::from_millis(500);
 /// How long a connect may wait for room in a full listen backlog where a full backlog already
 /// decides the case.
 const BACKLOG_WAIT: Duration = Duration::from_millis(500);
+
+/// How long each other connection is read when one waited in vain for its reply: what the
+/// server sent them has long arrived by then (the wait for the missing reply was --timeout).
+const CROSS_WIRE_WATCH: Duration = Duration::from_millis(20);
 
 /// Every server case that needs code, in SPEC.md order, around the rows of sections 4.2 to 5.4.
 pub(crate) fn cases() -> Vec<Case> {
@@ -192,7 +197,7 @@ fn idle_clients(ctx: &mut Ctx) -> CaseResult {
         timed_rounds(&mut first, 20, Duration::ZERO, timeout, &Exercise::new("20 rounds alone", &["SRV-PONG-1"]))?;
     ctx.note(&format!("slowest of 20 rounds alone: {:.2} ms", alone.as_secs_f64() * 1e3));
     // `first` now stays idle; so does a second connection, and a third holds half a token.
-    let _idle = ctx.connect()?;
+    let mut idle = ctx.connect()?;
     let mut half = ctx.connect()?;
     half.deliver(b"pi", &Exercise::new("half a token on a third connection", &["SRV-OPEN-1"]))?;
     let situation = format!(
@@ -206,7 +211,14 @@ fn idle_clients(ctx: &mut Ctx) -> CaseResult {
     // The bound is relative to the same server alone; rounds go on long enough that a stall
     // the half token causes a moment later is seen too.
     let bound = DELAY_MARGIN + alone * 4;
-    let with_peers = timed_rounds(&mut conn, 20, Duration::from_millis(300), bound, &step)?;
+    let with_peers = timed_rounds(&mut conn, 20, Duration::from_millis(300), bound, &step).map_err(|problem| {
+        let others = [
+            ("the first connection".to_string(), &mut first, 20),
+            ("the idle connection".to_string(), &mut idle, 0),
+            ("the half-token connection".to_string(), &mut half, 0),
+        ];
+        cross_wired("the new client's reply never came", others).unwrap_or(problem)
+    })?;
     ctx.note(&format!("slowest round with the idle peers: {:.2} ms", with_peers.as_secs_f64() * 1e3));
     Ok(())
 }
@@ -257,15 +269,38 @@ fn many_clients(ctx: &mut Ctx, count: usize, requirement: &'static str) -> CaseR
             );
             conn.deliver(b"ping", &step)?;
         }
-        for (i, conn) in conns.iter_mut().enumerate() {
+        for i in 0..conns.len() {
             let step = Exercise::new(
                 format!("round {round} of client {} of {count} connected at once", i + 1),
                 &[requirement],
             );
-            conn.expect_reply_within(timeout, &step)?;
+            if let Err(problem) = conns[i].expect_reply_within(timeout, &step) {
+                // Every client has sent `round` pings by now.
+                let others = (1..).zip(conns.iter_mut()).filter(|(n, _)| *n != i + 1);
+                let others = others.map(|(n, conn)| (format!("client {n}"), conn, round));
+                return Err(cross_wired(&format!("round {round}: client {}'s reply never came", i + 1), others)
+                    .unwrap_or(problem));
+            }
         }
     }
     Ok(())
+}
+
+/// When a client waits in vain for its reply (`missing`, in words), whether another connection
+/// (`others`: its name, the connection, the pongs it is owed so far) got more than its own
+/// replies: state shared between connections handed one client's pong to another, which breaks
+/// SPEC: SRV-ISOLATE-1 rather than the concurrency requirement the case is about. What the
+/// others hold unread is read first.
+fn cross_wired<'c>(missing: &str, others: impl IntoIterator<Item = (String, &'c mut Conn, usize)>) -> Option<Problem> {
+    let (name, conn, owed) = others.into_iter().find_map(|(name, conn, owed)| {
+        conn.read_for(CROSS_WIRE_WATCH);
+        (conn.received().len() > PONG.len() * owed).then_some((name, conn, owed))
+    })?;
+    let step = Exercise::new(format!("{missing}, while {name} got more than its own"), &["SRV-ISOLATE-1"]);
+    Some(step.fail(
+        Observation::Bytes { bytes: Bytes::from(PONG.repeat(owed)) },
+        Observation::Bytes { bytes: Bytes::from(conn.received().to_vec()) },
+    ))
 }
 
 fn peer_gone(ctx: &mut Ctx) -> CaseResult {

@@ -91,6 +91,9 @@ pub(crate) struct Conn {
     /// The server process at the other end, when the gate started it: a reset it caused by
     /// dying is told apart from one it caused by closing early.
     server: Option<u32>,
+    /// Every byte received on this connection so far (at most [`READ_KEPT`]): a case can tell
+    /// a connection that got more replies than it asked for, another connection's among them.
+    received: Vec<u8>,
 }
 
 impl Conn {
@@ -105,7 +108,7 @@ impl Conn {
         stream
             .set_write_timeout(Some(bounds.timeout))
             .map_err(|e| Problem::harness("cannot set a write timeout", e))?;
-        Ok(Conn { stream, id, transcript, bounds, server })
+        Ok(Conn { stream, id, transcript, bounds, server, received: Vec::new() })
     }
 
     /// Whether `heard`'s close was a reset that the server, alive, caused by closing with bytes
@@ -151,6 +154,11 @@ impl Conn {
         written
     }
 
+    /// Every byte received on this connection so far (the first [`READ_KEPT`]).
+    pub(crate) fn received(&self) -> &[u8] {
+        &self.received
+    }
+
     /// Writes all of `bytes`, which the implementation must read: a failed write fails the step.
     pub(crate) fn deliver(&mut self, bytes: &[u8], step: &Exercise) -> CaseResult {
         self.send(bytes).or_else(|e| {
@@ -172,7 +180,14 @@ impl Conn {
     /// Another handle on this connection for writing from another thread (recorded alike).
     pub(crate) fn writer(&self) -> Result<Conn, Problem> {
         let stream = self.stream.try_clone().map_err(|e| Problem::harness("cannot clone a socket", e))?;
-        Ok(Conn { stream, id: self.id, transcript: self.transcript.clone(), bounds: self.bounds, server: self.server })
+        Ok(Conn {
+            stream,
+            id: self.id,
+            transcript: self.transcript.clone(),
+            bounds: self.bounds,
+            server: self.server,
+            received: Vec::new(),
+        })
     }
 
     /// Sends bytes without blocking until the kernel refuses more; returns how many were sent.
@@ -237,6 +252,8 @@ impl Conn {
                 }
                 Ok(n) => {
                     self.transcript.record(self.id, Direction::Received, &buffer[..n]);
+                    let kept = n.min(READ_KEPT.saturating_sub(self.received.len()));
+                    self.received.extend_from_slice(&buffer[..kept]);
                     bytes.extend_from_slice(&buffer[..n]);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
