@@ -320,7 +320,12 @@ fn peer_gone(ctx: &mut Ctx) -> CaseResult {
             let _ = conn.send(b"ping");
             // The server has read the ping once a later connection is served; give it the
             // chance to write its pong before this one goes.
-            let step = Exercise::new(format!("while client {i} stopped reading and sent \"ping\""), &["SRV-ERRNO-1"]);
+            // Whether the server failed at its write to the gone peer or handed the probe's
+            // reply to it, another connection was affected: both requirements say it must not be.
+            let step = Exercise::new(
+                format!("while client {i} stopped reading and sent \"ping\""),
+                &["SRV-ERRNO-1", "SRV-ISOLATE-1"],
+            );
             let mut probe = ctx.connect_within(ctx.waits.timeout, &step)?;
             serves(&mut probe, 1, &step)?;
             probe.close();
@@ -423,12 +428,17 @@ fn descriptor_exhaustion(ctx: &mut Ctx) -> CaseResult {
     ctx.note("restored the server's descriptor limit");
     let count = clients.len();
     let timeout = ctx.waits.timeout;
-    for (i, conn) in clients.iter_mut().enumerate() {
+    for i in 0..count {
         let waiting = step.at(format!(
             "client {} of {count}, waiting since descriptors ran out, after the limit was restored",
             i + 1
         ));
-        conn.expect_reply_within(timeout, &waiting)?;
+        if let Err(problem) = clients[i].expect_reply_within(timeout, &waiting) {
+            // Each client sent one ping.
+            let others = (1..).zip(clients.iter_mut()).filter(|(n, _)| *n != i + 1);
+            let others = others.map(|(n, conn)| (format!("client {n}"), conn, 1));
+            return Err(cross_wired(&format!("client {}'s reply never came", i + 1), others).unwrap_or(problem));
+        }
     }
     // Closed by the gate (not by `end`, which is SRV-END-1's business): their descriptors go back.
     drop(clients);

@@ -160,9 +160,14 @@ impl Conn {
     }
 
     /// Writes all of `bytes`, which the implementation must read: a failed write fails the step.
+    /// A server the gate started that is still running closed the connection before reading
+    /// them: that is SPEC: SRV-OPEN-1's failure, whatever the step is about (SPEC.md section 8);
+    /// a server that died meanwhile closed by dying, which is the death's business.
     pub(crate) fn deliver(&mut self, bytes: &[u8], step: &Exercise) -> CaseResult {
         self.send(bytes).or_else(|e| {
-            step.failed(
+            let alive = self.server.is_some_and(|pid| !crate::process::exits_within(pid, Duration::from_millis(100)));
+            let open = Exercise::new(step.step.clone(), &["SRV-OPEN-1"]);
+            (if alive { &open } else { step }).failed(
                 Observation::AllRead,
                 Observation::NotDelivered { bytes: Bytes::from(bytes.to_vec()), error: e.to_string() },
             )
