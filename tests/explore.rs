@@ -220,6 +220,34 @@ fn udsping() -> TestCommand {
     TestCommand::cargo_bin("udsping").unwrap()
 }
 
+// SPEC: SRV-PONG-1 — an exported test vector carries its script, so `--replay` plays it as it
+// stands: the 10,000 pipelined pings fail a server that answers the thousandth twice, and pass
+// the reference.
+#[test]
+fn an_exported_vector_replays() {
+    let dir = tempfile::tempdir().unwrap();
+    udsping().args(["conform", "export"]).arg(dir.path()).args(["--cases", "2"]).assert().success();
+    let vector = dir.path().join("cases/server_4.2_pipelined.json");
+    let bin = env!("CARGO_BIN_EXE_udsping");
+    udsping()
+        .args(["conform", "server", "--replay"])
+        .arg(&vector)
+        .args(["--", bin, "serve", "--socket", "{socket}"])
+        .assert()
+        .code(0)
+        .stdout(predicates::str::contains("server/replay/4.2/pipelined").and(predicates::str::contains("1 passed")));
+    let fixture = subtle("thousandth-twice");
+    udsping()
+        .args(["conform", "server", "--replay"])
+        .arg(&vector)
+        .arg("--")
+        .arg(&fixture.program)
+        .args(&fixture.args)
+        .assert()
+        .code(1)
+        .stdout(predicates::str::contains("SRV-PONG-1"));
+}
+
 // SPEC: WIRE-STREAM-1 — the JSON report carries the minimal script; `--replay` plays it: it
 // fails the defective server again, blaming the same requirement, and passes the reference.
 #[test]
@@ -292,7 +320,7 @@ fn a_reported_script_replays() {
         .args(&fixture.args)
         .assert()
         .code(1)
-        .stdout(predicates::str::contains("server/replay/server/explore/seed-1-case-0"));
+        .stdout(predicates::str::contains("server/replay/explore/seed-1-case-0"));
     udsping()
         .args(["conform", "server", "--replay"])
         .arg(dir.path().join("missing.json"))

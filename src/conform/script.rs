@@ -727,8 +727,8 @@ pub enum LoadError {
     Json(#[from] serde_json::Error),
     /// The text is neither a script, nor a gate report (JSON or human) with one.
     #[error(
-        "neither a script (no \"steps\") nor a gate report with a script in it (run the gate with --explore; the \
-         JSON report and the human one both carry the scripts of failed cases)"
+        "neither a script (no \"steps\"), nor a test vector of `conform export`, nor a gate report with a script in \
+         it (run the gate with --explore; the JSON report and the human one both carry the scripts of failed cases)"
     )]
     NotAScript,
     /// An expectation names no requirement: its failure would blame nothing.
@@ -775,6 +775,12 @@ pub(crate) fn load(text: &str) -> Result<Vec<(String, Script)>, LoadError> {
     let scripts = match serde_json::from_str::<serde_json::Value>(text) {
         Ok(value) if value.get("steps").is_some() => {
             vec![("script".to_string(), serde_json::from_value::<Script>(value)?)]
+        }
+        // An exported test vector (`conform export`) carries the script it was made from.
+        Ok(value) if value.get("format").and_then(|f| f.as_str()) == Some(crate::conform::export::FORMAT) => {
+            let script = value.get("script").cloned().ok_or(LoadError::NotAScript)?;
+            let id = value.get("id").and_then(|i| i.as_str()).unwrap_or("vector").to_string();
+            vec![(id, serde_json::from_value::<Script>(script)?)]
         }
         Ok(value) => {
             let cases = value.get("cases").and_then(|c| c.as_array()).ok_or(LoadError::NotAScript)?;

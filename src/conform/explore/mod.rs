@@ -637,8 +637,9 @@ pub(crate) fn replay(scripts: &[(String, Script)], env: &Env<'_>) -> Vec<CaseRep
         .iter()
         .map(|(name, script)| {
             let started = Instant::now();
-            // A replay of a replay's report keeps the original name, not one prefix per round.
-            let original = name.strip_prefix("server/replay/").unwrap_or(name);
+            // A replay of a replay's report keeps the original name, not one prefix per round;
+            // a case of a report or a vector keeps its own ID under the replay prefix.
+            let original = name.strip_prefix("server/replay/").or_else(|| name.strip_prefix("server/")).unwrap_or(name);
             let mut case = CaseReport::new(
                 format!("server/replay/{original}"),
                 format!("a saved script of {} steps", script.steps.len()),
