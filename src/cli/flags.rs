@@ -223,8 +223,9 @@ pub struct ConformArgs {
     /// is still shrunk).
     #[arg(long, value_parser = parse_positive_duration, value_name = "DURATION", requires = "explore")]
     pub explore_time: Option<Duration>,
-    /// Instead of the cases, play the scripts in FILE: a script, or a report (JSON or human) of
-    /// --explore. A replay judges only the requirements its scripts name.
+    /// Instead of the cases, play the scripts in FILE: a script, a test vector of `conform
+    /// export`, or a report (JSON or human) of --explore. A replay judges only the requirements
+    /// its scripts name.
     #[arg(long, value_name = "FILE", conflicts_with = "explore")]
     pub replay: Option<PathBuf>,
     /// For `export`: the directory to write the test vectors into.
