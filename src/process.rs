@@ -71,9 +71,15 @@ impl Target {
         self.args.iter().map(|a| a.replace("{socket}", socket)).collect()
     }
 
-    /// The command line as a person would type it.
+    /// The command line as a person would type it into a POSIX shell: a word with anything but
+    /// letters, digits and `_@%+=:,./{}-` in it is single-quoted, so a printed rerun command
+    /// (`sh -c 'exec ./server "$1"' sh {socket}`) can be pasted as it stands.
     pub fn display(&self) -> String {
-        std::iter::once(self.program.as_str()).chain(self.args.iter().map(String::as_str)).collect::<Vec<_>>().join(" ")
+        std::iter::once(self.program.as_str())
+            .chain(self.args.iter().map(String::as_str))
+            .map(shell_quoted)
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     /// Checks that the program can be started, before anything else is done with it.
@@ -93,6 +99,16 @@ impl Target {
         } else {
             Err(SpawnError::NotExecutable { program: self.program.clone() })
         }
+    }
+}
+
+/// `word` as one word of a POSIX shell command line.
+fn shell_quoted(word: &str) -> std::borrow::Cow<'_, str> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_@%+=:,./{}-".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.into()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''")).into()
     }
 }
 
@@ -760,6 +776,25 @@ fn read_output(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_command_line_is_displayed_as_a_shell_would_read_it() {
+        let target = Target {
+            program: "sh".into(),
+            args: ["-c", "exec ./server \"$1\"", "it's", "", "{socket}", "--socket=/tmp/a b"]
+                .map(String::from)
+                .to_vec(),
+        };
+        assert_eq!(target.display(), r#"sh -c 'exec ./server "$1"' 'it'\''s' '' {socket} '--socket=/tmp/a b'"#);
+        // What the shell makes of it is the target again.
+        let words = std::process::Command::new("sh")
+            .args(["-c", &format!("for w in {}; do printf '%s\\n' \"$w\"; done", target.display())])
+            .output()
+            .unwrap();
+        let mut expected = vec![target.program.clone()];
+        expected.extend(target.args.iter().cloned());
+        assert_eq!(String::from_utf8(words.stdout).unwrap().lines().collect::<Vec<_>>(), expected);
+    }
 
     #[test]
     fn escaped_bytes_cannot_drive_a_terminal_and_read_as_written() {
