@@ -10,32 +10,7 @@ use super::harness::{Addressing, Ctx};
 use super::model::Move;
 use super::verdict::CaseResult;
 
-/// Which side of the protocol is under test.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    /// The implementation is a server; the gate connects to it as clients.
-    Server,
-    /// The implementation is a client; the gate is the server it connects to.
-    Client,
-}
-
-impl Role {
-    /// `server` or `client`, as in case IDs and the command line.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Role::Server => "server",
-            Role::Client => "client",
-        }
-    }
-
-    /// How messages name the implementation: `the server`, `the client`.
-    pub(crate) fn who(&self) -> &'static str {
-        match self {
-            Role::Server => "the server",
-            Role::Client => "the client",
-        }
-    }
-}
+pub use super::target::Role;
 
 /// Which addressing a case applies to (`--abstract` chooses the run's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

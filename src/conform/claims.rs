@@ -6,7 +6,8 @@
 
 use super::case::{Needs, Role};
 use super::harness::Addressing;
-use super::outcome::{Outcome, SuiteReport};
+use super::outcome::Outcome;
+use super::run::SuiteReport;
 use crate::spec::{self, Level};
 
 /// Requirements that no case can observe from outside, and why. Every other requirement of

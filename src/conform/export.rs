@@ -31,14 +31,15 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::bytes::Bytes;
 use super::case::{Role, Run};
 use super::cases::{self, rows};
 use super::explore::{self, conversation::Conversations};
-use super::script::{Action, Bytes, Script, Step};
+use super::script::{Action, Script, Step};
 use crate::proto::grammar::INVALID_TABLE;
 
 /// The `format` field of a vector.
-pub(crate) const FORMAT: &str = "udsping-vector";
+pub(crate) const FORMAT: &str = super::script::VECTOR_FORMAT;
 
 /// The vector format's version.
 const VERSION: u32 = 2;

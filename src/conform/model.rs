@@ -22,7 +22,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::script::{Action, Bytes, Script, Step};
+use super::bytes::Bytes;
+use super::script::{Action, Script, Step};
 use crate::proto::grammar::{judge, ModelEnding};
 use crate::proto::{Ending, ServerSession, PING, PONG};
 

@@ -1,16 +1,15 @@
-//! What became of each case, and of the run: one [`CaseReport`] per case, fixed, generated or
-//! replayed, built by one constructor ([`CaseReport::new`]) and concluded by one function
-//! ([`CaseReport::conclude`]) from the case's typed result; the [`SuiteReport`] of the run and
-//! its exit status.
+//! What became of each case: one [`CaseReport`] per case, fixed, generated or replayed, built
+//! by one constructor ([`CaseReport::new`]) and concluded by one function
+//! ([`CaseReport::conclude`]) from the case's typed result, with the parts a script-shaped case
+//! adds ([`ScriptReport`], [`Confirmation`]). The run's report and exit status are `run`'s.
 
 use std::time::Duration;
 
-use super::case::Role;
-use super::explore::ScriptReport;
+use serde::Serialize;
+
 use super::harness::Transcript;
-use super::run::Options;
+use super::script::Script;
 use super::verdict::{CaseResult, Failure, Problem};
-use crate::process::Target;
 use crate::spec::{self, Level};
 
 /// What became of a case.
@@ -84,7 +83,7 @@ pub struct CaseReport {
     /// For a script-shaped case (exploration, replay): the script and how it failed.
     pub script: Option<Box<ScriptReport>>,
     /// For a failure exploration found: how re-running its minimal case in fresh processes went.
-    pub confirmation: Option<super::explore::Confirmation>,
+    pub confirmation: Option<Confirmation>,
     /// What the case's first run saw, when the target did not get going there but started in
     /// other cases, so the case was run once more after the others; this report is the second
     /// run's.
@@ -157,56 +156,40 @@ impl CaseReport {
     }
 }
 
-/// The whole run.
-#[derive(Clone, Debug)]
-pub struct SuiteReport {
-    /// The side of the protocol tested.
-    pub role: Role,
-    /// The command that was tested.
-    pub target: Target,
-    /// The options the suite ran with.
-    pub options: Options,
-    /// One report per case of the role, selected or not, in the suite's order (then
-    /// exploration's, if any); for a replay, one per script.
-    pub cases: Vec<CaseReport>,
-    /// The signal that stopped the run before it finished (the report is partial).
-    pub interrupted: Option<&'static str>,
+/// How the re-runs of a minimal case went.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct Confirmation {
+    /// Fresh processes the case was re-run in.
+    pub runs: u32,
+    /// Runs in which it failed again.
+    pub failed: u32,
 }
 
-impl SuiteReport {
-    pub(crate) fn count(&self, outcome: Outcome) -> usize {
-        self.cases.iter().filter(|c| c.outcome == outcome).count()
+impl Confirmation {
+    /// Whether the case failed in some re-runs but not all of them.
+    pub fn is_flaky(&self) -> bool {
+        self.failed < self.runs
     }
+}
 
-    /// Failed cases that fail the run: MUST ones, and SHOULD ones with `--strict`.
-    pub fn blocking_failures(&self) -> usize {
-        self.cases
-            .iter()
-            .filter(|c| c.outcome == Outcome::Fail && (c.level == Level::Must || self.options.strict))
-            .count()
-    }
-
-    /// Inconclusive cases that keep the run from passing: MUST ones, and SHOULD ones with
-    /// `--strict` (SPEC.md section 8: inconclusive is never a pass).
-    pub fn blocking_inconclusive(&self) -> usize {
-        self.cases
-            .iter()
-            .filter(|c| c.outcome == Outcome::Inconclusive && (c.level == Level::Must || self.options.strict))
-            .count()
-    }
-
-    /// 0 every MUST case passed; 1 a MUST case failed (or a SHOULD with `--strict`); 2 the
-    /// harness could not run a case, or could not decide one (an inconclusive MUST case:
-    /// the run checked less than it was asked to, so it is no pass either).
-    pub fn exit_code(&self) -> u8 {
-        if self.count(Outcome::Error) > 0 {
-            2
-        } else if self.blocking_failures() > 0 {
-            1
-        } else if self.blocking_inconclusive() > 0 {
-            2
-        } else {
-            0
-        }
-    }
+/// A script-shaped case's details in a report: the script, how it failed, and where it came from.
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+pub struct ScriptReport {
+    /// The script that failed (or, for a replay, was replayed).
+    pub script: Script,
+    /// The first expectation that did not hold, where one failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+    /// The exploration seed that generated the script, where one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Which generated case of the seed failed (from 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case_index: Option<u64>,
+    /// Steps of the script as generated, before shrinking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_steps: Option<usize>,
+    /// How re-running the minimal script went, where it was re-run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmation: Option<Confirmation>,
 }

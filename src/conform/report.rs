@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::claims::{profiles, unobservable, ProfileStatus, ProfileVerdict, Unobservable};
-use super::explore::ScriptReport;
 use super::harness::{Addressing, Direction, Transcript};
-use super::outcome::{CaseReport, FirstRun, Outcome, SuiteReport};
+use super::outcome::{CaseReport, FirstRun, Outcome, ScriptReport};
+use super::run::SuiteReport;
 use super::verdict::{human_duration, Failure};
 use crate::process::Target;
 use crate::spec::Level;
@@ -206,7 +206,7 @@ pub(crate) struct JsonCase<'a> {
     pub(crate) script: Option<&'a ScriptReport>,
     /// For a failure exploration found: how re-running its minimal case went.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) confirmation: Option<&'a super::explore::Confirmation>,
+    pub(crate) confirmation: Option<&'a super::outcome::Confirmation>,
     /// When the target showed no sign of life within `--startup-timeout` in the case's first
     /// run but started in other cases, the case ran once more after the others and this
     /// report is the second run's: what the first saw.

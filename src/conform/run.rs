@@ -2,7 +2,8 @@
 //! optional part, exploration), [`preflight`] (what would make every case fail for the gate's
 //! own reasons), and the runner: the selected cases `--jobs` at a time, each in a world of its
 //! own, with the run's early stop, its second runs of cold first starts, and its verdict on a
-//! target that never started; then exploration; or, instead, a replay of saved scripts.
+//! target that never started; then exploration; or, instead, a replay of saved scripts. The
+//! run's report ([`SuiteReport`]) and its exit status live here too.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -12,11 +13,11 @@ use super::case::{Case, Role, Run};
 use super::cases::{self, rows};
 use super::explore::{self, Env, ExploreOptions};
 use super::harness::{Addressing, Ctx, RunStarts, Waits, AFTERMATH};
-use super::outcome::{CaseReport, FirstRun, Outcome, SuiteReport};
+use super::outcome::{CaseReport, FirstRun, Outcome};
 use super::script::{self, Script};
 use super::verdict::{human_duration, Exercise, Observation, Problem};
 use crate::process::{FirstTries, Target};
-use crate::spec;
+use crate::spec::{self, Level};
 
 /// How to run the gate.
 #[derive(Clone, Debug)]
@@ -439,4 +440,58 @@ fn run_case(case: &Case, target: &Target, options: &Options, early_stop: &Mutex<
 pub fn replay(target: &Target, scripts: &[(String, Script)], options: &Options) -> SuiteReport {
     let cases = explore::replay(scripts, &options.env(target));
     SuiteReport { role: Role::Server, target: target.clone(), options: options.clone(), cases, interrupted: None }
+}
+
+/// The whole run.
+#[derive(Clone, Debug)]
+pub struct SuiteReport {
+    /// The side of the protocol tested.
+    pub role: Role,
+    /// The command that was tested.
+    pub target: Target,
+    /// The options the suite ran with.
+    pub options: Options,
+    /// One report per case of the role, selected or not, in the suite's order (then
+    /// exploration's, if any); for a replay, one per script.
+    pub cases: Vec<CaseReport>,
+    /// The signal that stopped the run before it finished (the report is partial).
+    pub interrupted: Option<&'static str>,
+}
+
+impl SuiteReport {
+    pub(crate) fn count(&self, outcome: Outcome) -> usize {
+        self.cases.iter().filter(|c| c.outcome == outcome).count()
+    }
+
+    /// Failed cases that fail the run: MUST ones, and SHOULD ones with `--strict`.
+    pub fn blocking_failures(&self) -> usize {
+        self.cases
+            .iter()
+            .filter(|c| c.outcome == Outcome::Fail && (c.level == Level::Must || self.options.strict))
+            .count()
+    }
+
+    /// Inconclusive cases that keep the run from passing: MUST ones, and SHOULD ones with
+    /// `--strict` (SPEC.md section 8: inconclusive is never a pass).
+    pub fn blocking_inconclusive(&self) -> usize {
+        self.cases
+            .iter()
+            .filter(|c| c.outcome == Outcome::Inconclusive && (c.level == Level::Must || self.options.strict))
+            .count()
+    }
+
+    /// 0 every MUST case passed; 1 a MUST case failed (or a SHOULD with `--strict`); 2 the
+    /// harness could not run a case, or could not decide one (an inconclusive MUST case:
+    /// the run checked less than it was asked to, so it is no pass either).
+    pub fn exit_code(&self) -> u8 {
+        if self.count(Outcome::Error) > 0 {
+            2
+        } else if self.blocking_failures() > 0 {
+            1
+        } else if self.blocking_inconclusive() > 0 {
+            2
+        } else {
+            0
+        }
+    }
 }

@@ -1,9 +1,37 @@
-//! The implementation under test as the command line gives it (`-- CMD [ARG...]`), checked
-//! before any case runs, so a typo is a usage error (exit 2), never a failed run.
+//! The implementation under test: which side of the protocol it is ([`Role`]) and its command
+//! line as given (`-- CMD [ARG...]`), checked before any case runs, so a typo is a usage error
+//! (exit 2), never a failed run.
 
 use std::path::Path;
 
 use crate::process::Target;
+
+/// Which side of the protocol is under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The implementation is a server; the gate connects to it as clients.
+    Server,
+    /// The implementation is a client; the gate is the server it connects to.
+    Client,
+}
+
+impl Role {
+    /// `server` or `client`, as in case IDs and the command line.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Role::Server => "server",
+            Role::Client => "client",
+        }
+    }
+
+    /// How messages name the implementation: `the server`, `the client`.
+    pub(crate) fn who(&self) -> &'static str {
+        match self {
+            Role::Server => "the server",
+            Role::Client => "the client",
+        }
+    }
+}
 
 /// Why `-- CMD [ARG...]` does not name something the gate can run.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

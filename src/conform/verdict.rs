@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::script::Bytes;
+use super::bytes::Bytes;
 
 /// A step of a case, in words, and the requirements it exercises: a failure seen there blames
 /// these and nothing else (SPEC.md section 8).

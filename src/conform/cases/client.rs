@@ -9,9 +9,9 @@
 use std::os::unix::net::UnixListener;
 use std::time::Duration;
 
+use crate::conform::bytes::Bytes;
 use crate::conform::case::{case, Case, Run};
 use crate::conform::harness::{Conn, Ctx, End, CONNECT_EXIT_DEADLINE};
-use crate::conform::script::Bytes;
 use crate::conform::verdict::{plural, CaseResult, Exercise, Observation, Problem};
 use crate::net::abstract_name;
 use crate::proto::{quoted, END, PING, PONG};

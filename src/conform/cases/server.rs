@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 
 use rustix::process::Signal;
 
+use crate::conform::bytes::Bytes;
 use crate::conform::case::{case, Case, Run};
 use crate::conform::harness::{poll_until, Conn, Ctx};
-use crate::conform::script::{Bytes, SEND_GAP};
+use crate::conform::script::SEND_GAP;
 use crate::conform::verdict::{human_duration, plural, CaseResult, Exercise, Observation, PathState, Problem};
 use crate::net::{abstract_name, connect_bounded};
 use crate::proto::PONG;

@@ -14,9 +14,10 @@ use proptest::strategy::BoxedStrategy;
 
 use super::conversation::{Conversations, Server};
 use super::{Env, Family, Ran};
+use crate::conform::bytes::Bytes;
 use crate::conform::cases::rows::QUIET;
 use crate::conform::model::{self, Move};
-use crate::conform::script::{Action, Bytes, ConnWrite, Script};
+use crate::conform::script::{Action, ConnWrite, Script};
 use crate::proto::PING;
 
 /// The family of bursts.

@@ -25,10 +25,10 @@ use proptest::prelude::*;
 use proptest::strategy::BoxedStrategy;
 
 use super::{Env, Family, Ran};
+use crate::conform::bytes::Bytes;
 use crate::conform::case::Role;
 use crate::conform::cases::client::{close_after_end, next_token, Token};
 use crate::conform::harness::{Conn, Ctx, End};
-use crate::conform::script::Bytes;
 use crate::conform::verdict::{CaseResult, Exercise, Observation, Problem};
 use crate::proto::{ClientSession, END, PING, PONG};
 

@@ -15,11 +15,12 @@ use proptest::prelude::*;
 use proptest::strategy::BoxedStrategy;
 
 use super::{Env, Family, Ran};
+use crate::conform::bytes::Bytes;
 use crate::conform::case::Role;
 use crate::conform::cases::rows::QUIET;
 use crate::conform::harness::{Ctx, Transcript};
 use crate::conform::model::{self, Move};
-use crate::conform::script::{self, Action, Bytes, Script};
+use crate::conform::script::{self, Action, Script};
 use crate::conform::verdict::Problem;
 use crate::proto::grammar::INVALID_CLASSES;
 use crate::proto::{END, PING, PONG};

@@ -31,11 +31,10 @@ use std::time::{Duration, Instant};
 
 use proptest::strategy::{BoxedStrategy, Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
-use serde::Serialize;
 
 use super::case::Role;
 use super::harness::{Addressing, Direction, Transcript, Waits};
-use super::outcome::CaseReport;
+use super::outcome::{CaseReport, Confirmation, ScriptReport};
 use super::script::{Script, HUMAN_MARKER};
 use super::verdict::{Failure, Problem};
 use crate::process::Target;
@@ -181,44 +180,6 @@ pub(crate) trait Family: Sync {
     fn notes(&self, _worker: &Self::Worker) -> Vec<String> {
         Vec::new()
     }
-}
-
-/// How the re-runs of a minimal case went.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
-pub struct Confirmation {
-    /// Fresh processes the case was re-run in.
-    pub runs: u32,
-    /// Runs in which it failed again.
-    pub failed: u32,
-}
-
-impl Confirmation {
-    /// Whether the case failed in some re-runs but not all of them.
-    pub fn is_flaky(&self) -> bool {
-        self.failed < self.runs
-    }
-}
-
-/// A script-shaped case's details in a report: the script, how it failed, and where it came from.
-#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
-pub struct ScriptReport {
-    /// The script that failed (or, for a replay, was replayed).
-    pub script: Script,
-    /// The first expectation that did not hold, where one failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failure: Option<Failure>,
-    /// The exploration seed that generated the script, where one did.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seed: Option<u64>,
-    /// Which generated case of the seed failed (from 0).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub case_index: Option<u64>,
-    /// Steps of the script as generated, before shrinking.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub original_steps: Option<usize>,
-    /// How re-running the minimal script went, where it was re-run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub confirmation: Option<Confirmation>,
 }
 
 /// A failure exploration found, shrunk and confirmed.

@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::transcript::{Direction, Recorder};
-use crate::conform::script::Bytes;
+use crate::conform::bytes::Bytes;
 use crate::conform::verdict::{human_duration, CaseResult, Exercise, Observation, Problem};
 use crate::proto::{quoted_prefix, PING, PONG};
 

@@ -16,7 +16,7 @@ use super::conn::{Bounds, Conn};
 use super::dir::CaseDir;
 use super::transcript::{Direction, Recorder, Transcript};
 use super::watch::{PermSeen, PermWatch};
-use crate::conform::case::Role;
+use crate::conform::target::Role;
 use crate::conform::verdict::{human_duration, CaseResult, Exercise, Observation, Problem};
 use crate::net::{abstract_name, connect_bounded, unix_address};
 use crate::process::{self, describe_status, Readiness, Target};

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::conform::script::Bytes;
+use crate::conform::bytes::Bytes;
 use crate::proto::quoted;
 
 /// Bytes of each direction a transcript keeps at its start and at its end.
