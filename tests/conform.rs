@@ -534,6 +534,34 @@ fn a_c_server_and_its_mutants(#[case] mutant: Option<&str>, #[case] expected: &[
     }
 }
 
+// SPEC: SRV-OPEN-1 — a server that closes after its first read, alive, makes the gate's next
+// write fail (or a reset): in every case, whatever it is about (lock-step, keeps-accepting,
+// idle clients, peers gone), that blames SRV-OPEN-1 and nothing else (SPEC.md section 8).
+#[test]
+fn a_failed_write_to_a_live_server_blames_srv_open_1_in_every_case() {
+    if !python3() {
+        return;
+    }
+    let server =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/strangers/from_spec/close_after_first_read.py");
+    let target =
+        Target { program: "python3".into(), args: vec![server.to_string_lossy().into_owned(), "{socket}".into()] };
+    let cases = ["server/5.1/lockstep", "server/5.5/keeps-accepting", "server/5.5/idle-client", "server/5.6/peer-gone"];
+    let options =
+        Options { only: cases.iter().map(|c| glob::Pattern::new(c).unwrap()).collect(), ..Options::default() };
+    let report = conform::run(Role::Server, &target, &options);
+    assert_eq!(failing_cases(&report), BTreeSet::from(cases), "{}", describe_failures(&report));
+    for case in report.cases.iter().filter(|c| c.outcome == Outcome::Fail) {
+        assert_eq!(
+            case.failure.as_ref().unwrap().blames,
+            ["SRV-OPEN-1"],
+            "{}: {}",
+            case.id,
+            describe_failures(&report)
+        );
+    }
+}
+
 // SPEC: SRV-ERRNO-1 — a server that dies of SIGPIPE fails every run, not by timing luck.
 #[test]
 fn a_server_that_dies_of_sigpipe_fails_every_time() {

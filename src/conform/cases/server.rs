@@ -277,14 +277,22 @@ fn many_clients(ctx: &mut Ctx, count: usize, requirement: &'static str) -> CaseR
             );
             if let Err(problem) = conns[i].expect_reply_within(timeout, &step) {
                 // Every client has sent `round` pings by now.
-                let others = (1..).zip(conns.iter_mut()).filter(|(n, _)| *n != i + 1);
-                let others = others.map(|(n, conn)| (format!("client {n}"), conn, round));
-                return Err(cross_wired(&format!("round {round}: client {}'s reply never came", i + 1), others)
-                    .unwrap_or(problem));
+                let missing = format!("round {round}: client {}'s reply never came", i + 1);
+                return Err(cross_wired(&missing, other_clients(&mut conns, i, round)).unwrap_or(problem));
             }
         }
     }
     Ok(())
+}
+
+/// The clients of `conns` other than the one at `missing` (numbered from 1), each owed `owed`
+/// pongs: what [`cross_wired`] looks at.
+fn other_clients(conns: &mut [Conn], missing: usize, owed: usize) -> impl Iterator<Item = (String, &mut Conn, usize)> {
+    conns
+        .iter_mut()
+        .enumerate()
+        .filter(move |(i, _)| *i != missing)
+        .map(move |(i, conn)| (format!("client {}", i + 1), conn, owed))
 }
 
 /// When a client waits in vain for its reply (`missing`, in words), whether another connection
@@ -436,9 +444,8 @@ fn descriptor_exhaustion(ctx: &mut Ctx) -> CaseResult {
         ));
         if let Err(problem) = clients[i].expect_reply_within(timeout, &waiting) {
             // Each client sent one ping.
-            let others = (1..).zip(clients.iter_mut()).filter(|(n, _)| *n != i + 1);
-            let others = others.map(|(n, conn)| (format!("client {n}"), conn, 1));
-            return Err(cross_wired(&format!("client {}'s reply never came", i + 1), others).unwrap_or(problem));
+            let missing = format!("client {}'s reply never came", i + 1);
+            return Err(cross_wired(&missing, other_clients(&mut clients, i, 1)).unwrap_or(problem));
         }
     }
     // Closed by the gate (not by `end`, which is SRV-END-1's business): their descriptors go back.

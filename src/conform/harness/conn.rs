@@ -115,9 +115,13 @@ impl Conn {
     /// sent to it unread (on Linux a reset means exactly that). A server that died meanwhile
     /// closed by dying: that is the death's business (SPEC.md section 8), not an early close.
     pub(crate) fn closed_unread(&self, heard: &Heard) -> bool {
-        heard.closed()
-            && heard.reset
-            && !self.server.is_some_and(|pid| crate::process::exits_within(pid, Duration::from_millis(100)))
+        heard.closed() && heard.reset && !self.server_exits()
+    }
+
+    /// Whether the server the gate started at the other end is exiting (gone within 100 ms):
+    /// a close it made by dying is the death's business, not the connection's.
+    fn server_exits(&self) -> bool {
+        self.server.is_some_and(|pid| crate::process::exits_within(pid, Duration::from_millis(100)))
     }
 
     /// Where a round's reply was awaited: the server closed, alive, with the round's `ping`
@@ -165,7 +169,7 @@ impl Conn {
     /// a server that died meanwhile closed by dying, which is the death's business.
     pub(crate) fn deliver(&mut self, bytes: &[u8], step: &Exercise) -> CaseResult {
         self.send(bytes).or_else(|e| {
-            let alive = self.server.is_some_and(|pid| !crate::process::exits_within(pid, Duration::from_millis(100)));
+            let alive = self.server.is_some() && !self.server_exits();
             let open = Exercise::new(step.step.clone(), &["SRV-OPEN-1"]);
             (if alive { &open } else { step }).failed(
                 Observation::AllRead,
