@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+use super::error::ScenarioError;
 use super::measure::{self, MachineState, MeasureError, Sample, Watchdog};
+use super::options::{Options, Scenario};
 use super::report::{
     self, ConnectFigures, CrowdSide, Figures, IdleCrowdFigures, PipelinedFigures, RoundsFigures, Side, Spread,
 };
 use super::subject::{self, Running, Subject};
-use super::{Options, Scenario, ScenarioError};
 
 /// A trial may overrun its length by this much (connecting its clients, one last round)
 /// before its watchdog fails it.

@@ -7,6 +7,7 @@
 //!   runs against, the blame of a failed trial, and the figures made of the samples.
 //! - [`measure`]: one trial of a scenario: the client loops, the CPU, latency and memory
 //!   readings, the watchdog that bounds every trial, and the machine's load.
+//! - `options` and `error`: what a run is asked to measure, and why it could not.
 //! - [`report`]: the report's types (JSON, with a generated schema), the human table, and the
 //!   judgements across repetitions and against a previous report.
 //!
@@ -22,264 +23,27 @@
 //! The benchmark is a tool, not a test: `cargo test` runs every scenario for a fraction of a
 //! second so that it keeps working, and asserts nothing about speed.
 
+mod error;
 mod figure;
 pub mod measure;
+mod options;
 pub mod report;
 pub mod subject;
 mod svg;
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 use figure::{idle_crowd, interleaved, Measured};
-use measure::{MachineState, MeasureError};
+use measure::MachineState;
 use report::{Conditions, Figures, Report, ScenarioResult, Spread, Status};
-use subject::{StartError, Subject};
+use subject::Subject;
 
 use crate::process::FirstTries;
 
+pub use error::BenchError;
+use error::ScenarioError;
+pub use options::{Options, Scenario, Thresholds};
 pub use svg::svg;
-
-/// The scenarios of `udsping bench`; their names (`lockstep-pinned`) are clap's and serde's.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum Scenario {
-    /// One client, lock-step rounds, client and server pinned to one CPU: the steadiest figure.
-    LockstepPinned,
-    /// One client, lock-step rounds (the seed's pattern), unpinned: dominated by cross-CPU
-    /// wake-ups on a small VM.
-    Lockstep,
-    /// One client streams pings from one thread and reads pongs on another.
-    Pipelined,
-    /// 1, 2, 4, 16, 64 and 256 concurrent lock-step clients.
-    Clients,
-    /// Short sessions (connect, one ping, end, close), from 1 and from 16 clients.
-    Connect,
-    /// One lock-step client with and without 1,000 and 10,000 idle connections (pinned to one
-    /// CPU), and the memory each idle connection costs.
-    IdleCrowd,
-}
-
-impl Scenario {
-    /// Every scenario, in the order they run and report.
-    pub const ALL: [Scenario; 6] = [
-        Scenario::LockstepPinned,
-        Scenario::Lockstep,
-        Scenario::Pipelined,
-        Scenario::Clients,
-        Scenario::Connect,
-        Scenario::IdleCrowd,
-    ];
-
-    /// Pairs of trials per figure when `--pairs` is not given. Pinned, a trial is steady at
-    /// 25 ms, and the 80 pairs that fit in 2 s make the quartiles of the pair ratios steady
-    /// too: ten figures in a row on the 2-vCPU VM all had their medians within each other's
-    /// interquartile ranges, where at 10 or 40 pairs the range was now and then narrow enough
-    /// to miss a neighbour's median. Unpinned, a trial samples where the scheduler put the
-    /// threads, which takes 200 ms to average out (at 25 ms the unpinned lock-step pairs
-    /// ranged from 0.45 to 1.19).
-    pub fn default_pairs(&self) -> usize {
-        match self {
-            Scenario::LockstepPinned | Scenario::IdleCrowd => 80,
-            _ => 10,
-        }
-    }
-
-    /// The name on the command line and in the reports.
-    pub fn name(&self) -> String {
-        use clap::ValueEnum as _;
-        self.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default()
-    }
-}
-
-impl std::fmt::Display for Scenario {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.name())
-    }
-}
-
-/// When a figure is marked `unstable`.
-#[derive(Clone, Copy, Debug)]
-pub struct Thresholds {
-    /// Interquartile range of the pair ratios over their median.
-    pub spread: f64,
-    /// Share of all CPUs used by other processes.
-    pub other_load: f64,
-    /// Share of CPU time stolen by the hypervisor.
-    pub steal: f64,
-    /// Change of the first CPU's frequency, where the kernel shows it.
-    pub cpu_mhz_change: f64,
-}
-
-impl Default for Thresholds {
-    fn default() -> Self {
-        Thresholds { spread: 0.10, other_load: 0.10, steal: 0.02, cpu_mhz_change: 0.05 }
-    }
-}
-
-/// How to run the benchmark.
-#[derive(Clone, Debug)]
-pub struct Options {
-    /// The scenarios to run, in this order.
-    pub scenarios: Vec<Scenario>,
-    /// Time each server is measured per scenario and client count, split into `pairs` trials.
-    pub duration: Duration,
-    /// Trials per server, interleaved with the other server's in ABBA order; `None`: each
-    /// scenario's [`Scenario::default_pairs`].
-    pub pairs: Option<usize>,
-    /// The server measured against the baseline (the reference unless `-- CMD`).
-    pub subject: Subject,
-    /// Also measure the seed's Python server in `lockstep` and `clients`.
-    pub seed_python: bool,
-    /// Client counts of the `clients` scenario.
-    pub client_counts: Vec<usize>,
-    /// Crowd sizes of the `idle-crowd` scenario.
-    pub idle_counts: Vec<usize>,
-    /// Runs of the whole set of scenarios.
-    pub repeat: usize,
-    /// Beyond which a figure is marked `unstable`.
-    pub thresholds: Thresholds,
-    /// How long a server started as a child process may take to listen.
-    pub startup_timeout: Duration,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            scenarios: Scenario::ALL.to_vec(),
-            duration: Duration::from_secs(2),
-            pairs: None,
-            subject: Subject::Reference,
-            seed_python: false,
-            client_counts: vec![1, 2, 4, 16, 64, 256],
-            idle_counts: vec![1000, 10_000],
-            repeat: 1,
-            thresholds: Thresholds::default(),
-            startup_timeout: subject::STARTUP_TIMEOUT,
-        }
-    }
-}
-
-impl Options {
-    /// Pairs of trials of `scenario`'s figures.
-    pub fn pairs(&self, scenario: Scenario) -> usize {
-        self.pairs.unwrap_or_else(|| scenario.default_pairs()).max(1)
-    }
-
-    /// The length of one trial of `scenario`.
-    pub fn trial_length(&self, scenario: Scenario) -> Duration {
-        self.duration / u32::try_from(self.pairs(scenario)).unwrap_or(u32::MAX)
-    }
-}
-
-/// Why the benchmark could not run or report (a failed measurement is not one: it is a
-/// `failed` entry in the report).
-#[derive(Debug, thiserror::Error)]
-pub enum BenchError {
-    /// The report to compare with (`--compare`) could not be read.
-    #[error("cannot read the report to compare with, {}: {source}", path.display())]
-    ReadPrevious {
-        /// The report's path.
-        path: PathBuf,
-        /// The read error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The report to compare with is not JSON of the bench report's shape.
-    #[error("{} is not a udsping bench JSON report: {source}", path.display())]
-    ParsePrevious {
-        /// The report's path.
-        path: PathBuf,
-        /// The parse error.
-        #[source]
-        source: serde_json::Error,
-    },
-    /// The SVG chart (`--svg`) could not be drawn or written.
-    #[error("cannot draw {}: {source}", path.display())]
-    Svg {
-        /// The chart's path.
-        path: PathBuf,
-        /// The drawing error.
-        #[source]
-        source: plotters::drawing::DrawingAreaErrorKind<std::io::Error>,
-    },
-}
-
-/// Why one scenario could not be measured against one server.
-#[derive(Debug, thiserror::Error)]
-enum ScenarioError {
-    #[error("cannot start {server}: {source}")]
-    Start {
-        server: String,
-        #[source]
-        source: StartError,
-    },
-    #[error("against {server}: {source}")]
-    Measure {
-        server: String,
-        #[source]
-        source: MeasureError,
-    },
-    /// The server's process ended during a trial: that, not what the client then saw, is the cause.
-    #[error("against {server}: {death} (the client saw: {source})")]
-    Died {
-        server: String,
-        death: String,
-        #[source]
-        source: MeasureError,
-    },
-    /// A server process exited while something it started went on serving (a daemon).
-    #[error(
-        "against {server}: the server {status} while something it started went on serving: run the server in the foreground (`exec` it from a wrapper)"
-    )]
-    LeftServing { server: String, status: String },
-    /// The bench could not set itself up (not the server's doing).
-    #[error("cannot set up the measurement: {0}")]
-    Setup(#[source] MeasureError),
-    #[error("the measurement thread panicked")]
-    Panicked,
-}
-
-impl ScenarioError {
-    /// The same failure of a start that followed a successful one, so that it cannot pass for
-    /// a cold first start.
-    fn after_a_start(self) -> ScenarioError {
-        match self {
-            ScenarioError::Start { server, source: timed_out @ StartError::TimedOut { .. } } => {
-                ScenarioError::Start { server, source: StartError::Command(timed_out.to_string()) }
-            }
-            other => other,
-        }
-    }
-
-    /// The server under test was still starting, silent, when `--startup-timeout` ran out.
-    fn start_timed_out(&self) -> bool {
-        matches!(self, ScenarioError::Start { source: StartError::TimedOut { .. }, .. })
-    }
-
-    /// Whether the failure is `server`'s own doing, rather than the bench's, the machine's
-    /// or the baseline's: what the early stop counts.
-    fn blames(&self, server: &str) -> bool {
-        match self {
-            ScenarioError::Start { server: failed, .. }
-            | ScenarioError::Died { server: failed, .. }
-            | ScenarioError::LeftServing { server: failed, .. } => failed.starts_with(server),
-            ScenarioError::Measure { server: failed, source } => {
-                failed.starts_with(server)
-                    && !matches!(
-                        source,
-                        MeasureError::Pin(_)
-                            | MeasureError::Descriptors { .. }
-                            | MeasureError::Panicked
-                            | MeasureError::Histogram(_)
-                    )
-            }
-            ScenarioError::Setup(_) | ScenarioError::Panicked => false,
-        }
-    }
-}
 
 /// Reads a previous JSON report for `--compare`.
 pub fn read_report(path: &Path) -> Result<Report, BenchError> {
@@ -545,18 +309,12 @@ fn empty_trial(figures: &Figures, trial_s: f64) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use figure::{pair_ratios, side};
     use measure::Sample;
     use report::ConnectFigures;
-
-    // The names on the command line (clap) and in the JSON (serde) are one vocabulary.
-    #[test]
-    fn scenario_names_agree() {
-        for scenario in Scenario::ALL {
-            assert_eq!(serde_json::to_value(scenario).unwrap(), serde_json::json!(scenario.name()));
-        }
-    }
 
     #[test]
     fn quartiles_interpolate() {
@@ -564,23 +322,6 @@ mod tests {
         assert_eq!((s.ratio, s.ratio_low, s.ratio_high, s.ratio_min, s.ratio_max), (3.0, 2.0, 4.0, 1.0, 5.0));
         assert_eq!(s.pair_ratios, vec![4.0, 1.0, 3.0, 2.0, 5.0]);
         assert_eq!(Spread::of(vec![1.0, 2.0]).ratio, 1.5);
-    }
-
-    // Only the server's own failures count towards giving up on it.
-    #[test]
-    fn a_failure_of_the_bench_or_the_baseline_does_not_blame_the_server() {
-        let stall = MeasureError::Deadline { limit: Duration::from_secs(2) };
-        assert!(ScenarioError::Measure { server: "drip".into(), source: stall }.blames("drip"));
-        let crowd = ScenarioError::Measure { server: "drip (crowded)".into(), source: MeasureError::Panicked };
-        assert!(!crowd.blames("drip"));
-        let limit = MeasureError::Descriptors { count: 10, needed: 30, limit: 20 };
-        assert!(!ScenarioError::Measure { server: "drip".into(), source: limit }.blames("drip"));
-        let baseline = MeasureError::Deadline { limit: Duration::from_secs(2) };
-        assert!(!ScenarioError::Measure { server: "baseline".into(), source: baseline }.blames("drip"));
-        assert!(!ScenarioError::Setup(MeasureError::Panicked).blames("drip"));
-        assert!(
-            ScenarioError::LeftServing { server: "drip".into(), status: "exited with status 0".into() }.blames("drip")
-        );
     }
 
     // A server that stalls in its first two figures is not measured again; one that has
@@ -640,21 +381,6 @@ mod tests {
     }
 
     #[test]
-    fn pinned_figures_take_more_pairs_unless_told() {
-        let mut options = Options { duration: Duration::from_secs(2), ..Options::default() };
-        assert_eq!(
-            (options.pairs(Scenario::LockstepPinned), options.trial_length(Scenario::LockstepPinned)),
-            (80, Duration::from_millis(25))
-        );
-        assert_eq!(
-            (options.pairs(Scenario::Lockstep), options.trial_length(Scenario::Lockstep)),
-            (10, Duration::from_millis(200))
-        );
-        options.pairs = Some(4);
-        assert_eq!(options.trial_length(Scenario::LockstepPinned), Duration::from_millis(500));
-    }
-
-    #[test]
     fn a_wide_spread_or_a_busy_machine_is_unstable() {
         let t = Thresholds::default();
         let narrow = Spread::of(vec![1.0, 1.01, 0.99, 1.0]);
@@ -668,19 +394,5 @@ mod tests {
         assert!(reasons[0].contains("other processes used 50%"), "{reasons:?}");
         let stolen = Conditions { steal: Some(0.1), ..quiet };
         assert!(judge(&narrow, &stolen, &t).1[0].contains("stole"));
-    }
-
-    // A silent hang of a second instance in one figure (the idle crowd's) is not a cold start.
-    #[test]
-    fn a_start_after_a_start_is_not_taken_again() {
-        let timed_out = || ScenarioError::Start {
-            server: "srv".into(),
-            source: StartError::TimedOut { path: "/tmp/x/udsocket".into(), timeout: Duration::from_secs(1) },
-        };
-        assert!(timed_out().start_timed_out());
-        let after = timed_out().after_a_start();
-        assert!(!after.start_timed_out());
-        assert!(after.blames("srv"));
-        assert!(after.to_string().contains("within 1.0 s (--startup-timeout)"), "{after}");
     }
 }

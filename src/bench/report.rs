@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::Scenario;
+use super::options::Scenario;
 
 /// The whole report of one `udsping bench` run.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]

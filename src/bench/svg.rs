@@ -5,8 +5,9 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
+use super::error::BenchError;
+use super::options::Scenario;
 use super::report::{Figures, Report, Side};
-use super::BenchError;
 
 type DrawResult<T> = Result<T, plotters::drawing::DrawingAreaErrorKind<std::io::Error>>;
 
@@ -73,7 +74,7 @@ fn draw(report: &Report, path: &Path) -> DrawResult<()> {
     let mut lines: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
     for r in &report.results {
         if let (Some(Figures::Rounds(f)), 1) = (&r.figures, r.clients) {
-            if r.repeat == 0 && matches!(r.scenario, super::Scenario::Lockstep | super::Scenario::LockstepPinned) {
+            if r.repeat == 0 && matches!(r.scenario, Scenario::Lockstep | Scenario::LockstepPinned) {
                 lines.push((format!("{} {}", r.server, r.scenario), points(&f.measured)));
                 lines.push((format!("baseline {}", r.scenario), points(&f.baseline)));
             }
