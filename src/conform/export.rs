@@ -34,7 +34,7 @@ use serde::Serialize;
 use super::bytes::Bytes;
 use super::case::{Role, Run};
 use super::cases::{self, rows};
-use super::explore::{self, conversation::Conversations};
+use super::explore;
 use super::script::{Action, Script, Step};
 use crate::proto::grammar::INVALID_TABLE;
 
@@ -228,7 +228,7 @@ pub(crate) fn vectors(seed: u64, cases: u32) -> Vec<(PathBuf, Vector)> {
         out.push((Path::new("cases").join(format!("{}.json", case.id.replace('/', "_"))), vector));
     }
     for index in 0..u64::from(cases) {
-        let script = explore::generate(&Conversations, seed, index).script();
+        let script = explore::generated_script(seed, index);
         let requirements = script.requirements().into_iter().map(String::from).collect();
         let id = format!("generated/seed-{seed}-case-{index}");
         let title = format!("generated conversation {index} of seed {seed}");

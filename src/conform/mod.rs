@@ -12,6 +12,7 @@
 //! - `claims`: what a run may claim per profile, and what no outside observer can check.
 //! - `run`: [`Options`], [`preflight`], the runner, and `--replay`.
 //! - `harness`: a case's world (`Ctx`): the process, recorded connections, bounded waits.
+//! - `occupant`: what the gate puts at the socket path before a start (section 7.1).
 //! - `script` and `model`: a conversation as a value and its one runner; the expectations
 //!   computed from the protocol core.
 //! - `explore`: one engine for every family of generated cases (`--explore`).
@@ -30,6 +31,7 @@ mod export;
 mod harness;
 mod list;
 mod model;
+mod occupant;
 mod outcome;
 mod report;
 mod run;

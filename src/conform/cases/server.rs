@@ -8,8 +8,8 @@
 //! a case is about blame the case's.
 
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::os::unix::net::{UnixDatagram, UnixListener};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -19,6 +19,7 @@ use rustix::process::Signal;
 use crate::conform::bytes::Bytes;
 use crate::conform::case::{case, Case, Run};
 use crate::conform::harness::{poll_until, Conn, Ctx};
+use crate::conform::occupant::Occupant;
 use crate::conform::script::SEND_GAP;
 use crate::conform::verdict::{human_duration, plural, CaseResult, Exercise, Observation, PathState, Problem};
 use crate::net::{abstract_name, connect_bounded};
@@ -71,7 +72,7 @@ pub(crate) fn cases() -> Vec<Case> {
         case!(server "7.1" / "second-start", ["LIFE-LIVE-1"], SocketFile,
             "a second start while the first serves: it refuses, and the first serves on", Run::Code(second_start)),
         case!(server "7.1" / "regular-file", ["LIFE-FOREIGN-1"], SocketFile,
-            "a regular file at the path: refuse, naming it, file intact", Run::Code(|c| foreign(c, Occupant::File))),
+            "a regular file at the path: refuse, naming it, file intact", Run::Code(|c| foreign(c, Occupant::RegularFile))),
         case!(server "7.1" / "directory", ["LIFE-FOREIGN-1"], SocketFile,
             "a directory at the path: refuse, naming it, untouched", Run::Code(|c| foreign(c, Occupant::Directory))),
         case!(server "7.1" / "symlink", ["LIFE-FOREIGN-1"], SocketFile,
@@ -152,21 +153,9 @@ fn keeps_accepting(ctx: &mut Ctx) -> CaseResult {
 /// `count` rounds on `conn` that prove the server serves it, each reply any bytes with `pong`
 /// in them: a failure here is what the case is about (`step`), not SRV-PONG-1.
 fn serves(conn: &mut Conn, count: u32, step: &Exercise) -> CaseResult {
-    for round in 1..=count {
-        let round_at = step.at(format!("{}, round {round} (\"ping\", read until \"pong\")", step.step));
-        conn.deliver(b"ping", &round_at)?;
-        let heard = conn.read_until(conn.timeout(), 64 * 1024, |got| got.windows(4).any(|w| w == b"pong"));
-        match heard.end {
-            crate::conform::harness::End::Done => {}
-            crate::conform::harness::End::Capped => return Err(conn.capped("while waiting for a reply")),
-            _ => {
-                return Err(conn
-                    .unread_round(&heard, &round_at)
-                    .unwrap_or_else(|| round_at.fail(Observation::Pong, heard.observed())))
-            }
-        }
-    }
-    Ok(())
+    (1..=count).try_for_each(|round| {
+        conn.ping_round(&step.at(format!("{}, round {round} (\"ping\", read until \"pong\")", step.step)))
+    })
 }
 
 /// Lock-step rounds on `conn` until at least `rounds` were done and `at_least` has passed,
@@ -472,7 +461,7 @@ fn vacant(ctx: &mut Ctx) -> CaseResult {
 }
 
 fn stale_socket(ctx: &mut Ctx) -> CaseResult {
-    drop(UnixListener::bind(&ctx.socket).map_err(|e| Problem::harness("cannot create a stale socket", e))?);
+    Occupant::StaleSocket.put(&ctx.socket, ctx.dir())?;
     ctx.note("created a stale socket file at the path");
     let step = Exercise::new("the start over a stale socket file (connect is refused)", &["LIFE-STALE-1"]);
     // The readiness probe connects at the path: something listens there now, so the stale
@@ -600,7 +589,7 @@ pub(crate) fn unless_unchanged(path: &Path) -> impl Fn() -> Option<Observation> 
 }
 
 fn live_socket(ctx: &mut Ctx) -> CaseResult {
-    let listener = UnixListener::bind(&ctx.socket).map_err(|e| Problem::harness("cannot listen at the path", e))?;
+    let listener = Occupant::LiveServer.put(&ctx.socket, ctx.dir())?;
     ctx.note("the harness listens at the path");
     let step = Exercise::new("the start while another server listens at the path", &["LIFE-LIVE-1"]);
     refuses_beside_another_server(ctx, &step)?;
@@ -619,40 +608,8 @@ fn refuses_beside_another_server(ctx: &mut Ctx, step: &Exercise) -> CaseResult {
     expect_refusal(ctx, step, Said { path: true, found: None }, "the other server's socket", &intact)
 }
 
-/// A listener at `path` whose backlog is full and that never accepts: a live server that a
-/// probe `connect` gets `EAGAIN` from (or, blocking, waits on for ever). Dropped, it goes.
-pub(crate) struct BusyListener {
-    _pending: Vec<std::os::unix::net::UnixStream>,
-    _listener: std::os::fd::OwnedFd,
-}
-
-impl BusyListener {
-    pub(crate) fn at(path: &Path) -> Result<BusyListener, Problem> {
-        use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
-        // A backlog of none: one pending connection fills it.
-        let listener = rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None)
-            .and_then(|socket| {
-                rustix::net::bind(&socket, &SocketAddrUnix::new(path)?)?;
-                rustix::net::listen(&socket, 0)?;
-                Ok(socket)
-            })
-            .map_err(|e| Problem::harness("cannot listen at the path", e))?;
-        let mut pending = Vec::new();
-        while pending.len() < 16 {
-            match connect_bounded(path, Instant::now()) {
-                Ok(stream) => pending.push(stream),
-                Err(_) => break,
-            }
-        }
-        if connect_bounded(path, Instant::now()).is_ok() {
-            return Err(Problem::Harness("cannot fill the listen backlog at the path".into()));
-        }
-        Ok(BusyListener { _pending: pending, _listener: listener })
-    }
-}
-
 fn busy_socket(ctx: &mut Ctx) -> CaseResult {
-    let busy = BusyListener::at(&ctx.socket)?;
+    let busy = Occupant::BusyServer.put(&ctx.socket, ctx.dir())?;
     ctx.note("the harness listens at the path, its backlog full (never accepting)");
     let step = Exercise::new(
         "the start while another server listens at the path with its backlog full (a probe connect gets EAGAIN)",
@@ -688,55 +645,16 @@ pub(crate) fn second_start_refused(ctx: &mut Ctx, step: &Exercise) -> CaseResult
     serves(&mut conn, 1, &first)
 }
 
-#[derive(Clone, Copy)]
-enum Occupant {
-    File,
-    Directory,
-    Symlink,
-    SymlinkToSocket,
-}
-
 fn foreign(ctx: &mut Ctx, occupant: Occupant) -> CaseResult {
-    let harness = |e: std::io::Error| Problem::harness("cannot prepare the path", e);
-    let dir = ctx.dir().to_owned();
-    let path = ctx.socket.clone();
-    let (what, words, before): (&str, &[&str], PathState) = match occupant {
-        Occupant::File => {
-            std::fs::write(&path, b"precious user data\n").map_err(harness)?;
-            (
-                "a regular file",
-                &["regular", "plain file", "a file", "is a file", "s_ifreg", "ordinary"],
-                PathState::of(&path),
-            )
-        }
-        Occupant::Directory => {
-            std::fs::create_dir(&path).map_err(harness)?;
-            std::fs::write(path.join("inside"), b"data").map_err(harness)?;
-            ("a directory", &["director", "folder", "eisdir", "is a dir"], PathState::of(&path))
-        }
-        Occupant::Symlink => {
-            std::fs::write(dir.join("target"), b"target data").map_err(harness)?;
-            std::os::unix::fs::symlink(dir.join("target"), &path).map_err(harness)?;
-            ("a symbolic link to a file", &["link"], PathState::of(&path))
-        }
-        Occupant::SymlinkToSocket => {
-            drop(UnixListener::bind(dir.join("real.sock")).map_err(harness)?);
-            std::os::unix::fs::symlink(dir.join("real.sock"), &path).map_err(harness)?;
-            ("a symbolic link to a stale socket", &["link"], PathState::of(&path))
-        }
-    };
+    let (path, dir) = (ctx.socket.clone(), ctx.dir().to_owned());
+    let _held = occupant.put(&path, &dir)?;
+    let (what, words) = occupant.described();
     ctx.note(&format!("put {what} at the path"));
+    let before = PathState::of(&path);
     let check = move || -> Option<Observation> {
         let now = PathState::of(&path);
-        let inside = match occupant {
-            Occupant::Directory => std::fs::read(path.join("inside")).is_ok_and(|d| d == b"data"),
-            Occupant::Symlink => std::fs::read(dir.join("target")).is_ok_and(|d| d == b"target data"),
-            Occupant::SymlinkToSocket => {
-                std::fs::symlink_metadata(dir.join("real.sock")).is_ok_and(|m| m.file_type().is_socket())
-            }
-            Occupant::File => true,
-        };
-        (now != before || !inside).then(|| Observation::Path { path: path.display().to_string(), state: now })
+        (now != before || !occupant.contents_intact(&path, &dir))
+            .then(|| Observation::Path { path: path.display().to_string(), state: now })
     };
     let step = Exercise::new(format!("the start with {what} at the socket path"), &["LIFE-FOREIGN-1"]);
     expect_refusal(ctx, &step, Said { path: true, found: Some((what, words)) }, what, &check)

@@ -24,7 +24,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::strategy::BoxedStrategy;
 
-use super::{Env, Family, Ran};
+use super::engine::{Env, Family, Ran};
 use crate::conform::bytes::Bytes;
 use crate::conform::case::Role;
 use crate::conform::cases::client::{close_after_end, next_token, Token};

@@ -14,7 +14,7 @@
 use proptest::prelude::*;
 use proptest::strategy::BoxedStrategy;
 
-use super::{Env, Family, Ran};
+use super::engine::{Env, Family, Ran};
 use crate::conform::bytes::Bytes;
 use crate::conform::case::Role;
 use crate::conform::cases::rows::QUIET;

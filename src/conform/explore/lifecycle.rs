@@ -19,37 +19,13 @@ use proptest::prelude::*;
 use proptest::strategy::BoxedStrategy;
 use rustix::process::Signal;
 
-use super::{Env, Family, Ran};
+use super::engine::{Env, Family, Ran};
 use crate::conform::case::Role;
-use crate::conform::cases::server::{
-    expect_refusal, second_start_refused, unless_unchanged, BusyListener, SAYS_NOTHING,
-};
+use crate::conform::cases::server::{expect_refusal, second_start_refused, unless_unchanged, SAYS_NOTHING};
 use crate::conform::harness::Ctx;
+use crate::conform::occupant::{Held, Occupant};
 use crate::conform::verdict::{CaseResult, Exercise, Observation, PathState, Problem};
 use crate::net::connect_bounded;
-
-/// What is at the path before the first start.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Occupant {
-    /// Nothing: the server creates the socket file.
-    Nothing,
-    /// A socket file nobody listens on.
-    StaleSocket,
-    /// A socket the gate listens on.
-    LiveServer,
-    /// A socket the gate listens on with its backlog full (a probe gets `EAGAIN`).
-    BusyServer,
-    /// A regular file with user data.
-    RegularFile,
-    /// An empty directory.
-    Directory,
-    /// A symbolic link to a regular file.
-    Symlink,
-    /// A symbolic link to a stale socket.
-    SymlinkToSocket,
-    /// A named pipe.
-    Fifo,
-}
 
 /// Something that happens to the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,63 +106,26 @@ enum Model {
 }
 
 const REPLACED: &str = "replaced while the server ran\n";
-const USER_DATA: &str = "precious user data\n";
-
-/// What the gate keeps alive at the path while a lifecycle plays.
-enum Held {
-    Nothing,
-    Listener(std::os::unix::net::UnixListener),
-    Busy { _held: BusyListener },
-}
-
-fn setup(ctx: &Ctx, occupant: Occupant) -> Result<(Held, Model), Problem> {
-    let path = &ctx.socket;
-    let dir = ctx.dir();
-    let io = |e: std::io::Error| Problem::harness("cannot set up the path", e);
-    let foreign: Model = Model::Foreign(&["LIFE-FOREIGN-1"]);
-    Ok(match occupant {
-        Occupant::Nothing => (Held::Nothing, Model::Vacant),
-        Occupant::StaleSocket => {
-            drop(std::os::unix::net::UnixListener::bind(path).map_err(io)?);
-            (Held::Nothing, Model::Stale)
-        }
-        Occupant::LiveServer => {
-            let listener = std::os::unix::net::UnixListener::bind(path).map_err(io)?;
-            (Held::Listener(listener), Model::Foreign(&["LIFE-LIVE-1"]))
-        }
-        Occupant::BusyServer => {
-            (Held::Busy { _held: BusyListener::at(path)? }, Model::Foreign(&["LIFE-PROBE-1", "LIFE-LIVE-1"]))
-        }
-        Occupant::RegularFile => {
-            std::fs::write(path, USER_DATA).map_err(io)?;
-            (Held::Nothing, foreign)
-        }
-        Occupant::Directory => {
-            std::fs::create_dir(path).map_err(io)?;
-            (Held::Nothing, foreign)
-        }
-        Occupant::Symlink => {
-            std::fs::write(dir.join("target"), USER_DATA).map_err(io)?;
-            std::os::unix::fs::symlink(dir.join("target"), path).map_err(io)?;
-            (Held::Nothing, foreign)
-        }
-        Occupant::SymlinkToSocket => {
-            drop(std::os::unix::net::UnixListener::bind(dir.join("real.sock")).map_err(io)?);
-            std::os::unix::fs::symlink(dir.join("real.sock"), path).map_err(io)?;
-            (Held::Nothing, foreign)
-        }
-        Occupant::Fifo => {
-            rustix::fs::mkfifoat(rustix::fs::CWD, path, rustix::fs::Mode::from_raw_mode(0o600))
-                .map_err(|e| io(e.into()))?;
-            (Held::Nothing, foreign)
-        }
-    })
+/// The model's view of the path once `occupant` is put there.
+fn model_of(occupant: Occupant) -> Model {
+    match occupant {
+        Occupant::Nothing => Model::Vacant,
+        Occupant::StaleSocket => Model::Stale,
+        Occupant::LiveServer => Model::Foreign(&["LIFE-LIVE-1"]),
+        Occupant::BusyServer => Model::Foreign(&["LIFE-PROBE-1", "LIFE-LIVE-1"]),
+        Occupant::RegularFile
+        | Occupant::Directory
+        | Occupant::Symlink
+        | Occupant::SymlinkToSocket
+        | Occupant::Fifo => Model::Foreign(&["LIFE-FOREIGN-1"]),
+    }
 }
 
 /// Plays `plan` against `env`'s target in a fresh directory.
 fn play(env: &Env<'_>, plan: &LifecyclePlan) -> Result<(), Ran> {
     let mut ctx = Ctx::new(env.target, env.waits, env.addressing, Role::Server).map_err(|p| Ran::new(p, None))?;
-    let (held, mut model) = setup(&ctx, plan.occupant).map_err(|p| Ran::new(p, None))?;
+    let held = plan.occupant.put(&ctx.socket, ctx.dir()).map_err(|p| Ran::new(p, None))?;
+    let mut model = model_of(plan.occupant);
     ctx.note(&format!("put {:?} at the path", plan.occupant));
     let result = events(&mut ctx, plan, &mut model, &held);
     drop(held);

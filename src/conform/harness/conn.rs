@@ -128,9 +128,13 @@ impl Conn {
     /// unread (a reset before any byte of the reply). That is no wrong reply but a close before
     /// the ping was judged: `step` becomes that failure, blaming SPEC: SRV-OPEN-1.
     pub(crate) fn unread_round(&self, heard: &Heard, step: &Exercise) -> Option<Problem> {
-        (heard.bytes.is_empty() && self.closed_unread(heard)).then(|| {
-            Exercise::new(step.step.clone(), &["SRV-OPEN-1"]).fail(Observation::Pong, Observation::ResetUnread)
-        })
+        self.unread_reply(heard, step, Observation::Pong)
+    }
+
+    /// [`Conn::unread_round`] for any reply (`expected`) to bytes the server had to read.
+    pub(crate) fn unread_reply(&self, heard: &Heard, step: &Exercise, expected: Observation) -> Option<Problem> {
+        (heard.bytes.is_empty() && self.closed_unread(heard))
+            .then(|| Exercise::new(step.step.clone(), &["SRV-OPEN-1"]).fail(expected, Observation::ResetUnread))
     }
 
     /// How long each expected event is awaited (`--timeout`).
@@ -317,32 +321,33 @@ impl Conn {
     /// exact bytes are the wire cases' business, but an echo is no reply); returns how long
     /// it took.
     pub(crate) fn expect_reply_within(&mut self, limit: Duration, step: &Exercise) -> Result<Duration, Problem> {
+        self.expect_pong(limit, step, Observation::ReplyWithin { ms: limit.as_millis() as u64 })
+    }
+
+    /// `ping`, then reading until `pong` has arrived among whatever comes (SPEC.md section 8):
+    /// the one round every case that only needs the server to serve plays; `step` blames it.
+    pub(crate) fn ping_round(&mut self, step: &Exercise) -> CaseResult {
+        self.deliver(PING, step)?;
+        self.expect_pong(self.bounds.timeout, step, Observation::Pong).map(drop)
+    }
+
+    fn expect_pong(&mut self, limit: Duration, step: &Exercise, expected: Observation) -> Result<Duration, Problem> {
         let heard = self.read_until(limit, READ_KEPT, |got| got.windows(PONG.len()).any(|w| w == PONG));
         match heard.end {
             End::Done => Ok(heard.waited),
             End::Capped => Err(self.capped("while waiting for a reply")),
-            _ => Err(self.unread_round(&heard, step).unwrap_or_else(|| {
-                step.fail(Observation::ReplyWithin { ms: limit.as_millis() as u64 }, heard.observed())
-            })),
+            _ => Err(self.unread_round(&heard, step).unwrap_or_else(|| step.fail(expected, heard.observed()))),
         }
     }
 
-    /// A liveness round, the most forgiving conversation there is: one `ping`, then reading
-    /// until `pong` has arrived among whatever comes (SPEC.md section 8). Cases about the
-    /// socket file, signals, limits and concurrency use it to see that the server serves and
-    /// leave the exact reply to the wire cases; its failure blames SPEC: SRV-PONG-1 alone.
+    /// A liveness round, the most forgiving conversation there is. Cases about the socket
+    /// file, signals, limits and concurrency use it to see that the server serves and leave
+    /// the exact reply to the wire cases; its failure blames SPEC: SRV-PONG-1 alone.
     pub(crate) fn live_round(&mut self, context: &str) -> CaseResult {
-        let step =
-            Exercise::new(format!("the liveness round ({context}: \"ping\", read until \"pong\")"), &["SRV-PONG-1"]);
-        self.deliver(PING, &step)?;
-        let heard = self.read_until(self.bounds.timeout, READ_KEPT, |got| got.windows(PONG.len()).any(|w| w == PONG));
-        match heard.end {
-            End::Done => Ok(()),
-            End::Capped => Err(self.capped("during a liveness round")),
-            _ => {
-                Err(self.unread_round(&heard, &step).unwrap_or_else(|| step.fail(Observation::Pong, heard.observed())))
-            }
-        }
+        self.ping_round(&Exercise::new(
+            format!("the liveness round ({context}: \"ping\", read until \"pong\")"),
+            &["SRV-PONG-1"],
+        ))
     }
 
     /// How many bytes sent on this connection the peer has not read yet (Linux `SIOCOUTQ`):
