@@ -562,6 +562,31 @@ fn a_failed_write_to_a_live_server_blames_srv_open_1_in_every_case() {
     }
 }
 
+// SPEC: SRV-OPEN-1 — a server that reads one byte of each connection and closes resets every
+// connection (the rest is unread). Where a reply was awaited to bytes it had to read, that is
+// SRV-OPEN-1, not the reply's requirement (it blamed SRV-PONG-1, SRV-PONG-3 or SRV-EOF-1 in
+// 4.2/coalesced, pending-byte and pipelined before).
+#[test]
+fn a_reset_instead_of_a_reply_to_bytes_the_server_had_to_read_blames_srv_open_1() {
+    if !python3() {
+        return;
+    }
+    let server =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/strangers/from_spec/first_byte_server.py");
+    let target =
+        Target { program: "python3".into(), args: vec![server.to_string_lossy().into_owned(), "{socket}".into()] };
+    let cases = ["server/4.2/coalesced", "server/4.2/pending-byte", "server/4.2/pipelined"];
+    let options =
+        Options { only: cases.iter().map(|c| glob::Pattern::new(c).unwrap()).collect(), ..Options::default() };
+    let report = conform::run(Role::Server, &target, &options);
+    assert_eq!(failing_cases(&report), BTreeSet::from(cases), "{}", describe_failures(&report));
+    for case in report.cases.iter().filter(|c| c.outcome == Outcome::Fail) {
+        let failure = case.failure.as_ref().unwrap();
+        assert_eq!(failure.blames, ["SRV-OPEN-1"], "{}: {}", case.id, describe_failures(&report));
+        assert!(failure.step.contains("expect \"pong"), "{}: {}", case.id, failure.step);
+    }
+}
+
 // SPEC: SRV-ERRNO-1 — a server that dies of SIGPIPE fails every run, not by timing luck.
 #[test]
 fn a_server_that_dies_of_sigpipe_fails_every_time() {

@@ -474,10 +474,16 @@ fn seed_server_exploration_finds_a_section_9_deviation() {
             "   7.    expect the server still running\n",
         )
     );
-    // It closed after "p" (a read that is not "ping" is "invalid" to it), so "ing" never
-    // arrived: SPEC: SRV-OPEN-1, and the close depended on the split (WIRE-STREAM-1).
-    assert_eq!(failed_step(report), 3, "{:?}", report.failure);
-    assert_eq!(report.failure.as_ref().unwrap().blames, ["SRV-OPEN-1", "WIRE-STREAM-1"]);
+    // It closed after "p" (a read that is not "ping" is "invalid" to it), so "ing" was never
+    // read: SPEC: SRV-OPEN-1 either way. Closed before "ing" was written, the write fails (and
+    // the close depended on the split: WIRE-STREAM-1); closed a moment later, with "ing"
+    // unread, the awaited "pong" is a reset instead (on a loaded machine).
+    let blames = &report.failure.as_ref().unwrap().blames;
+    match failed_step(report) {
+        3 => assert_eq!(blames, &["SRV-OPEN-1", "WIRE-STREAM-1"]),
+        5 => assert_eq!(blames, &["SRV-OPEN-1"]),
+        step => panic!("failed at step {step}: {:?}", report.failure),
+    }
 }
 
 #[test]

@@ -363,7 +363,8 @@ impl Expecting {
 fn observe_into(steps: &mut Vec<Step>, conn: u32, model: &mut Model, others_open: bool, quiet: Option<u64>) {
     if model.owed > 0 {
         let bytes = Bytes::from(PONG.repeat(model.owed));
-        steps.push(Step::ExpectBytes { conn, bytes, because: model.because_bytes(others_open) });
+        let all_read = matches!(model.ending, None | Some(Ending::Eof { .. }));
+        steps.push(Step::ExpectBytes { conn, bytes, because: model.because_bytes(others_open), all_read });
         model.owed = 0;
     }
     if model.ending.is_some() {
@@ -455,6 +456,28 @@ mod tests {
         assert!(!all_read(&[send(1, b"PING"), observe(1)]), "ING may stay unread after P");
         assert!(!all_read(&[send(1, b"endping"), observe(1)]));
         assert!(!all_read(&[send(1, b"end"), send(1, b"ping"), observe(1)]));
+    }
+
+    // SPEC: SRV-OPEN-1 — a reply awaited before anything sent ended the conversation (or after
+    // the client's EOF alone) is owed for bytes the server had to read: a reset instead is a
+    // close before they were read. After `end` or an invalid byte, bytes may stay unread.
+    #[test]
+    fn a_reply_refuses_a_reset_only_where_every_byte_had_to_be_read() {
+        let all_read = |moves: &[Move]| {
+            expect(moves, Duration::ZERO)
+                .steps
+                .iter()
+                .find_map(|s| match s {
+                    Step::ExpectBytes { all_read, .. } => Some(*all_read),
+                    _ => None,
+                })
+                .expect("a reply")
+        };
+        assert!(all_read(&[send(1, b"pingping"), observe(1)]));
+        assert!(all_read(&[send(1, b"pingpi"), observe(1)]));
+        assert!(all_read(&[send(1, b"ping"), half_close(1), observe(1)]));
+        assert!(!all_read(&[send(1, b"pingend"), observe(1)]));
+        assert!(!all_read(&[send(1, b"pingPING"), observe(1)]));
     }
 
     // SPEC: SRV-END-2 — nothing is owed after `end`, a write after it need not arrive, and a

@@ -177,6 +177,12 @@ pub enum Step {
         /// The SPEC.md requirement IDs that make the expectation hold; a failure here blames them.
         #[serde(default, skip_serializing_if = "is_empty")]
         because: Vec<String>,
+        /// The target must read every byte sent on the connection so far (nothing sent yet
+        /// ends the conversation, or the client's EOF does): a reset before any byte of the
+        /// reply, which on Linux means it closed with bytes unread, fails the step and blames
+        /// SPEC: SRV-OPEN-1.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        all_read: bool,
     },
     /// Nothing more arrives and the target closes the connection.
     ExpectClosed {
@@ -490,9 +496,16 @@ fn on_connection(conn: &mut Conn, writer: &mut Option<Background>, step: &Step, 
                 }
             }
         }
-        Step::ExpectBytes { bytes, .. } => {
+        Step::ExpectBytes { bytes, all_read, .. } => {
             let heard = conn.read_exactly_or_close(bytes.len());
             check_heard(conn, &heard, at)?;
+            if *all_read {
+                // SPEC: SRV-OPEN-1 — closed, alive, with bytes it had to read still unread: they
+                // were never judged, so the missing reply is not their answer.
+                if let Some(problem) = conn.unread_reply(&heard, at, Observation::Bytes { bytes: bytes.clone() }) {
+                    return Err(problem);
+                }
+            }
             if heard.bytes != bytes.as_slice() {
                 return at.failed(Observation::Bytes { bytes: bytes.clone() }, heard.observed());
             }

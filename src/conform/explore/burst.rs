@@ -13,7 +13,7 @@ use proptest::prelude::*;
 use proptest::strategy::BoxedStrategy;
 
 use super::conversation::{Conversations, Server};
-use super::{Env, Family, Ran};
+use super::engine::{Env, Family, Ran};
 use crate::conform::bytes::Bytes;
 use crate::conform::cases::rows::QUIET;
 use crate::conform::model::{self, Move};
@@ -126,7 +126,7 @@ mod tests {
             .steps
             .iter()
             .filter_map(|s| match s {
-                Step::ExpectBytes { conn, bytes, because } => {
+                Step::ExpectBytes { conn, bytes, because, .. } => {
                     assert!(because.contains(&"SRV-ISOLATE-1".to_string()), "{because:?}");
                     Some((*conn, bytes.len() / 4))
                 }
