@@ -600,11 +600,24 @@ fn escapees(marker: &str, except: &[u32]) -> Vec<u32> {
     children(std::process::id())
         .into_iter()
         .filter(|pid| !except.contains(pid))
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == wanted.as_bytes()))
-        })
+        .filter(|&pid| carries(pid, wanted.as_bytes()))
         .collect()
+}
+
+/// Whether the environment of `pid` holds `var`. In the middle of an `execve` a process's
+/// environment reads empty for a moment (the new image's is not set up yet): a wrapper that
+/// execs its way to a daemon (`setsid env ... server`) must not be taken then for a process
+/// without the marker, so an empty read is tried again for up to 20 ms. A zombie has no
+/// environment any more, and needs no killing.
+fn carries(pid: u32, var: &[u8]) -> bool {
+    for _ in 0..20 {
+        match std::fs::read(format!("/proc/{pid}/environ")) {
+            Ok(env) if !env.is_empty() => return env.split(|b| *b == 0).any(|v| v == var),
+            Ok(_) if !is_zombie(pid) => thread::sleep(Duration::from_millis(1)),
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// What a command wrote to one stream: the first and last bytes, lines between them that
