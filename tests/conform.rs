@@ -1080,6 +1080,10 @@ fn an_interrupted_run_writes_its_partial_report() {
         cases.iter().any(|c| c["message"] == "not run: the gate was interrupted"),
         "everything had finished: {json:#}"
     );
+    // Cases not run sit under their section's heading, as in a whole run ("7.1 ...", not "7.1").
+    for case in cases {
+        assert!(case["section"].as_str().unwrap().contains(' '), "{}: {}", case["id"], case["section"]);
+    }
     assert_eq!(entries(tmp.path()), Vec::<String>::new());
 }
 

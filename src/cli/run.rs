@@ -282,7 +282,7 @@ fn partial(role: conform::Role, finished: Vec<CaseReport>) -> Vec<CaseReport> {
         .map(|case| match finished.iter().find(|f| f.id == case.id) {
             Some(report) => report.clone(),
             None => {
-                let mut report = CaseReport::new(case.id, case.title, case.section, case.requirements.to_vec());
+                let mut report = CaseReport::of(case);
                 report.message = Some("not run: the gate was interrupted".into());
                 report
             }

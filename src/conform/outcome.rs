@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::case::Case;
 use super::harness::Transcript;
 use super::script::Script;
 use super::verdict::{CaseResult, Failure, Problem};
@@ -91,6 +92,11 @@ pub struct CaseReport {
 }
 
 impl CaseReport {
+    /// `case`, not run (yet): skipped, with no message, under its SPEC.md section's heading.
+    pub fn of(case: &Case) -> Self {
+        CaseReport::new(case.id, case.title, heading(case.section), case.requirements.to_vec())
+    }
+
     /// A case not run (yet): skipped, with no message.
     pub fn new(
         id: impl Into<String>,
@@ -192,4 +198,14 @@ pub struct ScriptReport {
     /// How re-running the minimal script went, where it was re-run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirmation: Option<Confirmation>,
+}
+
+/// The SPEC.md section heading for a section number (`4.2` is `4.2 Segmentation`).
+fn heading(section: &str) -> String {
+    spec::all()
+        .iter()
+        .map(|r| r.section)
+        .find(|s| s.strip_prefix(section).is_some_and(|rest| rest.starts_with([' ', '.'])))
+        .unwrap_or(section)
+        .to_string()
 }

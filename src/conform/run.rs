@@ -147,16 +147,6 @@ pub fn preflight(role: Role, target: &Target, options: &Options) -> Result<Vec<U
     Ok(warnings)
 }
 
-/// The SPEC.md section heading for a section number (`4.2` is `4.2 Segmentation`).
-fn heading(section: &str) -> String {
-    spec::all()
-        .iter()
-        .map(|r| r.section)
-        .find(|s| s.strip_prefix(section).is_some_and(|rest| rest.starts_with([' ', '.'])))
-        .unwrap_or(section)
-        .to_string()
-}
-
 /// Plain starts that must fail, with none succeeding, before the run stops starting the target.
 const FAILED_STARTS_BEFORE_STOPPING: usize = 2;
 
@@ -339,7 +329,7 @@ pub fn rerun_command(role: Role, id: &str, target: &Target, options: &Options) -
 }
 
 fn run_case(case: &Case, target: &Target, options: &Options, early_stop: &Mutex<EarlyStop>) -> Slot {
-    let mut report = CaseReport::new(case.id, case.title, heading(case.section), case.requirements.to_vec());
+    let mut report = CaseReport::of(case);
     let skipped = |mut report: CaseReport, message: &str| {
         report.message = Some(message.to_string());
         Slot { report, ran: Ran::Judged, start_failed: false }
