@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::case::Case;
-use super::harness::Transcript;
+use super::harness::{serialize_lines, Line, Transcript};
 use super::script::Script;
 use super::verdict::{CaseResult, Failure, Problem};
 use crate::spec::{self, Level};
@@ -42,53 +42,77 @@ impl Outcome {
     }
 }
 
-/// A case's first run, when it ran twice (see [`super::run::run`]).
-#[derive(Clone, Debug)]
+/// A case's first run, when it ran twice.
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct FirstRun {
-    /// What became of it (a failure or an error, since only those are run again).
+    /// What became of it: `fail` or `error` (only those are run again).
     pub outcome: Outcome,
-    /// Wall-clock time it took.
+    /// Wall-clock time it took (JSON: `duration_ms`, in milliseconds).
+    #[serde(rename = "duration_ms", serialize_with = "milliseconds")]
+    #[schemars(with = "u64")]
     pub duration: Duration,
     /// Why it did not pass.
     pub message: Option<String>,
 }
 
-/// The result of one case.
-#[derive(Clone, Debug)]
+/// The result of one case, as the JSON report writes it too.
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct CaseReport {
     /// The case's ID, `role/section/name`.
     pub id: String,
-    /// What it checks, in one line.
+    /// What the case checks, in a line.
     pub title: String,
     /// The SPEC.md section heading the case belongs to.
     pub section: String,
     /// The SPEC.md requirement IDs the case holds the implementation to.
     pub requirements: Vec<&'static str>,
-    /// The strongest level among its requirements, or for a failure among what it blames: a
-    /// failed MUST fails the run, a SHOULD only with `--strict`.
+    /// The strongest level among them, or for a failure among what it blames: `MUST`,
+    /// `SHOULD` or `MAY`. A failed MUST fails the run, a SHOULD only with `--strict`.
+    #[serde(serialize_with = "level_name")]
+    #[schemars(with = "String")]
     pub level: Level,
     /// What became of the case.
     pub outcome: Outcome,
-    /// Wall-clock time the case took.
+    /// Wall-clock time the case took (JSON: `duration_ms`, in milliseconds).
+    #[serde(rename = "duration_ms", serialize_with = "milliseconds")]
+    #[schemars(with = "u64")]
     pub duration: Duration,
-    /// For a failure: where, what it blames, expected and observed.
-    pub failure: Option<Failure>,
-    /// Why the case did not pass (or was not run), in words; `None` for a pass.
+    /// Why the case did not pass (or was not run), in words; `null` for a pass.
     pub message: Option<String>,
-    /// More lines under the message (a minimal script, a replay command).
+    /// For a failure: the step it was seen at, the requirements that step exercises (the
+    /// only ones it blames), what was expected and what was observed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+    /// More lines under the message (a minimal case, a replay command).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub details: Vec<String>,
     /// The command that runs this case again, alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rerun: Option<String>,
     /// The bytes and events of the case, where it ran.
+    #[serde(serialize_with = "serialize_lines")]
+    #[schemars(with = "Option<Vec<Line>>")]
     pub transcript: Option<Transcript>,
-    /// For a script-shaped case (exploration, replay): the script and how it failed.
+    /// For a script-shaped case (exploration, replay): the minimal script, how it failed, the
+    /// seed; what `--replay` reads back.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub script: Option<Box<ScriptReport>>,
     /// For a failure exploration found: how re-running its minimal case in fresh processes went.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub confirmation: Option<Confirmation>,
-    /// What the case's first run saw, when the target did not get going there but started in
-    /// other cases, so the case was run once more after the others; this report is the second
-    /// run's.
+    /// When the target showed no sign of life within `--startup-timeout` in the case's first
+    /// run but started in other cases, the case ran once more after the others and this
+    /// report is the second run's: what the first saw.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub first_run: Option<FirstRun>,
+}
+
+fn milliseconds<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u64(duration.as_millis() as u64)
+}
+
+fn level_name<S: serde::Serializer>(level: &Level, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(level.as_str())
 }
 
 impl CaseReport {

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::claims::{profiles, unobservable, ProfileStatus, ProfileVerdict, Unobservable};
-use super::harness::{Addressing, Direction, Transcript};
-use super::outcome::{CaseReport, FirstRun, Outcome, ScriptReport};
+use super::harness::{Addressing, Transcript};
+use super::outcome::{CaseReport, FirstRun, Outcome};
 use super::run::SuiteReport;
-use super::verdict::{human_duration, Failure};
+use super::verdict::human_duration;
 use crate::process::Target;
 use crate::spec::Level;
 
@@ -152,79 +152,6 @@ pub fn human(report: &SuiteReport, verbose: bool) -> String {
     out
 }
 
-/// One transcript line in the JSON report.
-#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
-pub(crate) struct JsonEntry {
-    /// Milliseconds since the case started (to 0.1 ms).
-    pub(crate) t_ms: f64,
-    /// Connection number within the case (0 for events not tied to one).
-    pub(crate) conn: usize,
-    /// Who wrote the entry.
-    pub(crate) direction: Direction,
-    /// The bytes with everything but printable ASCII escaped, or the event's text.
-    pub text: String,
-    /// The bytes in hex, where some are not printable.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub hex: Option<String>,
-}
-
-/// One case in the JSON report.
-#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
-pub(crate) struct JsonCase<'a> {
-    /// The case's ID, `role/section/name`.
-    pub(crate) id: &'a str,
-    /// What the case checks, in a line.
-    pub(crate) title: &'a str,
-    /// The SPEC.md section heading the case belongs to.
-    pub(crate) section: &'a str,
-    /// The SPEC.md requirement IDs the case holds the implementation to.
-    pub(crate) requirements: &'a [&'static str],
-    /// The strongest level among them, or for a failure among what it blames: `MUST`,
-    /// `SHOULD` or `MAY`.
-    pub(crate) level: &'static str,
-    /// What became of the case.
-    pub(crate) outcome: Outcome,
-    /// Wall-clock time the case took, in milliseconds.
-    pub(crate) duration_ms: u64,
-    /// Why the case did not pass (or was not run); `null` for a pass.
-    pub(crate) message: Option<&'a str>,
-    /// For a failure: the step it was seen at, the requirements that step exercises (the
-    /// only ones it blames), what was expected and what was observed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) failure: Option<&'a Failure>,
-    /// More lines under the message (a minimal case, a replay command).
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    pub(crate) details: &'a [String],
-    /// The command that runs this case again, alone.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) rerun: Option<&'a str>,
-    /// The bytes and events of the case, where it ran.
-    pub(crate) transcript: Option<Vec<JsonEntry>>,
-    /// For a script-shaped case (exploration, replay): the minimal script, how it failed, the
-    /// seed; what `--replay` reads back.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) script: Option<&'a ScriptReport>,
-    /// For a failure exploration found: how re-running its minimal case went.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) confirmation: Option<&'a super::outcome::Confirmation>,
-    /// When the target showed no sign of life within `--startup-timeout` in the case's first
-    /// run but started in other cases, the case ran once more after the others and this
-    /// report is the second run's: what the first saw.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) first_run: Option<JsonFirstRun<'a>>,
-}
-
-/// A case's first run, when it ran twice.
-#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
-pub(crate) struct JsonFirstRun<'a> {
-    /// What became of it: `fail` or `error`.
-    pub(crate) outcome: Outcome,
-    /// Wall-clock time it took, in milliseconds.
-    pub(crate) duration_ms: u64,
-    /// Why it did not pass.
-    pub(crate) message: Option<&'a str>,
-}
-
 /// The run's options in the JSON report.
 #[derive(Debug, serde::Serialize, schemars::JsonSchema)]
 pub(crate) struct JsonOptions {
@@ -289,53 +216,13 @@ pub(crate) struct JsonReport<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) interrupted: Option<&'static str>,
     /// Every case, selected or not.
-    pub(crate) cases: Vec<JsonCase<'a>>,
+    pub(crate) cases: &'a [CaseReport],
     /// The counts and the profiles' verdicts.
     pub(crate) summary: JsonSummary,
 }
 
-fn transcript_json(transcript: &Transcript) -> Vec<JsonEntry> {
-    transcript
-        .entries
-        .iter()
-        .map(|e| JsonEntry {
-            t_ms: (e.at.as_secs_f64() * 1e4).round() / 10.0,
-            conn: e.conn,
-            direction: e.direction,
-            text: e.bytes.escape_ascii().to_string(),
-            hex: (e.direction != Direction::Event && !e.bytes.iter().all(|b| b.is_ascii_graphic() || *b == b' '))
-                .then(|| e.bytes.iter().map(|b| format!("{b:02x}")).collect()),
-        })
-        .collect()
-}
-
 /// The JSON report's value.
 pub(crate) fn json_report(report: &SuiteReport) -> JsonReport<'_> {
-    let cases = report
-        .cases
-        .iter()
-        .map(|c| JsonCase {
-            id: &c.id,
-            title: &c.title,
-            section: &c.section,
-            requirements: &c.requirements,
-            level: c.level.as_str(),
-            outcome: c.outcome,
-            duration_ms: c.duration.as_millis() as u64,
-            message: c.message.as_deref(),
-            failure: c.failure.as_ref(),
-            details: &c.details,
-            rerun: c.rerun.as_deref(),
-            transcript: c.transcript.as_ref().map(transcript_json),
-            script: c.script.as_deref(),
-            confirmation: c.confirmation.as_ref(),
-            first_run: c.first_run.as_ref().map(|f| JsonFirstRun {
-                outcome: f.outcome,
-                duration_ms: f.duration.as_millis() as u64,
-                message: f.message.as_deref(),
-            }),
-        })
-        .collect();
     let waits = &report.options.waits;
     JsonReport {
         suite: "udsping conform",
@@ -354,7 +241,7 @@ pub(crate) fn json_report(report: &SuiteReport) -> JsonReport<'_> {
             seed: report.options.explore.as_ref().map(|e| e.seed),
         },
         interrupted: report.interrupted,
-        cases,
+        cases: &report.cases,
         summary: JsonSummary {
             pass: report.count(Outcome::Pass),
             fail: report.count(Outcome::Fail),

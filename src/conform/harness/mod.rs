@@ -19,6 +19,7 @@ pub(crate) use conn::{Conn, End, Heard};
 pub use ctx::{Addressing, Waits};
 pub(crate) use ctx::{Ctx, RunStarts, AFTERMATH, CONNECT_EXIT_DEADLINE};
 pub use dir::abort_run;
+pub(crate) use transcript::{serialize_lines, Line};
 pub use transcript::{Direction, Transcript};
 
 use std::thread;

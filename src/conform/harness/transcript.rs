@@ -39,6 +39,44 @@ pub struct Entry {
     pub bytes: Vec<u8>,
 }
 
+/// One transcript line as the JSON report writes it.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct Line {
+    /// Milliseconds since the case started (to 0.1 ms).
+    t_ms: f64,
+    /// Connection number within the case (0 for events not tied to one).
+    conn: usize,
+    /// Who wrote the entry.
+    direction: Direction,
+    /// The bytes with everything but printable ASCII escaped, or the event's text.
+    text: String,
+    /// The bytes in hex, where some are not printable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hex: Option<String>,
+}
+
+/// A transcript as the JSON report writes it (`null` for none): a list of [`Line`]s.
+pub(crate) fn serialize_lines<S: serde::Serializer>(
+    transcript: &Option<Transcript>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::Serialize as _;
+    let lines = transcript.as_ref().map(|t| {
+        t.entries
+            .iter()
+            .map(|e| Line {
+                t_ms: (e.at.as_secs_f64() * 1e4).round() / 10.0,
+                conn: e.conn,
+                direction: e.direction,
+                text: e.bytes.escape_ascii().to_string(),
+                hex: (e.direction != Direction::Event && !e.bytes.iter().all(|b| b.is_ascii_graphic() || *b == b' '))
+                    .then(|| e.bytes.iter().map(|b| format!("{b:02x}")).collect()),
+            })
+            .collect::<Vec<Line>>()
+    });
+    lines.serialize(serializer)
+}
+
 /// Everything a case did, timestamped from the case's start.
 #[derive(Clone, Debug)]
 pub struct Transcript {
