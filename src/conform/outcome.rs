@@ -116,6 +116,12 @@ fn level_name<S: serde::Serializer>(level: &Level, serializer: S) -> Result<S::O
 }
 
 impl CaseReport {
+    /// Whether its outcome counts against the run: a MUST case's always, a SHOULD case's
+    /// only with `--strict` (otherwise its failure is a warning).
+    pub fn blocks(&self, strict: bool) -> bool {
+        self.level == Level::Must || strict
+    }
+
     /// `case`, not run (yet): skipped, with no message, under its SPEC.md section's heading.
     pub fn of(case: &Case) -> Self {
         CaseReport::new(case.id, case.title, heading(case.section), case.requirements.to_vec())

@@ -10,7 +10,6 @@ use super::outcome::{CaseReport, FirstRun, Outcome};
 use super::run::SuiteReport;
 use super::verdict::human_duration;
 use crate::process::Target;
-use crate::spec::Level;
 
 /// Transcript lines as text: `  +12.3 ms #1 sent "ping"`.
 pub fn transcript_text(transcript: &Transcript) -> String {
@@ -20,7 +19,7 @@ pub fn transcript_text(transcript: &Transcript) -> String {
 fn label(case: &CaseReport, strict: bool) -> &'static str {
     match case.outcome {
         Outcome::Pass => "PASS",
-        Outcome::Fail if case.level == Level::Must || strict => "FAIL",
+        Outcome::Fail if case.blocks(strict) => "FAIL",
         Outcome::Fail => "WARN",
         Outcome::Skip => "SKIP",
         Outcome::Inconclusive => "INCONCLUSIVE",
@@ -106,7 +105,7 @@ pub fn human(report: &SuiteReport, verbose: bool) -> String {
             }
         }
     }
-    let warnings = report.cases.iter().filter(|c| c.outcome == Outcome::Fail && c.level != Level::Must).count();
+    let warnings = report.cases.iter().filter(|c| c.outcome == Outcome::Fail && !c.blocks(false)).count();
     let _ = writeln!(out);
     let _ = writeln!(out, "profiles ({}):", report.role.as_str());
     for profile in profiles(report) {
@@ -129,7 +128,7 @@ pub fn human(report: &SuiteReport, verbose: bool) -> String {
             human_duration(report.options.waits.startup_timeout)
         );
     }
-    let undecided = report.blocking_inconclusive();
+    let undecided = report.blocking(Outcome::Inconclusive);
     if undecided > 0 && report.exit_code() == 2 && report.count(Outcome::Error) == 0 {
         let _ = writeln!(
             out,
@@ -278,9 +277,7 @@ pub fn junit(report: &SuiteReport) -> Result<String, quick_junit::SerializeError
         let mut status = match case.outcome {
             Outcome::Pass => TestCaseStatus::success(),
             // A SHOULD failure is a warning unless --strict: reported, but not as a failure.
-            Outcome::Fail if case.level == Level::Must || report.options.strict => {
-                TestCaseStatus::non_success(NonSuccessKind::Failure)
-            }
+            Outcome::Fail if case.blocks(report.options.strict) => TestCaseStatus::non_success(NonSuccessKind::Failure),
             Outcome::Fail | Outcome::Skip | Outcome::Inconclusive => TestCaseStatus::skipped(),
             Outcome::Error => TestCaseStatus::non_success(NonSuccessKind::Error),
         };

@@ -17,7 +17,7 @@ use super::outcome::{CaseReport, FirstRun, Outcome};
 use super::script::{self, Script};
 use super::verdict::{human_duration, Exercise, Observation, Problem};
 use crate::process::{FirstTries, Target};
-use crate::spec::{self, Level};
+use crate::spec;
 
 /// How to run the gate.
 #[derive(Clone, Debug)]
@@ -453,21 +453,11 @@ impl SuiteReport {
         self.cases.iter().filter(|c| c.outcome == outcome).count()
     }
 
-    /// Failed cases that fail the run: MUST ones, and SHOULD ones with `--strict`.
-    pub fn blocking_failures(&self) -> usize {
-        self.cases
-            .iter()
-            .filter(|c| c.outcome == Outcome::Fail && (c.level == Level::Must || self.options.strict))
-            .count()
-    }
-
-    /// Inconclusive cases that keep the run from passing: MUST ones, and SHOULD ones with
-    /// `--strict` (SPEC.md section 8: inconclusive is never a pass).
-    pub fn blocking_inconclusive(&self) -> usize {
-        self.cases
-            .iter()
-            .filter(|c| c.outcome == Outcome::Inconclusive && (c.level == Level::Must || self.options.strict))
-            .count()
+    /// Cases with `outcome` that count against the run: MUST ones, and SHOULD ones with
+    /// `--strict`. Failed, they fail it; inconclusive, they keep it from passing (SPEC.md
+    /// section 8: inconclusive is never a pass).
+    pub fn blocking(&self, outcome: Outcome) -> usize {
+        self.cases.iter().filter(|c| c.outcome == outcome && c.blocks(self.options.strict)).count()
     }
 
     /// 0 every MUST case passed; 1 a MUST case failed (or a SHOULD with `--strict`); 2 the
@@ -476,9 +466,9 @@ impl SuiteReport {
     pub fn exit_code(&self) -> u8 {
         if self.count(Outcome::Error) > 0 {
             2
-        } else if self.blocking_failures() > 0 {
+        } else if self.blocking(Outcome::Fail) > 0 {
             1
-        } else if self.blocking_inconclusive() > 0 {
+        } else if self.blocking(Outcome::Inconclusive) > 0 {
             2
         } else {
             0

@@ -449,10 +449,7 @@ fn finish_background_write(state: &mut Open, timeout: Duration, at: &Exercise) -
         return at.failed(Observation::AllRead, Observation::NotRead { waited_ms });
     }
     match writer.join() {
-        Ok(Err(error)) if !because.is_empty() => {
-            let step = Exercise { step: at.step.clone(), blames: blames(&because) };
-            step.failed(Observation::AllRead, Observation::NotDelivered { bytes, error: error.to_string() })
-        }
+        Ok(Err(error)) if !because.is_empty() => at.blaming(blames(&because)).not_delivered(bytes, &error),
         _ => Ok(()),
     }
 }
@@ -469,9 +466,7 @@ fn on_connection(conn: &mut Conn, writer: &mut Option<Background>, step: &Step, 
                 // SPEC: SRV-OPEN-1 — bytes the server had to read never arrived: the case
                 // checked nothing with them, so it does not pass.
                 if !because.is_empty() {
-                    let bytes = bytes.clone();
-                    return at
-                        .failed(Observation::AllRead, Observation::NotDelivered { bytes, error: error.to_string() });
+                    return at.not_delivered(bytes.clone(), &error);
                 }
             }
         }
@@ -481,10 +476,7 @@ fn on_connection(conn: &mut Conn, writer: &mut Option<Background>, step: &Step, 
                 let round_at = at.at(format!("{}, round {round}", at.step));
                 if let Err(error) = conn.send(PING) {
                     // SPEC: SRV-OPEN-1 — the server closed before the round's ping arrived.
-                    let at = Exercise::new(round_at.step, &["SRV-OPEN-1"]);
-                    let bytes = Bytes::from_static(PING);
-                    return at
-                        .failed(Observation::AllRead, Observation::NotDelivered { bytes, error: error.to_string() });
+                    return round_at.blaming(["SRV-OPEN-1"]).not_delivered(Bytes::from_static(PING), &error);
                 }
                 let heard = conn.read_exactly_or_close(PONG.len());
                 check_heard(conn, &heard, &round_at)?;
@@ -520,8 +512,7 @@ fn on_connection(conn: &mut Conn, writer: &mut Option<Background>, step: &Step, 
             if *all_read && conn.closed_unread(&heard) {
                 // SPEC: SRV-OPEN-1 — the server closed before it read the byte that ends the
                 // conversation: that byte was never judged, so the close is not its answer.
-                let at = Exercise::new(at.step.clone(), &["SRV-OPEN-1"]);
-                return at.failed(Observation::ClosedAllRead, Observation::ResetUnread);
+                return at.blaming(["SRV-OPEN-1"]).failed(Observation::ClosedAllRead, Observation::ResetUnread);
             }
         }
         Step::ExpectOpen { ms, open_because, .. } => {
@@ -533,8 +524,7 @@ fn on_connection(conn: &mut Conn, writer: &mut Option<Background>, step: &Step, 
             }
             if heard.closed() {
                 let keeps_open = if open_because.is_empty() { vec!["SRV-OPEN-1"] } else { blames(open_because) };
-                let at = Exercise { step: at.step.clone(), blames: keeps_open };
-                return at.failed(Observation::silence(window), heard.observed());
+                return at.blaming(keeps_open).failed(Observation::silence(window), heard.observed());
             }
         }
         _ => unreachable!("only connection steps reach here"),
@@ -556,7 +546,7 @@ fn with_extra_bytes(at: &Exercise, heard: &Heard) -> Exercise {
     if !heard.bytes.is_empty() && !blames.contains(&"SRV-PONG-1") {
         blames.push("SRV-PONG-1");
     }
-    Exercise { step: at.step.clone(), blames }
+    at.blaming(blames)
 }
 
 /// One write on each connection of `sends`, from a thread each, all released at one barrier.
@@ -585,8 +575,7 @@ fn send_at_once(open: &mut BTreeMap<u32, Open>, sends: &[ConnWrite], at: &Exerci
         if let Err(error) = result {
             if !send.because.is_empty() {
                 let at = Exercise { step: format!("{} (#{conn})", at.step), blames: blames(&send.because) };
-                let bytes = send.bytes.clone();
-                return at.failed(Observation::AllRead, Observation::NotDelivered { bytes, error: error.to_string() });
+                return at.not_delivered(send.bytes.clone(), &error);
             }
         }
     }

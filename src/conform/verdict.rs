@@ -33,6 +33,17 @@ impl Exercise {
         Exercise { step: step.into(), blames: self.blames.clone() }
     }
 
+    /// The same step, blaming `blames` instead (a failure there that is some other
+    /// requirement's business, such as SRV-OPEN-1's for bytes never read).
+    pub(crate) fn blaming(&self, blames: impl Into<Vec<&'static str>>) -> Self {
+        Exercise { step: self.step.clone(), blames: blames.into() }
+    }
+
+    /// The failure of this step's write: `bytes`, which the target had to read, never arrived.
+    pub(crate) fn not_delivered<T>(&self, bytes: Bytes, error: &std::io::Error) -> Result<T, Problem> {
+        self.failed(Observation::AllRead, Observation::NotDelivered { bytes, error: error.to_string() })
+    }
+
     /// The failure of this step: `expected` did not hold, `observed` did.
     pub(crate) fn fail(&self, expected: Observation, observed: Observation) -> Problem {
         Problem::Fail(Box::new(Failure { step: self.step.clone(), blames: self.blames.clone(), expected, observed }))

@@ -144,8 +144,7 @@ fn keeps_accepting(ctx: &mut Ctx) -> CaseResult {
         );
         ctx.expect_running_for(WATCH_AFTER_ENDING, &watched)?;
         let step = Exercise::new(format!("a new connection after one that ended by {name}"), blames);
-        conn = ctx.connect_within(ctx.waits.timeout, &step)?;
-        serves(&mut conn, 2, &step)?;
+        conn = serves_new(ctx, 2, &step)?;
     }
     Ok(())
 }
@@ -156,6 +155,14 @@ fn serves(conn: &mut Conn, count: u32, step: &Exercise) -> CaseResult {
     (1..=count).try_for_each(|round| {
         conn.ping_round(&step.at(format!("{}, round {round} (\"ping\", read until \"pong\")", step.step)))
     })
+}
+
+/// A new connection that `count` rounds prove served ([`serves`]); a failure to connect
+/// fails `step` too. The connection, for what the case does next.
+fn serves_new(ctx: &mut Ctx, count: u32, step: &Exercise) -> Result<Conn, Problem> {
+    let mut conn = ctx.connect_for(step)?;
+    serves(&mut conn, count, step)?;
+    Ok(conn)
 }
 
 /// Lock-step rounds on `conn` until at least `rounds` were done and `at_least` has passed,
@@ -230,8 +237,7 @@ fn non_reading_client(ctx: &mut Ctx) -> CaseResult {
         std::thread::sleep(Duration::from_millis(5));
     }
     let step = Exercise::new("a new client while another never reads its pongs", &["SRV-CONC-2", "SRV-ISOLATE-1"]);
-    let mut conn = ctx.connect_within(ctx.waits.timeout, &step)?;
-    serves(&mut conn, 20, &step)
+    serves_new(ctx, 20, &step).map(drop)
 }
 
 fn many_clients(ctx: &mut Ctx, count: usize, requirement: &'static str) -> CaseResult {
@@ -252,36 +258,40 @@ fn many_clients(ctx: &mut Ctx, count: usize, requirement: &'static str) -> CaseR
     // All are connected before any round starts, then they proceed in interleaved rounds;
     // any reply counts (the exact bytes are the wire cases' business).
     for round in 1..=20 {
+        let step_for = |i: usize| {
+            Exercise::new(format!("round {round} of client {} of {count} connected at once", i + 1), &[requirement])
+        };
         for (i, conn) in conns.iter_mut().enumerate() {
-            let step = Exercise::new(
-                format!("round {round} of client {} of {count} connected at once", i + 1),
-                &[requirement],
-            );
-            conn.deliver(b"ping", &step)?;
+            conn.deliver(b"ping", &step_for(i))?;
         }
-        for i in 0..conns.len() {
-            let step = Exercise::new(
-                format!("round {round} of client {} of {count} connected at once", i + 1),
-                &[requirement],
-            );
-            if let Err(problem) = conns[i].expect_reply_within(timeout, &step) {
-                // Every client has sent `round` pings by now.
-                let missing = format!("round {round}: client {}'s reply never came", i + 1);
-                return Err(cross_wired(&missing, other_clients(&mut conns, i, round)).unwrap_or(problem));
-            }
-        }
+        // Every client has sent `round` pings by now.
+        replies_in_turn(&mut conns, round, timeout, &format!("round {round}: "), step_for)?;
     }
     Ok(())
 }
 
-/// The clients of `conns` other than the one at `missing` (numbered from 1), each owed `owed`
-/// pongs: what [`cross_wired`] looks at.
-fn other_clients(conns: &mut [Conn], missing: usize, owed: usize) -> impl Iterator<Item = (String, &mut Conn, usize)> {
-    conns
-        .iter_mut()
-        .enumerate()
-        .filter(move |(i, _)| *i != missing)
-        .map(move |(i, conn)| (format!("client {}", i + 1), conn, owed))
+/// Awaits the reply of each of `conns` in turn (each owed `owed` pongs by now), client `i + 1`'s
+/// at `step_for(i)`: one that never came fails there, or SRV-ISOLATE-1 where another client got
+/// more than its own ([`cross_wired`]). `prefix` begins the words for a missing reply.
+fn replies_in_turn(
+    conns: &mut [Conn],
+    owed: usize,
+    timeout: Duration,
+    prefix: &str,
+    step_for: impl Fn(usize) -> Exercise,
+) -> CaseResult {
+    for i in 0..conns.len() {
+        if let Err(problem) = conns[i].expect_reply_within(timeout, &step_for(i)) {
+            let missing = format!("{prefix}client {}'s reply never came", i + 1);
+            let others = conns
+                .iter_mut()
+                .enumerate()
+                .filter(|(other, _)| *other != i)
+                .map(|(other, conn)| (format!("client {}", other + 1), conn, owed));
+            return Err(cross_wired(&missing, others).unwrap_or(problem));
+        }
+    }
+    Ok(())
 }
 
 /// When a client waits in vain for its reply (`missing`, in words), whether another connection
@@ -312,7 +322,7 @@ fn peer_gone(ctx: &mut Ctx) -> CaseResult {
             format!("a new connection after client {i} of 20 stopped reading or closed"),
             &["SRV-ERRNO-1"],
         );
-        let mut conn = ctx.connect_within(ctx.waits.timeout, &after)?;
+        let mut conn = ctx.connect_for(&after)?;
         if i % 2 == 1 {
             conn.shutdown_read();
             let _ = conn.send(b"ping");
@@ -324,9 +334,7 @@ fn peer_gone(ctx: &mut Ctx) -> CaseResult {
                 format!("while client {i} stopped reading and sent \"ping\""),
                 &["SRV-ERRNO-1", "SRV-ISOLATE-1"],
             );
-            let mut probe = ctx.connect_within(ctx.waits.timeout, &step)?;
-            serves(&mut probe, 1, &step)?;
-            probe.close();
+            serves_new(ctx, 1, &step)?.close();
         } else {
             conn.flood(&b"ping".repeat(4096));
         }
@@ -334,8 +342,7 @@ fn peer_gone(ctx: &mut Ctx) -> CaseResult {
     }
     let step =
         Exercise::new("a new client after 20 that stopped reading or closed with replies unread", &["SRV-ERRNO-1"]);
-    let mut conn = ctx.connect_within(ctx.waits.timeout, &step)?;
-    serves(&mut conn, 2, &step)
+    serves_new(ctx, 2, &step).map(drop)
 }
 
 fn descriptor_exhaustion(ctx: &mut Ctx) -> CaseResult {
@@ -426,22 +433,14 @@ fn descriptor_exhaustion(ctx: &mut Ctx) -> CaseResult {
     ctx.note("restored the server's descriptor limit");
     let count = clients.len();
     let timeout = ctx.waits.timeout;
-    for i in 0..count {
-        let waiting = step.at(format!(
-            "client {} of {count}, waiting since descriptors ran out, after the limit was restored",
-            i + 1
-        ));
-        if let Err(problem) = clients[i].expect_reply_within(timeout, &waiting) {
-            // Each client sent one ping.
-            let missing = format!("client {}'s reply never came", i + 1);
-            return Err(cross_wired(&missing, other_clients(&mut clients, i, 1)).unwrap_or(problem));
-        }
-    }
+    // Each client sent one ping.
+    replies_in_turn(&mut clients, 1, timeout, "", |i| {
+        step.at(format!("client {} of {count}, waiting since descriptors ran out, after the limit was restored", i + 1))
+    })?;
     // Closed by the gate (not by `end`, which is SRV-END-1's business): their descriptors go back.
     drop(clients);
     let after = Exercise::new("a new client after descriptors were exhausted and freed again", &["SRV-ACCEPT-1"]);
-    let mut conn = ctx.connect_within(ctx.waits.timeout, &after)?;
-    serves(&mut conn, 3, &after)
+    serves_new(ctx, 3, &after).map(drop)
 }
 
 fn vacant(ctx: &mut Ctx) -> CaseResult {
@@ -641,8 +640,7 @@ pub(crate) fn second_start_refused(ctx: &mut Ctx, step: &Exercise) -> CaseResult
     }
     ctx.resume_previous();
     let first = step.at(format!("{}: the first, after the second refused", step.step));
-    let mut conn = ctx.connect_within(ctx.waits.timeout, &first)?;
-    serves(&mut conn, 1, &first)
+    serves_new(ctx, 1, &first).map(drop)
 }
 
 fn foreign(ctx: &mut Ctx, occupant: Occupant) -> CaseResult {
@@ -719,18 +717,11 @@ fn shutdown(ctx: &mut Ctx, signal: Signal, name: &str) -> CaseResult {
         &["LIFE-SHUT-1"],
     );
     let abstract_address = abstract_name(&ctx.socket).is_some();
-    let step = if abstract_address { Exercise::new(step.step, &["TRN-ABSTRACT-2"]) } else { step };
+    let step = if abstract_address { step.blaming(["TRN-ABSTRACT-2"]) } else { step };
     ctx.signal(signal, name)?;
     ctx.expect_exit(&step, true)?;
     if !abstract_address {
-        let state = PathState::of(&ctx.socket);
-        if state != PathState::Nothing {
-            let path = ctx.socket.display().to_string();
-            return step.failed(
-                Observation::Path { path: path.clone(), state: PathState::Nothing },
-                Observation::Path { path, state },
-            );
-        }
+        ctx.expect_at_path(&step, PathState::Nothing)?;
     } else {
         // SPEC: TRN-ABSTRACT-2 — nothing to remove, but the name must be free again.
         match connect_bounded(&ctx.socket, Instant::now() + ctx.waits.timeout) {
@@ -769,15 +760,8 @@ fn replaced_file(ctx: &mut Ctx, signal: Signal, name: &str) -> CaseResult {
              was not exercised"
         )));
     }
-    let state = PathState::of(&ctx.socket);
-    let expected = PathState::RegularFile { content: "not the server's".into() };
-    if state != expected {
-        let step = Exercise::new(format!("the replacement of the socket file, after {name}"), &["LIFE-SHUT-2"]);
-        let path = ctx.socket.display().to_string();
-        return step
-            .failed(Observation::Path { path: path.clone(), state: expected }, Observation::Path { path, state });
-    }
-    Ok(())
+    let step = Exercise::new(format!("the replacement of the socket file, after {name}"), &["LIFE-SHUT-2"]);
+    ctx.expect_at_path(&step, PathState::RegularFile { content: "not the server's".into() })
 }
 
 fn abstract_serves(ctx: &mut Ctx) -> CaseResult {

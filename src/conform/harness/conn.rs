@@ -134,7 +134,7 @@ impl Conn {
     /// [`Conn::unread_round`] for any reply (`expected`) to bytes the server had to read.
     pub(crate) fn unread_reply(&self, heard: &Heard, step: &Exercise, expected: Observation) -> Option<Problem> {
         (heard.bytes.is_empty() && self.closed_unread(heard))
-            .then(|| Exercise::new(step.step.clone(), &["SRV-OPEN-1"]).fail(expected, Observation::ResetUnread))
+            .then(|| step.blaming(["SRV-OPEN-1"]).fail(expected, Observation::ResetUnread))
     }
 
     /// How long each expected event is awaited (`--timeout`).
@@ -174,11 +174,8 @@ impl Conn {
     pub(crate) fn deliver(&mut self, bytes: &[u8], step: &Exercise) -> CaseResult {
         self.send(bytes).or_else(|e| {
             let alive = self.server.is_some() && !self.server_exits();
-            let open = Exercise::new(step.step.clone(), &["SRV-OPEN-1"]);
-            (if alive { &open } else { step }).failed(
-                Observation::AllRead,
-                Observation::NotDelivered { bytes: Bytes::from(bytes.to_vec()), error: e.to_string() },
-            )
+            let open = step.blaming(["SRV-OPEN-1"]);
+            (if alive { &open } else { step }).not_delivered(Bytes::from(bytes.to_vec()), &e)
         })
     }
 

@@ -17,7 +17,7 @@ use super::dir::CaseDir;
 use super::transcript::{Direction, Recorder, Transcript};
 use super::watch::{PermSeen, PermWatch};
 use crate::conform::target::Role;
-use crate::conform::verdict::{human_duration, CaseResult, Exercise, Observation, Problem};
+use crate::conform::verdict::{human_duration, CaseResult, Exercise, Observation, PathState, Problem};
 use crate::net::{abstract_name, connect_bounded, unix_address};
 use crate::process::{self, describe_status, Readiness, Target};
 
@@ -341,7 +341,7 @@ impl Ctx {
     pub(crate) fn start_serving(&mut self) -> CaseResult {
         self.start_server()?;
         let step = Exercise::new("the first connection after the start", &["LIFE-BIND-1"]);
-        let mut conn = self.connect_within(self.waits.timeout, &step)?;
+        let mut conn = self.connect_for(&step)?;
         conn.live_round("before the case's own connections")?;
         conn.close();
         Ok(())
@@ -587,8 +587,23 @@ impl Ctx {
     /// Opens a new recorded connection to a server that has served others (the readiness
     /// probe at least): a failure blames SPEC: SRV-ISOLATE-1, which says it keeps accepting.
     pub(crate) fn connect(&mut self) -> Result<Conn, Problem> {
-        let step = Exercise::new("a new connection", &["SRV-ISOLATE-1"]);
-        self.connect_within(self.waits.timeout, &step)
+        self.connect_for(&Exercise::new("a new connection", &["SRV-ISOLATE-1"]))
+    }
+
+    /// What is at the socket path is `expected`; otherwise `step` fails with what is there.
+    pub(crate) fn expect_at_path(&self, step: &Exercise, expected: PathState) -> CaseResult {
+        let state = PathState::of(&self.socket);
+        if state == expected {
+            return Ok(());
+        }
+        let path = self.socket.display().to_string();
+        step.failed(Observation::Path { path: path.clone(), state: expected }, Observation::Path { path, state })
+    }
+
+    /// Opens a new recorded connection, waiting at most `--timeout` for room in a full
+    /// backlog; a failure fails `step`.
+    pub(crate) fn connect_for(&mut self, step: &Exercise) -> Result<Conn, Problem> {
+        self.connect_within(self.waits.timeout, step)
     }
 
     /// Opens a new recorded connection, waiting at most `limit` for room in a full backlog;
