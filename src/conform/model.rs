@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::bytes::Bytes;
-use super::script::{Action, Script, Step};
+use super::script::{Action, ConnWrite, Script, Step};
 use crate::proto::grammar::{judge, ModelEnding};
 use crate::proto::{Ending, ServerSession, PING, PONG};
 
@@ -144,6 +144,18 @@ impl Model {
         self.ending = self.ending.or(reply.close);
     }
 
+    /// EOF from the client (once): what the server owes for it, and the step.
+    fn half_close(&mut self, steps: &mut Vec<Step>, conn: u32) {
+        if self.half_closed {
+            return;
+        }
+        self.half_closed = true;
+        let reply = self.session.on_eof();
+        self.owed += reply.pongs;
+        self.ending = self.ending.or(reply.close);
+        steps.push(Step::Do(Action::HalfClose { conn }));
+    }
+
     /// Why a conforming server reads the next write and keeps the connection open: nothing
     /// while it has ended the connection (then the write may fail, and that is right).
     fn because_open(&self) -> Vec<String> {
@@ -214,10 +226,20 @@ fn shared(mut ids: Vec<&str>, others_open: bool) -> Vec<String> {
     ids.into_iter().map(String::from).collect()
 }
 
+/// How long `quiet` (`expect_open`) waits for nothing to happen. A correct server never fails
+/// the check, however slow the machine; a longer wait only catches a slower wrong answer.
+pub(crate) const QUIET: Duration = Duration::from_millis(50);
+
+/// A client's moves as a script with the model's expectations, each `Quiet` waiting [`QUIET`]:
+/// what the stream cases and the generated conversations play.
+pub(crate) fn script(moves: &[Move]) -> Script {
+    expect(moves, QUIET)
+}
+
 /// Turns a client's moves into a script with the model's expectations: at every `Observe`
 /// and `Quiet`, and at the end, where every connection still open is half-closed and must be
 /// answered and closed (SPEC: SRV-EOF-1), and the server must still run.
-pub(crate) fn expect(moves: &[Move], quiet: Duration) -> Script {
+fn expect(moves: &[Move], quiet: Duration) -> Script {
     let mut expecting = Expecting {
         steps: Vec::new(),
         conns: BTreeMap::new(),
@@ -231,12 +253,8 @@ pub(crate) fn expect(moves: &[Move], quiet: Duration) -> Script {
     let others_open = expecting.conns.len() > 1;
     let steps = &mut expecting.steps;
     for (&conn, model) in expecting.conns.iter_mut() {
-        if model.ending.is_none() && !model.half_closed {
-            model.half_closed = true;
-            let reply = model.session.on_eof();
-            model.owed += reply.pongs;
-            model.ending = reply.close;
-            steps.push(Step::Do(Action::HalfClose { conn }));
+        if model.ending.is_none() {
+            model.half_close(steps, conn);
         }
         observe_into(steps, conn, model, others_open, None);
     }
@@ -278,33 +296,20 @@ impl Expecting {
             Move::Do(Action::Send { conn, bytes, .. }) => self.write(*conn, bytes.clone()),
             Move::Pings { conn, count } => self.write(*conn, Bytes::from(PING.repeat(*count as usize))),
             Move::Do(Action::SendAtOnce { sends }) => {
-                let mut at_once = Vec::new();
-                for send in sends {
-                    self.open(send.conn);
-                    let model = self.conns.get_mut(&send.conn).expect("opened above");
-                    if model.half_closed || send.bytes.is_empty() {
-                        continue;
-                    }
-                    let because = model.because_open();
-                    model.write(&send.bytes);
-                    self.invalid_sent |= matches!(model.ending, Some(Ending::Invalid(_)));
-                    at_once.push(super::script::ConnWrite { conn: send.conn, bytes: send.bytes.clone(), because });
-                }
+                let at_once: Vec<ConnWrite> = sends
+                    .iter()
+                    .filter_map(|send| {
+                        let because = self.write_one(send.conn, &send.bytes)?;
+                        Some(ConnWrite { conn: send.conn, bytes: send.bytes.clone(), because })
+                    })
+                    .collect();
                 if !at_once.is_empty() {
                     self.steps.push(Step::Do(Action::SendAtOnce { sends: at_once }));
                 }
             }
             Move::Do(Action::HalfClose { conn }) => {
                 self.open(*conn);
-                let model = self.conns.get_mut(conn).expect("opened above");
-                if model.half_closed {
-                    return;
-                }
-                model.half_closed = true;
-                let reply = model.session.on_eof();
-                model.owed += reply.pongs;
-                model.ending = model.ending.or(reply.close);
-                self.steps.push(Step::Do(Action::HalfClose { conn: *conn }));
+                self.conns.get_mut(conn).expect("opened above").half_close(&mut self.steps, *conn);
             }
             Move::Do(Action::Close { conn }) => {
                 if self.conns.remove(conn).is_some() {
@@ -346,15 +351,23 @@ impl Expecting {
 
     /// One write on `conn` (nothing, after the client's own EOF).
     fn write(&mut self, conn: u32, bytes: Bytes) {
+        if let Some(because) = self.write_one(conn, &bytes) {
+            self.steps.push(Step::Do(Action::Send { conn, bytes, because }));
+        }
+    }
+
+    /// The model's side of one write on `conn`, opened first: why the server must read it, or
+    /// `None` for no write (nothing to send, or after the client's own EOF).
+    fn write_one(&mut self, conn: u32, bytes: &[u8]) -> Option<Vec<String>> {
         self.open(conn);
         let model = self.conns.get_mut(&conn).expect("opened above");
         if model.half_closed || bytes.is_empty() {
-            return;
+            return None;
         }
         let because = model.because_open();
-        model.write(&bytes);
+        model.write(bytes);
         self.invalid_sent |= matches!(model.ending, Some(Ending::Invalid(_)));
-        self.steps.push(Step::Do(Action::Send { conn, bytes, because }));
+        Some(because)
     }
 }
 

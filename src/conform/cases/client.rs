@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::conform::bytes::Bytes;
 use crate::conform::case::{case, Case, Run};
-use crate::conform::harness::{Conn, Ctx, End, CONNECT_EXIT_DEADLINE};
+use crate::conform::harness::{Conn, Ctx, End, Heard, CONNECT_EXIT_DEADLINE};
 use crate::conform::verdict::{plural, CaseResult, Exercise, Observation, Problem};
 use crate::net::abstract_name;
 use crate::proto::{quoted, END, PING, PONG};
@@ -96,9 +96,20 @@ pub(crate) fn next_token(conn: &mut Conn, round: u32, stopped: &Exercise) -> Res
     }
 }
 
+/// What blames a client that stops before its first token: it closed or went quiet without `end`.
+fn first_token() -> Exercise {
+    Exercise::new("the first token", &["CLT-END-1"])
+}
+
 /// What blames a client that stops after a whole `pong`: it closed or went quiet without `end`.
-fn stopped_after_pong() -> Exercise {
+pub(crate) fn stopped_after_pong() -> Exercise {
     Exercise::new("after a whole \"pong\"", &["CLT-END-1"])
+}
+
+/// What blames a client that stops right after a reply that came in pieces: it did not
+/// reassemble it.
+pub(crate) fn stopped_after_split() -> Exercise {
+    Exercise::new("after a \"pong\" sent in pieces", &["CLT-REPLY-1"])
 }
 
 /// Answers every `ping` with `pong` until `end`; returns the rounds counted, after checking
@@ -145,11 +156,21 @@ fn connected(ctx: &mut Ctx) -> Result<(UnixListener, Conn), Problem> {
     Ok((listener, conn))
 }
 
-fn lockstep(ctx: &mut Ctx) -> CaseResult {
-    let (_listener, mut conn) = connected(ctx)?;
-    let rounds = serve_to_end(&mut conn, 0, &Exercise::new("the first token", &["CLT-END-1"]))?;
+/// [`serve_to_end`] from round `rounds + 1`, then the client's exit 0.
+pub(crate) fn finish_cleanly(ctx: &mut Ctx, conn: &mut Conn, rounds: u32, stopped: &Exercise) -> CaseResult {
+    let rounds = serve_to_end(conn, rounds, stopped)?;
+    expect_clean_exit(ctx, rounds)
+}
+
+/// After its `rounds` and `end`, both sides closed, the client exits 0 (SPEC: CLT-EXIT-1).
+pub(crate) fn expect_clean_exit(ctx: &mut Ctx, rounds: u32) -> CaseResult {
     let step = Exercise::new(format!("after {} and \"end\"", plural(rounds, "round")), &["CLT-EXIT-1"]);
     ctx.expect_exit(&step, true)
+}
+
+fn lockstep(ctx: &mut Ctx) -> CaseResult {
+    let (_listener, mut conn) = connected(ctx)?;
+    finish_cleanly(ctx, &mut conn, 0, &first_token())
 }
 
 /// An option CMD is given, other than the one carrying the socket: it may set the rounds.
@@ -171,7 +192,7 @@ fn default_rounds(ctx: &mut Ctx) -> CaseResult {
         )));
     }
     let (_listener, mut conn) = connected(ctx)?;
-    let rounds = serve_to_end(&mut conn, 0, &Exercise::new("the first token", &["CLT-END-1"]))?;
+    let rounds = serve_to_end(&mut conn, 0, &first_token())?;
     if rounds != 100 {
         let step = Exercise::new("the rounds before \"end\", with no option given", &["CLT-ROUNDS-1"]);
         let ran = |n: u32| Observation::Bytes { bytes: Bytes::from([PING.repeat(n as usize), END.to_vec()].concat()) };
@@ -180,17 +201,19 @@ fn default_rounds(ctx: &mut Ctx) -> CaseResult {
     Ok(())
 }
 
-/// The first `rounds` rounds, each answered by `reply`; a client that ends before them, as
-/// configured, leaves the case nothing to check.
+/// The first `rounds` rounds, each answered by `reply`; a client that stops in round 1 fails
+/// `first`, in a later round `later`. A client that ends before them, as configured, leaves the
+/// case nothing to check.
 fn rounds_then(
     conn: &mut Conn,
     rounds: u32,
-    stopped: &Exercise,
+    first: &Exercise,
+    later: &Exercise,
     mut reply: impl FnMut(&mut Conn, u32) -> CaseResult,
 ) -> CaseResult {
     for round in 1..=rounds {
-        let stopped = if round == 1 { stopped.clone() } else { stopped_after_pong() };
-        if next_token(conn, round, &stopped)? == Token::End {
+        let stopped = if round == 1 { first } else { later };
+        if next_token(conn, round, stopped)? == Token::End {
             return Err(Problem::Inconclusive(format!(
                 "the client sent \"end\" after {}; this case needs {rounds} (give it more rounds)",
                 plural(round - 1, "round")
@@ -201,10 +224,20 @@ fn rounds_then(
     Ok(())
 }
 
+/// `pongs` rounds answered with `pong`, then one more `ping` read and left for the case to answer.
+fn pongs_then_ping(conn: &mut Conn, pongs: u32) -> CaseResult {
+    let (first, after_pong) = (first_token(), stopped_after_pong());
+    rounds_then(conn, pongs, &first, &after_pong, |conn, _| {
+        let _ = conn.send(PONG);
+        Ok(())
+    })?;
+    rounds_then(conn, 1, if pongs == 0 { &first } else { &after_pong }, &after_pong, |_, _| Ok(()))
+}
+
 fn delayed_reply(ctx: &mut Ctx) -> CaseResult {
     let (_listener, mut conn) = connected(ctx)?;
-    let first = Exercise::new("the first token", &["CLT-END-1"]);
-    rounds_then(&mut conn, 3, &first, |conn, round| {
+    let first = first_token();
+    rounds_then(&mut conn, 3, &first, &stopped_after_pong(), |conn, round| {
         let step =
             Exercise::new(format!("round {round}: the reply held back {} ms", HOLD.as_millis()), &["CLT-LOCKSTEP-1"]);
         conn.expect_silence(HOLD, &step)?;
@@ -217,17 +250,9 @@ fn delayed_reply(ctx: &mut Ctx) -> CaseResult {
 fn split_reply(ctx: &mut Ctx) -> CaseResult {
     let (_listener, mut conn) = connected(ctx)?;
     let splits: [&[&[u8]]; 3] = [&[b"po", b"ng"], &[b"p", b"ong"], &[b"p", b"o", b"n", b"g"]];
-    // A client that stops right after a reply that came in pieces did not reassemble it.
-    let after_split = Exercise::new("after a \"pong\" sent in pieces", &["CLT-REPLY-1"]);
-    let first = Exercise::new("the first token", &["CLT-END-1"]);
-    for (round, pieces) in (1..).zip(splits) {
-        let stopped = if round == 1 { &first } else { &after_split };
-        if next_token(&mut conn, round, stopped)? == Token::End {
-            return Err(Problem::Inconclusive(format!(
-                "the client sent \"end\" after {}; this case needs 3 (give it more rounds)",
-                plural(round - 1, "round")
-            )));
-        }
+    let after_split = stopped_after_split();
+    rounds_then(&mut conn, 3, &first_token(), &after_split, |conn, round| {
+        let pieces = splits[(round - 1) as usize];
         for (i, piece) in pieces.iter().enumerate() {
             if i > 0 {
                 let step = Exercise::new(
@@ -238,7 +263,8 @@ fn split_reply(ctx: &mut Ctx) -> CaseResult {
             }
             let _ = conn.send(piece);
         }
-    }
+        Ok(())
+    })?;
     let rounds = serve_to_end(&mut conn, 3, &after_split)?;
     let step = Exercise::new(
         format!("after {} with split replies and \"end\"", plural(rounds, "round")),
@@ -249,12 +275,7 @@ fn split_reply(ctx: &mut Ctx) -> CaseResult {
 
 fn wrong_reply(ctx: &mut Ctx) -> CaseResult {
     let (_listener, mut conn) = connected(ctx)?;
-    let first = Exercise::new("the first token", &["CLT-END-1"]);
-    rounds_then(&mut conn, 2, &first, |conn, _| {
-        let _ = conn.send(PONG);
-        Ok(())
-    })?;
-    rounds_then(&mut conn, 1, &stopped_after_pong(), |_, _| Ok(()))?;
+    pongs_then_ping(&mut conn, 2)?;
     let _ = conn.send(b"pXng");
     let step = Exercise::new("round 3: replied \"pXng\"", &["CLT-REPLY-2"]);
     expect_protocol_error(ctx, &mut conn, &step)?;
@@ -265,7 +286,7 @@ fn wrong_reply(ctx: &mut Ctx) -> CaseResult {
 
 fn extra_reply_byte(ctx: &mut Ctx) -> CaseResult {
     let (_listener, mut conn) = connected(ctx)?;
-    rounds_then(&mut conn, 1, &Exercise::new("the first token", &["CLT-END-1"]), |_, _| Ok(()))?;
+    pongs_then_ping(&mut conn, 0)?;
     let _ = conn.send(b"pongx");
     let step = Exercise::new("round 1: replied \"pongx\", one byte more than the reply", &["CLT-REPLY-2"]);
     // SPEC: CLT-REPLY-2 — a client may see the stray byte at once, or, reading each reply as
@@ -296,7 +317,7 @@ fn extra_reply_byte(ctx: &mut Ctx) -> CaseResult {
 
 fn wrong_byte_then_silence(ctx: &mut Ctx) -> CaseResult {
     let (_listener, mut conn) = connected(ctx)?;
-    rounds_then(&mut conn, 1, &Exercise::new("the first token", &["CLT-END-1"]), |_, _| Ok(()))?;
+    pongs_then_ping(&mut conn, 0)?;
     let _ = conn.send(b"pX");
     // SPEC: CLT-REPLY-3 — the client should stop within PROMPT, well before any timeout of
     // its own; one that waits for the rest of a four-byte reply (or for its timeout) is
@@ -318,12 +339,7 @@ fn wrong_byte_then_silence(ctx: &mut Ctx) -> CaseResult {
 
 fn early_close(ctx: &mut Ctx, partial: &[u8]) -> CaseResult {
     let (_listener, mut conn) = connected(ctx)?;
-    let first = Exercise::new("the first token", &["CLT-END-1"]);
-    rounds_then(&mut conn, 1, &first, |conn, _| {
-        let _ = conn.send(PONG);
-        Ok(())
-    })?;
-    rounds_then(&mut conn, 1, &stopped_after_pong(), |_, _| Ok(()))?;
+    pongs_then_ping(&mut conn, 1)?;
     let _ = conn.send(partial);
     conn.half_close();
     let step = Exercise::new(format!("round 2: replied {} and closed", quoted(partial)), &["CLT-EOF-1"]);
@@ -351,12 +367,23 @@ fn expect_message(ctx: &Ctx, step: &Exercise, any_of: &[&str], what: &str) -> Ca
 /// non-zero exit (SPEC: CLT-REPLY-2, CLT-EOF-1, CLT-EXIT-1).
 fn expect_protocol_error(ctx: &mut Ctx, conn: &mut Conn, step: &Exercise) -> CaseResult {
     let heard = conn.read_until_close();
+    expect_stopped(ctx, conn, &heard, step, step.clone())
+}
+
+/// [`expect_protocol_error`] on what was already read after the bad reply (`heard`, which
+/// fails `step` unless it is nothing and a close); the exit step `exit` also blames SPEC: CLT-EXIT-1.
+pub(crate) fn expect_stopped(
+    ctx: &mut Ctx,
+    conn: &Conn,
+    heard: &Heard,
+    step: &Exercise,
+    mut exit: Exercise,
+) -> CaseResult {
     match heard.end {
         End::Capped => return Err(conn.capped("after a bad reply")),
         End::Closed if heard.bytes.is_empty() => {}
         _ => return step.failed(Observation::closed(), heard.observed()),
     }
-    let mut exit = step.clone();
     exit.blames.push("CLT-EXIT-1");
     ctx.expect_exit(&exit, false)
 }

@@ -8,7 +8,7 @@
 //! write of `n` pings; `lock_step(conn, n)` `n` rounds of `"ping"` answered by `"pong"`;
 //! `observe(conn)` reads what is owed by now (and the close, if the server owes one);
 //! `quiet(conn)` also checks that nothing more arrives and the connection stays open for
-//! [`QUIET`]; `pause(ms)`, `half_close(conn)`. A connection opens at its first
+//! [`QUIET`](crate::conform::model::QUIET); `pause(ms)`, `half_close(conn)`. A connection opens at its first
 //! move; at the end every connection still open is half-closed and must answer and close.
 //!
 //! A row ends its conversation with `end` only where `end` is part of what it tests (split,
@@ -18,71 +18,40 @@
 //! (SPEC: SRV-OPEN-1): a server that closes early fails there, and a row never passes on a
 //! close that came before its bytes did.
 
-use std::time::Duration;
-
 use crate::conform::case::{case, Case, Run};
+/// A row's script, with the model's expectations.
+pub(crate) use crate::conform::model::script;
 use crate::conform::model::{half_close, lock_step, observe, pause, pings, quiet, send, Move};
-
-/// How long `quiet` (`expect_open`) waits for nothing to happen. A correct server never fails
-/// the check, however slow the machine; a longer wait only catches a slower wrong answer.
-pub(crate) const QUIET: Duration = Duration::from_millis(50);
 
 /// The 30 ms pause of the split cases: long enough that the pieces arrive as separate reads.
 const SPLIT: u64 = 30;
 
-/// A row: the case and its moves.
+/// A row: the case and its moves (a long list in groups, one a line). The second form is the
+/// shape of most rows about how a stream ends: `n` lock-step rounds, a check that the
+/// connection is still open (SPEC: SRV-OPEN-1), then one write of `bytes`, and what follows.
 macro_rules! row {
-    ($section:literal / $name:literal, [$($req:literal),+], $title:literal, [$($move:expr),* $(,)?]) => {{
-        const MOVES: &[Move] = &[$($move),*];
+    ($section:literal / $name:literal, [$($req:literal),+], $title:literal, $([$($move:expr),* $(,)?])+) => {{
+        const MOVES: &[Move] = &[$($($move,)*)+];
         case!(server $section / $name, [$($req),+], Any, $title, Run::Conversation(MOVES))
     }};
+    ($section:literal / $name:literal, [$($req:literal),+], $title:literal, $n:literal rounds then $bytes:literal) => {
+        row!($section / $name, [$($req),+], $title, [lock_step(1, $n), quiet(1), send(1, $bytes), observe(1)])
+    };
 }
 
 /// Every row, in SPEC.md order.
 pub(crate) fn rows() -> Vec<Case> {
     vec![
-        row!(
-            "4.2" / "split-ping",
-            ["WIRE-STREAM-1", "SRV-PONG-2", "SRV-PONG-3"],
+        row!("4.2" / "split-ping", ["WIRE-STREAM-1", "SRV-PONG-2", "SRV-PONG-3"],
             "a ping split at every position is answered once complete",
-            [
-                send(1, b"p"),
-                quiet(1),
-                send(1, b"ing"),
-                observe(1),
-                send(1, b"pi"),
-                quiet(1),
-                send(1, b"ng"),
-                observe(1),
-                send(1, b"pin"),
-                quiet(1),
-                send(1, b"g"),
-                observe(1),
-                half_close(1),
-                observe(1)
-            ]
-        ),
-        row!(
-            "4.2" / "byte-by-byte",
-            ["WIRE-STREAM-1", "WIRE-STREAM-2"],
-            "ping and end sent one byte per write",
-            [
-                send(1, b"p"),
-                pause(SPLIT),
-                send(1, b"i"),
-                pause(SPLIT),
-                send(1, b"n"),
-                pause(SPLIT),
-                send(1, b"g"),
-                quiet(1),
-                send(1, b"e"),
-                pause(SPLIT),
-                send(1, b"n"),
-                pause(SPLIT),
-                send(1, b"d"),
-                observe(1)
-            ]
-        ),
+            [send(1, b"p"), quiet(1), send(1, b"ing"), observe(1)]
+            [send(1, b"pi"), quiet(1), send(1, b"ng"), observe(1)]
+            [send(1, b"pin"), quiet(1), send(1, b"g"), observe(1)]
+            [half_close(1), observe(1)]),
+        row!("4.2" / "byte-by-byte", ["WIRE-STREAM-1", "WIRE-STREAM-2"], "ping and end sent one byte per write",
+            [send(1, b"p"), pause(SPLIT), send(1, b"i"), pause(SPLIT), send(1, b"n"), pause(SPLIT), send(1, b"g")]
+            [quiet(1)]
+            [send(1, b"e"), pause(SPLIT), send(1, b"n"), pause(SPLIT), send(1, b"d"), observe(1)]),
         row!(
             "4.2" / "coalesced",
             ["WIRE-STREAM-1", "SRV-PONG-1"],
@@ -101,42 +70,21 @@ pub(crate) fn rows() -> Vec<Case> {
             "10,000 pings in one stream, read only at the end",
             [pings(1, 10_000), half_close(1), observe(1)]
         ),
-        row!(
-            "4.4" / "wrong-case",
-            ["WIRE-INVALID-1", "SRV-INVALID-1"],
-            "\"PING\" after a round: close without a reply",
-            [lock_step(1, 1), quiet(1), send(1, b"PING"), observe(1)]
-        ),
-        row!(
-            "4.4" / "wrong-case-inside",
-            ["WIRE-INVALID-1", "SRV-INVALID-1"],
-            "\"pinG\" after a round: close without a reply",
-            [lock_step(1, 1), quiet(1), send(1, b"pinG"), observe(1)]
-        ),
-        row!(
-            "4.4" / "newline",
-            ["WIRE-INVALID-1", "SRV-INVALID-1"],
-            "a newline after a round: close without a reply (no delimiters)",
-            [lock_step(1, 1), quiet(1), send(1, b"\n"), observe(1)]
-        ),
+        row!("4.4" / "wrong-case", ["WIRE-INVALID-1", "SRV-INVALID-1"],
+            "\"PING\" after a round: close without a reply", 1 rounds then b"PING"),
+        row!("4.4" / "wrong-case-inside", ["WIRE-INVALID-1", "SRV-INVALID-1"],
+            "\"pinG\" after a round: close without a reply", 1 rounds then b"pinG"),
+        row!("4.4" / "newline", ["WIRE-INVALID-1", "SRV-INVALID-1"],
+            "a newline after a round: close without a reply (no delimiters)", 1 rounds then b"\n"),
         row!(
             "4.4" / "non-utf8",
             ["WIRE-INVALID-1", "SRV-INVALID-1", "SRV-INVALID-2"],
             "a non-UTF-8 byte: close, and the server still serves",
             [lock_step(1, 1), quiet(1), send(1, b"\xff\xfe"), observe(1), lock_step(2, 2), half_close(2), observe(2)]
         ),
-        row!(
-            "4.4" / "nul",
-            ["WIRE-INVALID-1", "SRV-INVALID-1"],
-            "a NUL byte inside a token",
-            [lock_step(1, 1), quiet(1), send(1, b"pi\0"), observe(1)]
-        ),
-        row!(
-            "4.4" / "garbage-after-pings",
-            ["WIRE-INVALID-1", "SRV-INVALID-1"],
-            "garbage after two rounds: close without a reply",
-            [lock_step(1, 2), quiet(1), send(1, b"xyz"), observe(1)]
-        ),
+        row!("4.4" / "nul", ["WIRE-INVALID-1", "SRV-INVALID-1"], "a NUL byte inside a token", 1 rounds then b"pi\0"),
+        row!("4.4" / "garbage-after-pings", ["WIRE-INVALID-1", "SRV-INVALID-1"],
+            "garbage after two rounds: close without a reply", 2 rounds then b"xyz"),
         row!(
             "4.4" / "owed-pongs-first",
             ["SRV-INVALID-1", "WIRE-STREAM-1"],
@@ -161,43 +109,21 @@ pub(crate) fn rows() -> Vec<Case> {
             "100 lock-step rounds, then end",
             [lock_step(1, 100), send(1, b"end"), observe(1)]
         ),
-        row!(
-            "5.1" / "stays-open",
-            ["SRV-OPEN-1"],
+        row!("5.1" / "stays-open", ["SRV-OPEN-1"],
             "rounds, pauses and more rounds: the connection stays open until the client's EOF",
-            [
-                lock_step(1, 1),
-                pause(300),
-                lock_step(1, 3),
-                send(1, b"pi"),
-                quiet(1),
-                pause(300),
-                send(1, b"ng"),
-                observe(1),
-                send(1, b"pingping"),
-                observe(1),
-                lock_step(1, 1),
-                quiet(1)
-            ]
-        ),
+            [lock_step(1, 1), pause(300), lock_step(1, 3)]
+            [send(1, b"pi"), quiet(1), pause(300), send(1, b"ng"), observe(1)]
+            [send(1, b"pingping"), observe(1), lock_step(1, 1), quiet(1)]),
         row!(
             "5.1" / "partial-then-eof",
             ["SRV-PONG-2", "SRV-EOF-1"],
             "EOF in the middle of a ping: close without a reply",
             [lock_step(1, 1), quiet(1), send(1, b"pi"), half_close(1), observe(1)]
         ),
-        row!(
-            "5.2" / "end-closes",
-            ["SRV-END-1"],
-            "end closes the connection without waiting for the client's EOF",
-            [lock_step(1, 1), quiet(1), send(1, b"end"), observe(1)]
-        ),
-        row!(
-            "5.2" / "bytes-after-end",
-            ["SRV-END-2"],
-            "pings in the same write after end are not answered",
-            [lock_step(1, 1), quiet(1), send(1, b"endpingping"), observe(1)]
-        ),
+        row!("5.2" / "end-closes", ["SRV-END-1"],
+            "end closes the connection without waiting for the client's EOF", 1 rounds then b"end"),
+        row!("5.2" / "bytes-after-end", ["SRV-END-2"],
+            "pings in the same write after end are not answered", 1 rounds then b"endpingping"),
         row!(
             "5.2" / "bytes-after-end-later",
             ["SRV-END-2"],
@@ -212,11 +138,6 @@ pub(crate) fn rows() -> Vec<Case> {
         ),
         row!("5.4" / "eof-at-once", ["SRV-EOF-1"], "EOF before any byte: close", [half_close(1), observe(1)]),
     ]
-}
-
-/// A row's script, with the model's expectations.
-pub(crate) fn script(moves: &[Move]) -> crate::conform::script::Script {
-    crate::conform::model::expect(moves, QUIET)
 }
 
 #[cfg(test)]

@@ -6,18 +6,16 @@
 //!
 //! A [`BurstPlan`] is 2 to 16 connections and 1 to 4 bursts; in each burst every connection
 //! writes its own number of pings (1 to 64) in one write, the writes released together, and
-//! then every connection must receive exactly its own number of pongs. The model and the
-//! runner are the conversations' ([`super::conversation`]).
+//! then every connection must receive exactly its own number of pongs. The model, the runner
+//! and the rest of the family are the conversations' ([`super::conversation::Conversational`]).
 
 use proptest::prelude::*;
 use proptest::strategy::BoxedStrategy;
 
-use super::conversation::{Conversations, Server};
-use super::engine::{Env, Family, Ran};
+use super::conversation::Conversational;
 use crate::conform::bytes::Bytes;
-use crate::conform::cases::rows::QUIET;
-use crate::conform::model::{self, Move};
-use crate::conform::script::{Action, ConnWrite, Script};
+use crate::conform::model::Move;
+use crate::conform::script::{Action, ConnWrite};
 use crate::proto::PING;
 
 /// The family of bursts.
@@ -58,20 +56,17 @@ impl BurstPlan {
     }
 }
 
-impl Family for Bursts {
+impl Conversational for Bursts {
     type Plan = BurstPlan;
-    type Repro = Vec<Move>;
-    type Worker = Server;
-
     const ID: &'static str = "server/explore-burst";
-
     const SECTION: &'static str = "explore: bursts on many connections at one instant (SPEC.md section 5.5)";
-
     const NOUN: &'static str = "generated bursts";
-
     const REQUIREMENTS: &'static [&'static str] = &["SRV-ISOLATE-1", "SRV-CONC-1", "SRV-CONC-2", "SRV-PONG-1"];
-
     const DEFAULT_CASES: u32 = 20;
+
+    // The pass over the moves drops a connection with every move that names it, and each
+    // burst's one write names them all: proptest's shrinking of the plan is what shrinks a burst.
+    const REDUCE: bool = false;
 
     fn rng_index(&self, index: u64) -> u64 {
         index | 1 << 62
@@ -81,45 +76,22 @@ impl Family for Bursts {
         plans().boxed()
     }
 
-    fn repro(&self, plan: &BurstPlan) -> Vec<Move> {
+    fn moves(plan: &BurstPlan) -> Vec<Move> {
         plan.moves()
-    }
-
-    fn worker(&self) -> Server {
-        Conversations.worker()
-    }
-
-    fn play(&self, env: &Env<'_>, worker: &mut Server, moves: &Vec<Move>) -> Result<(), Ran> {
-        Conversations.play(env, worker, moves)
-    }
-
-    fn text(&self, moves: &Vec<Move>) -> String {
-        Conversations.text(moves)
-    }
-
-    fn script(&self, moves: &Vec<Move>) -> Option<Script> {
-        Some(model::expect(moves, QUIET))
-    }
-
-    fn size(&self, moves: &Vec<Move>) -> usize {
-        Conversations.size(moves)
-    }
-
-    fn notes(&self, worker: &Server) -> Vec<String> {
-        Conversations.notes(worker)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conform::model;
     use crate::conform::script::Step;
 
     // SPEC: SRV-ISOLATE-1 — every connection's count is its own, checked after every burst.
     #[test]
     fn each_connection_expects_its_own_count() {
         let plan = BurstPlan { bursts: vec![vec![3, 5]] };
-        let script = model::expect(&plan.moves(), QUIET);
+        let script = model::script(&plan.moves());
         let text = script.text();
         assert!(text.contains("send at once: #1 \"pingpingping\", #2 \"ping\" x 5"), "{text}");
         let expected: Vec<(u32, usize)> = script

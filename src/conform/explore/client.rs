@@ -27,9 +27,12 @@ use proptest::strategy::BoxedStrategy;
 use super::engine::{Env, Family, Ran};
 use crate::conform::bytes::Bytes;
 use crate::conform::case::Role;
-use crate::conform::cases::client::{close_after_end, next_token, Token};
+use crate::conform::cases::client::{
+    close_after_end, expect_clean_exit, expect_stopped, finish_cleanly, next_token, stopped_after_pong,
+    stopped_after_split, Token,
+};
 use crate::conform::harness::{Conn, Ctx, End};
-use crate::conform::verdict::{CaseResult, Exercise, Observation, Problem};
+use crate::conform::verdict::{CaseResult, Exercise};
 use crate::proto::{ClientSession, END, PING, PONG};
 
 /// The one thing the gate's server does wrong.
@@ -85,25 +88,24 @@ impl fmt::Display for ClientPlan {
         if before > self.splits.len() {
             writeln!(f, "rounds {}..{}: replied \"pong\"", self.splits.len() + 1, before)?;
         }
-        match self.disruption {
-            Disruption::Wrong { at, byte } => {
-                let mut reply = PONG.to_vec();
-                reply[usize::from(at)] = byte;
-                writeln!(f, "round {}: replied {}", self.round, Bytes::from(reply))
-            }
-            Disruption::Close { sent } => {
-                writeln!(
-                    f,
-                    "round {}: replied {} and closed",
-                    self.round,
-                    Bytes::from(PONG[..usize::from(sent)].to_vec())
-                )
-            }
-            Disruption::Extra { byte } => {
-                writeln!(f, "round {}: replied {} in one write", self.round, Bytes::from([&PONG[..], &[byte]].concat()))
-            }
-        }
+        writeln!(f, "{}", describe(self.disruption, self.round).1)
     }
+}
+
+/// The bytes `disruption` writes in `round`, the words that say so (the plan's text and the
+/// step's name), and what a client that does not stop then breaks.
+fn describe(disruption: Disruption, round: u32) -> (Vec<u8>, String, &'static [&'static str]) {
+    let (sent, how, blames): (_, _, &'static [&'static str]) = match disruption {
+        Disruption::Wrong { at, byte } => {
+            let mut reply = PONG.to_vec();
+            reply[usize::from(at)] = byte;
+            (reply, "", &["CLT-REPLY-2"])
+        }
+        Disruption::Close { sent } => (PONG[..usize::from(sent)].to_vec(), " and closed", &["CLT-EOF-1"]),
+        Disruption::Extra { byte } => ([&PONG[..], &[byte]].concat(), " in one write", &["CLT-REPLY-2"]),
+    };
+    let what = format!("round {round}: replied {}{how}", Bytes::from(sent.clone()));
+    (sent, what, blames)
 }
 
 fn pieces(split: &Split) -> Vec<&'static [u8]> {
@@ -145,27 +147,15 @@ fn play(env: &Env<'_>, plan: &ClientPlan) -> Result<(), Ran> {
     result.map_err(|problem| Ran::new(problem, Some(ctx.transcript())))
 }
 
-/// The client's next token, read as the fixed cases read it; `true` for `ping`. After `end`
-/// the gate closes as a server must and the client must close too (SPEC: SRV-END-1, CLT-END-1).
-fn next_ping(conn: &mut Conn, round: u32, stopped: &Exercise) -> Result<bool, Problem> {
-    match next_token(conn, round, stopped)? {
-        Token::Ping => Ok(true),
-        Token::End => close_after_end(conn, round - 1).map(|()| false),
-    }
-}
-
 fn serve(ctx: &mut Ctx, conn: &mut Conn, plan: &ClientPlan) -> CaseResult {
     let mut split_before = false;
     for round in 1.. {
-        let stopped = if split_before {
-            Exercise::new("after a \"pong\" sent in pieces", &["CLT-REPLY-1"])
-        } else {
-            Exercise::new("after a whole \"pong\"", &["CLT-END-1"])
-        };
-        if !next_ping(conn, round, &stopped)? {
-            // The client finished its rounds before the disruption: `end`, a close, exit 0.
-            return ctx
-                .expect_exit(&Exercise::new(format!("after {} rounds and \"end\"", round - 1), &["CLT-EXIT-1"]), true);
+        let stopped = if split_before { stopped_after_split() } else { stopped_after_pong() };
+        if next_token(conn, round, &stopped)? == Token::End {
+            // The client finished its rounds before the disruption: after `end` the gate closes
+            // as a server must, the client closes too and exits 0 (SPEC: SRV-END-1, CLT-END-1).
+            close_after_end(conn, round - 1)?;
+            return expect_clean_exit(ctx, round - 1);
         }
         if round == plan.round {
             return disrupt(ctx, conn, plan.disruption, round);
@@ -189,22 +179,9 @@ fn serve(ctx: &mut Ctx, conn: &mut Conn, plan: &ClientPlan) -> CaseResult {
     unreachable!("the loop returns")
 }
 
-/// The bytes the disruption writes.
-fn disrupted(disruption: Disruption) -> Vec<u8> {
-    match disruption {
-        Disruption::Wrong { at, byte } => {
-            let mut reply = PONG.to_vec();
-            reply[usize::from(at)] = byte;
-            reply
-        }
-        Disruption::Close { sent } => PONG[..usize::from(sent)].to_vec(),
-        Disruption::Extra { byte } => [&PONG[..], &[byte]].concat(),
-    }
-}
-
 /// After the disruption: what SPEC.md section 6 requires of the client (module docs).
 fn disrupt(ctx: &mut Ctx, conn: &mut Conn, disruption: Disruption, round: u32) -> CaseResult {
-    let sent = disrupted(disruption);
+    let (sent, what, blames) = describe(disruption, round);
     let _ = conn.send(&sent);
     if let Disruption::Close { .. } = disruption {
         conn.half_close();
@@ -217,20 +194,8 @@ fn disrupt(ctx: &mut Ctx, conn: &mut Conn, disruption: Disruption, round: u32) -
     }
     let _ = model.poll_transmit();
     if model.on_bytes(&sent).is_ok() && !matches!(disruption, Disruption::Close { .. } | Disruption::Extra { .. }) {
-        return serve_rest(ctx, conn, round);
+        return finish_cleanly(ctx, conn, round, &stopped_after_pong());
     }
-    let what = format!(
-        "round {round}: replied {} {}",
-        Bytes::from(sent.clone()),
-        match disruption {
-            Disruption::Close { .. } => "and closed",
-            _ => "in one write",
-        }
-    );
-    let blames: &[&'static str] = match disruption {
-        Disruption::Close { .. } => &["CLT-EOF-1"],
-        _ => &["CLT-REPLY-2"],
-    };
     let step = Exercise::new(what.clone(), blames);
     // `end` is complete at 3 bytes: a client that sends it and waits for the close is not kept waiting.
     let heard = conn.read_until(ctx.waits.timeout, PING.len(), |got| got == END || got.len() >= PING.len());
@@ -246,7 +211,8 @@ fn disrupt(ctx: &mut Ctx, conn: &mut Conn, disruption: Disruption, round: u32) -
             b"ping" => {
                 let _ = conn.send(PONG);
                 let step = step.at(format!("{what}, then the client's next \"ping\" answered \"pong\""));
-                return stops(ctx, conn, &step, &["CLT-EXIT-1"]);
+                let heard = conn.read_until_close();
+                return expect_stopped(ctx, conn, &heard, &step, exit_of(&step));
             }
             // Its rounds were over: it may finish as after any last round.
             b"end" => {
@@ -257,40 +223,13 @@ fn disrupt(ctx: &mut Ctx, conn: &mut Conn, disruption: Disruption, round: u32) -
             _ => {}
         }
     }
-    match (heard.bytes.is_empty(), heard.end) {
-        (true, End::Closed) => {}
-        // The whole disrupted reply was in one write, or the server closed: nothing to wait for.
-        _ => return step.failed(Observation::closed(), heard.observed()),
-    }
-    let mut exit = step.at(format!("{what}: the client's exit"));
-    exit.blames.push("CLT-EXIT-1");
-    ctx.expect_exit(&exit, false)
+    // The whole disrupted reply was in one write, or the server closed: nothing to wait for.
+    expect_stopped(ctx, conn, &heard, &step, exit_of(&step))
 }
 
-/// After a bad reply the client stops: nothing more (no `end`), a close, a non-zero exit.
-fn stops(ctx: &mut Ctx, conn: &mut Conn, step: &Exercise, exit_blames: &[&'static str]) -> CaseResult {
-    let heard = conn.read_until_close();
-    if heard.end == End::Capped {
-        return Err(conn.capped("after a bad reply"));
-    }
-    if !(heard.closed() && heard.bytes.is_empty()) {
-        return step.failed(Observation::closed(), heard.observed());
-    }
-    let mut exit = step.at(format!("{}: the client's exit", step.step));
-    exit.blames.extend(exit_blames);
-    ctx.expect_exit(&exit, false)
-}
-
-/// A disruption the model accepts (a "wrong" byte equal to the right one): play on correctly.
-fn serve_rest(ctx: &mut Ctx, conn: &mut Conn, round: u32) -> CaseResult {
-    for round in round + 1.. {
-        if !next_ping(conn, round, &Exercise::new("after a whole \"pong\"", &["CLT-END-1"]))? {
-            let step = Exercise::new(format!("after {} rounds and \"end\"", round - 1), &["CLT-EXIT-1"]);
-            return ctx.expect_exit(&step, true);
-        }
-        let _ = conn.send(PONG);
-    }
-    unreachable!("the loop returns")
+/// The step of the client's exit after `step`.
+fn exit_of(step: &Exercise) -> Exercise {
+    step.at(format!("{}: the client's exit", step.step))
 }
 
 /// The family of generated servers against a client.

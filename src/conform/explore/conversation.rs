@@ -17,7 +17,6 @@ use proptest::strategy::BoxedStrategy;
 use super::engine::{Env, Family, Ran};
 use crate::conform::bytes::Bytes;
 use crate::conform::case::Role;
-use crate::conform::cases::rows::QUIET;
 use crate::conform::harness::{Ctx, Transcript};
 use crate::conform::model::{self, Move};
 use crate::conform::script::{self, Action, Script};
@@ -269,7 +268,7 @@ impl Plan {
 
     /// The plan as a script with the model's expectations.
     pub(crate) fn script(&self) -> Script {
-        model::expect(&self.moves(), QUIET)
+        model::script(&self.moves())
     }
 }
 
@@ -287,39 +286,54 @@ pub(crate) struct Server {
     deaths: Vec<String>,
 }
 
-/// A fresh server for `env`'s target; a start that fails makes exploration impossible.
+/// Why a start failed: a start that fails makes exploration impossible.
+fn did_not_start(problem: Problem) -> Problem {
+    match problem {
+        Problem::Fail(failure) => Problem::Harness(format!("the server did not start: {failure}")),
+        other => other,
+    }
+}
+
+/// A fresh server for `env`'s target.
 fn start(env: &Env<'_>) -> Result<Ctx, Ran> {
-    let harness = |problem: Problem| match problem {
-        Problem::Fail(failure) => Ran::new(Problem::Harness(format!("the server did not start: {failure}")), None),
-        other => Ran::new(other, None),
-    };
-    let mut ctx = Ctx::new(env.target, env.waits, env.addressing, Role::Server).map_err(harness)?;
-    ctx.start_server().map_err(harness)?;
+    let no_start = |problem| Ran::new(did_not_start(problem), None);
+    let mut ctx = env.ctx(Role::Server).map_err(no_start)?;
+    ctx.start_server().map_err(no_start)?;
     Ok(ctx)
 }
 
 /// Plays `script` in a fresh server; its transcript if it passed.
-pub(crate) fn play_fresh(env: &Env<'_>, script: &Script) -> Result<Option<Transcript>, Ran> {
-    let mut ctx = start(env)?;
-    let result = script::play(&mut ctx, script);
-    let transcript = Some(ctx.transcript());
-    match result {
-        Ok(()) => Ok(transcript),
-        Err(problem) => Err(Ran::new(problem, transcript)),
-    }
+pub(crate) fn play_fresh(env: &Env<'_>, script: &Script) -> Result<Transcript, Ran> {
+    env.fresh(Role::Server, |ctx| ctx.start_server().map_err(did_not_start), |ctx, ()| script::play(ctx, script))
 }
 
-impl Family for Conversations {
+/// A family of moves for the model: the conversations, and the bursts ([`super::burst`]). Its
+/// items are what such a family says of itself, as [`Family`]'s of the same names; the rest of
+/// [`Family`] is the same for all of them: a case is the model's script, played on the server
+/// the worker keeps (restarted when it dies).
+pub(crate) trait Conversational: Sync {
+    type Plan: Clone + std::fmt::Debug;
+    const ID: &'static str;
+    const SECTION: &'static str;
+    const NOUN: &'static str;
+    const REQUIREMENTS: &'static [&'static str];
+    const DEFAULT_CASES: u32;
+    /// Whether a failure's moves get the family's own pass after proptest's shrinking
+    /// ([`Family::reduce`]).
+    const REDUCE: bool;
+    fn rng_index(&self, index: u64) -> u64 {
+        index
+    }
+    fn strategy(&self) -> BoxedStrategy<Self::Plan>;
+    /// What a plan plays.
+    fn moves(plan: &Self::Plan) -> Vec<Move>;
+}
+
+impl Conversational for Conversations {
     type Plan = Plan;
-    type Repro = Vec<Move>;
-    type Worker = Server;
-
     const ID: &'static str = "server/explore";
-
     const SECTION: &'static str = "explore: generated conversations (SPEC.md sections 4 and 5)";
-
     const NOUN: &'static str = "generated conversations";
-
     const REQUIREMENTS: &'static [&'static str] = &[
         "SRV-PONG-1",
         "SRV-PONG-2",
@@ -336,15 +350,39 @@ impl Family for Conversations {
         "SRV-ISOLATE-1",
         "SRV-CONC-2",
     ];
-
     const DEFAULT_CASES: u32 = DEFAULT_CASES;
+    const REDUCE: bool = true;
 
     fn strategy(&self) -> BoxedStrategy<Plan> {
         plans().boxed()
     }
 
-    fn repro(&self, plan: &Plan) -> Vec<Move> {
+    fn moves(plan: &Plan) -> Vec<Move> {
         plan.moves()
+    }
+}
+
+impl<C: Conversational> Family for C {
+    type Plan = C::Plan;
+    type Repro = Vec<Move>;
+    type Worker = Server;
+
+    const ID: &'static str = <C as Conversational>::ID;
+    const SECTION: &'static str = <C as Conversational>::SECTION;
+    const NOUN: &'static str = <C as Conversational>::NOUN;
+    const REQUIREMENTS: &'static [&'static str] = <C as Conversational>::REQUIREMENTS;
+    const DEFAULT_CASES: u32 = <C as Conversational>::DEFAULT_CASES;
+
+    fn rng_index(&self, index: u64) -> u64 {
+        Conversational::rng_index(self, index)
+    }
+
+    fn strategy(&self) -> BoxedStrategy<C::Plan> {
+        Conversational::strategy(self)
+    }
+
+    fn repro(&self, plan: &C::Plan) -> Vec<Move> {
+        C::moves(plan)
     }
 
     fn worker(&self) -> Server {
@@ -365,16 +403,16 @@ impl Family for Conversations {
             Some(ctx) => ctx,
             None => worker.ctx.insert(start(env)?),
         };
-        let result = script::play(ctx, &model::expect(moves, QUIET));
+        let result = script::play(ctx, &model::script(moves));
         // Each script's transcript is its own; the process's lines so far are dropped.
         let transcript = ctx.take_transcript();
         result.map_err(|problem| Ran::new(problem, Some(transcript)))
     }
 
-    /// After proptest's shrinking, which works on the plan (where removing a connection
-    /// shifts the interleaving of the others), a pass over the moves in the manner of delta
-    /// debugging: drop each connection whole, then each move from the last, while the
-    /// script still fails.
+    /// For a family that asks for it ([`Conversational::REDUCE`]), after proptest's shrinking,
+    /// which works on the plan (where removing a connection shifts the interleaving of the
+    /// others), a pass over the moves in the manner of delta debugging: drop each connection
+    /// whole, then each move from the last, while the script still fails.
     fn reduce(
         &self,
         env: &Env<'_>,
@@ -383,6 +421,9 @@ impl Family for Conversations {
         budget: &mut u32,
         last: &mut Option<Ran>,
     ) -> Vec<Move> {
+        if !C::REDUCE {
+            return moves;
+        }
         let mut still_fails = |candidate: &Vec<Move>, budget: &mut u32| {
             *budget = budget.saturating_sub(1);
             match self.play(env, worker, candidate) {
@@ -412,16 +453,8 @@ impl Family for Conversations {
         moves
     }
 
-    fn text(&self, moves: &Vec<Move>) -> String {
-        model::expect(moves, QUIET).text()
-    }
-
     fn script(&self, moves: &Vec<Move>) -> Option<Script> {
-        Some(model::expect(moves, QUIET))
-    }
-
-    fn size(&self, moves: &Vec<Move>) -> usize {
-        model::expect(moves, QUIET).steps.len()
+        Some(model::script(moves))
     }
 
     fn notes(&self, worker: &Server) -> Vec<String> {

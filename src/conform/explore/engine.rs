@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 use proptest::strategy::{BoxedStrategy, Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 
-use crate::conform::harness::{Addressing, Direction, Transcript, Waits};
+use crate::conform::case::Role;
+use crate::conform::harness::{Addressing, Ctx, Direction, Transcript, Waits};
 use crate::conform::outcome::{CaseReport, Confirmation, ScriptReport};
 use crate::conform::script::{Script, HUMAN_MARKER};
-use crate::conform::verdict::{Failure, Problem};
+use crate::conform::verdict::{CaseResult, Failure, Problem};
 use crate::process::Target;
 use crate::spec::{self, Level};
 
@@ -88,6 +89,31 @@ pub struct Env<'a> {
     pub jobs: usize,
 }
 
+impl Env<'_> {
+    /// A case's world for `role` against the target, in a fresh directory.
+    pub(crate) fn ctx(&self, role: Role) -> Result<Ctx, Problem> {
+        Ctx::new(self.target, self.waits, self.addressing, role)
+    }
+
+    /// Plays a case in a world of its own for `role`: `setup`, whose problems come without a
+    /// transcript (nothing was played yet), then `case` with what `setup` made.
+    pub(crate) fn fresh<T>(
+        &self,
+        role: Role,
+        setup: impl FnOnce(&mut Ctx) -> Result<T, Problem>,
+        case: impl FnOnce(&mut Ctx, T) -> CaseResult,
+    ) -> Result<Transcript, Ran> {
+        let mut ctx = self.ctx(role).map_err(|p| Ran::new(p, None))?;
+        let made = setup(&mut ctx).map_err(|p| Ran::new(p, None))?;
+        let result = case(&mut ctx, made);
+        let transcript = ctx.transcript();
+        match result {
+            Ok(()) => Ok(transcript),
+            Err(problem) => Err(Ran::new(problem, Some(transcript))),
+        }
+    }
+}
+
 /// How one generated case went, when it did not pass.
 #[derive(Debug)]
 pub(crate) struct Ran {
@@ -147,14 +173,19 @@ pub(crate) trait Family: Sync {
     ) -> Self::Repro {
         repro
     }
-    /// A case as lines of text.
-    fn text(&self, repro: &Self::Repro) -> String;
     /// A case as a replayable script, where it is one.
     fn script(&self, _repro: &Self::Repro) -> Option<Script> {
         None
     }
-    /// Steps (or events) in a case, for "shrunk from N".
-    fn size(&self, repro: &Self::Repro) -> usize;
+    /// A case as lines of text: its script's, for a family whose cases are scripts.
+    fn text(&self, repro: &Self::Repro) -> String {
+        self.script(repro).map(|script| script.text()).unwrap_or_default()
+    }
+    /// Steps (or events) in a case, for "shrunk from N": its script's steps, for a family
+    /// whose cases are scripts.
+    fn size(&self, repro: &Self::Repro) -> usize {
+        self.script(repro).map_or(0, |script| script.steps.len())
+    }
     /// What a worker saw that no case failed for (a server that died between cases).
     fn notes(&self, _worker: &Self::Worker) -> Vec<String> {
         Vec::new()
@@ -178,6 +209,22 @@ pub(crate) struct Found<R> {
     pub confirmation: Option<Confirmation>,
     /// Candidate cases run while shrinking.
     pub shrink_runs: u32,
+}
+
+impl<R> Found<R> {
+    /// The failure `ran` found, if it is one.
+    fn new(
+        index: u64,
+        original: R,
+        minimal: R,
+        ran: Ran,
+        confirmation: Option<Confirmation>,
+        shrink_runs: u32,
+    ) -> Option<Self> {
+        let failure = ran.problem.failure()?.clone();
+        let transcript = ran.transcript.map(|t| *t);
+        Some(Found { index, original, minimal, failure, transcript, confirmation, shrink_runs })
+    }
 }
 
 /// What an exploration did.
@@ -321,18 +368,10 @@ pub(crate) fn explore<F: Family>(
     let mut exploration = Exploration {
         ran: ran.load(Ordering::SeqCst),
         found: None,
-        warning: warning.into_inner().unwrap_or_else(|p| p.into_inner()).and_then(|(index, repro, ran)| {
-            let failure = ran.problem.failure()?.clone();
-            Some(Found {
-                index,
-                original: repro.clone(),
-                minimal: repro,
-                failure,
-                transcript: ran.transcript.map(|t| *t),
-                confirmation: None,
-                shrink_runs: 0,
-            })
-        }),
+        warning: warning
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .and_then(|(index, repro, ran)| Found::new(index, repro.clone(), repro, ran, None, 0)),
         inconclusive: inconclusive.into_inner().unwrap_or_else(|p| p.into_inner()),
         notes: notes.into_inner().unwrap_or_else(|p| p.into_inner()),
         harness_error: harness_error.into_inner().unwrap_or_else(|p| p.into_inner()),
@@ -343,18 +382,8 @@ pub(crate) fn explore<F: Family>(
         // A case that never failed again in a fresh process failed because of what the
         // exploring process had been through: it is reported (flaky) with its failure then.
         let ran = confirmed.or(last);
-        exploration.found = ran.and_then(|ran| {
-            let failure = ran.problem.failure()?.clone();
-            Some(Found {
-                index,
-                original,
-                minimal,
-                failure,
-                transcript: ran.transcript.map(|t| *t),
-                confirmation: Some(confirmation),
-                shrink_runs,
-            })
-        });
+        exploration.found =
+            ran.and_then(|ran| Found::new(index, original, minimal, ran, Some(confirmation), shrink_runs));
     }
     exploration.elapsed = started.elapsed();
     exploration
@@ -428,7 +457,7 @@ pub(crate) fn reports<F: Family>(
     }
     for (found, warning) in [(&exploration.found, false), (&exploration.warning, true)] {
         let Some(found) = found else { continue };
-        out.push(found_report(family, found, warning, env, options, report(String::new(), String::new(), vec![])));
+        out.push(found_report(family, found, warning, env, options, &report));
     }
     if exploration.found.is_none() && exploration.harness_error.is_none() {
         let notes =
@@ -460,17 +489,18 @@ fn found_report<F: Family>(
     warning: bool,
     env: &Env<'_>,
     options: &ExploreOptions,
-    mut case: CaseReport,
+    report: &dyn Fn(String, String, Vec<&'static str>) -> CaseReport,
 ) -> CaseReport {
     let seed = options.seed;
-    case.id = format!("{}/seed-{seed}-case-{}", F::ID, found.index);
     let size = family.size(&found.minimal);
-    case.title = if warning {
+    let original_size = family.size(&found.original);
+    let title = if warning {
         format!("a generated case of {size} steps broke a SHOULD (not shrunk)")
     } else {
         format!("{} shrunk to {size} steps", F::NOUN.trim_end_matches('s').replace("generated ", "a generated "))
     };
-    case.requirements = found.failure.blames.clone();
+    let id = format!("{}/seed-{seed}-case-{}", F::ID, found.index);
+    let mut case = report(id, title, found.failure.blames.clone());
     let verdict = match &found.confirmation {
         Some(c) if c.is_flaky() => {
             format!("FLAKY: the minimal case failed {} of {} re-runs in a fresh process", c.failed, c.runs)
@@ -481,11 +511,7 @@ fn found_report<F: Family>(
     case.details.push(if warning {
         format!("generated case ({size} steps); {verdict}:")
     } else {
-        format!(
-            "minimal case ({size} steps, shrunk from {} in {} runs); {verdict}:",
-            family.size(&found.original),
-            found.shrink_runs
-        )
+        format!("minimal case ({size} steps, shrunk from {original_size} in {} runs); {verdict}:", found.shrink_runs)
     });
     case.details.extend(family.text(&found.minimal).lines().map(|l| format!("   {l}")));
     let script = family.script(&found.minimal);
@@ -499,7 +525,7 @@ fn found_report<F: Family>(
     case.transcript = found.transcript.as_ref().map(trimmed);
     case.script = script.map(|script| {
         Box::new(ScriptReport {
-            original_steps: Some(family.size(&found.original)),
+            original_steps: Some(original_size),
             script,
             failure: Some(found.failure.clone()),
             seed: Some(seed),

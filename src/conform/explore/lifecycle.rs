@@ -123,13 +123,13 @@ fn model_of(occupant: Occupant) -> Model {
 
 /// Plays `plan` against `env`'s target in a fresh directory.
 fn play(env: &Env<'_>, plan: &LifecyclePlan) -> Result<(), Ran> {
-    let mut ctx = Ctx::new(env.target, env.waits, env.addressing, Role::Server).map_err(|p| Ran::new(p, None))?;
-    let held = plan.occupant.put(&ctx.socket, ctx.dir()).map_err(|p| Ran::new(p, None))?;
-    let mut model = model_of(plan.occupant);
-    ctx.note(&format!("put {:?} at the path", plan.occupant));
-    let result = events(&mut ctx, plan, &mut model, &held);
-    drop(held);
-    result.map_err(|problem| Ran::new(problem, Some(ctx.transcript())))
+    let put = |ctx: &mut Ctx| plan.occupant.put(&ctx.socket, ctx.dir());
+    // What was put is held until the events are played, then let go before the transcript.
+    env.fresh(Role::Server, put, |ctx, held| {
+        ctx.note(&format!("put {:?} at the path", plan.occupant));
+        events(ctx, plan, &mut model_of(plan.occupant), &held)
+    })
+    .map(drop)
 }
 
 fn events(ctx: &mut Ctx, plan: &LifecyclePlan, model: &mut Model, held: &Held) -> CaseResult {

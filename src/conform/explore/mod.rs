@@ -108,7 +108,7 @@ pub(crate) fn replay(scripts: &[(String, Script)], env: &Env<'_>) -> Vec<CaseRep
             );
             let ran = conversation::play_fresh(env, script);
             let (result, transcript) = match ran {
-                Ok(transcript) => (Ok(()), transcript),
+                Ok(transcript) => (Ok(()), Some(transcript)),
                 Err(ran) => (Err(ran.problem), ran.transcript.map(|t| *t)),
             };
             case.transcript = transcript.as_ref().map(trimmed);
