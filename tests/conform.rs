@@ -587,6 +587,74 @@ fn a_reset_instead_of_a_reply_to_bytes_the_server_had_to_read_blames_srv_open_1(
     }
 }
 
+// SPEC: SRV-INVALID-2, SRV-ISOLATE-1 — a server that takes invalid input well but dies a moment
+// later (here: at the next bytes any connection sends) closes the next client's connection by
+// dying. In a stream case that close is the death's alone: the case fails SRV-INVALID-2 and
+// SRV-ISOLATE-1, not the lock-step round's SRV-PONG-1 or SRV-CONC-2 (as it did, by timing).
+#[test]
+fn a_close_a_death_explains_blames_the_death_alone() {
+    if !python3() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let from_spec = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/strangers/from_spec");
+    let server = dir.path().join("dies_later.py");
+    std::fs::write(
+        &server,
+        format!(
+            r#"import os, sys
+sys.path.insert(0, {from_spec:?})
+from server import Server, main
+
+class DiesLater(Server):
+    poisoned = False
+    def decode(self, st, data):
+        if DiesLater.poisoned:
+            os._exit(1)
+        if any(b >= 0x80 for b in data):
+            DiesLater.poisoned = True
+        return super().decode(st, data)
+
+if __name__ == "__main__":
+    main(DiesLater)
+"#
+        ),
+    )
+    .unwrap();
+    let target =
+        Target { program: "python3".into(), args: vec![server.to_string_lossy().into_owned(), "{socket}".into()] };
+    let options = Options { only: vec![glob::Pattern::new("server/4.4/non-utf8").unwrap()], ..Options::default() };
+    let report = conform::run(Role::Server, &target, &options);
+    assert_eq!(failing_cases(&report), BTreeSet::from(["server/4.4/non-utf8"]), "{}", describe_failures(&report));
+    let failure = report.cases.iter().find_map(|c| c.failure.as_ref()).unwrap();
+    assert!(failure.step.contains("#2"), "{}", describe_failures(&report));
+    assert_eq!(failure.blames, ["SRV-INVALID-2", "SRV-ISOLATE-1"], "{}", describe_failures(&report));
+}
+
+// SPEC: SRV-ACCEPT-1 — the lab server dies in its accept loop when descriptors run out (its
+// handler threads keep the process alive): the clients waiting in its backlog are reset as its
+// listener goes. That is the case's failure, SRV-ACCEPT-1, not an early close (SRV-OPEN-1),
+// whichever the gate sees first.
+#[test]
+fn clients_dropped_with_the_listener_blame_srv_accept_1() {
+    if !python3() {
+        return;
+    }
+    let server = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/strangers/lab_server.py");
+    let target =
+        Target { program: "python3".into(), args: vec![server.to_string_lossy().into_owned(), "{socket}".into()] };
+    let case = "server/5.6/descriptor-exhaustion";
+    let options = Options { only: vec![glob::Pattern::new(case).unwrap()], ..Options::default() };
+    for run in 1..=3 {
+        let report = conform::run(Role::Server, &target, &options);
+        assert_eq!(failing_cases(&report), BTreeSet::from([case]), "run {run}: {}", describe_failures(&report));
+        let failure = report.cases.iter().find_map(|c| c.failure.as_ref()).unwrap();
+        // Its death after the case (its last client gone) is SRV-ISOLATE-1's too.
+        assert!(failure.blames.contains(&"SRV-ACCEPT-1"), "run {run}: {}", describe_failures(&report));
+        assert!(!failure.blames.contains(&"SRV-OPEN-1"), "run {run}: {}", describe_failures(&report));
+    }
+}
+
 // SPEC: SRV-ERRNO-1 — a server that dies of SIGPIPE fails every run, not by timing luck.
 #[test]
 fn a_server_that_dies_of_sigpipe_fails_every_time() {

@@ -377,10 +377,15 @@ fn run_case(case: &Case, target: &Target, options: &Options, early_stop: &Mutex<
                     )
                     .failed(Observation::Running, death),
                     Err(Problem::Inconclusive(reason)) => Err(Problem::Inconclusive(format!("{reason}; and {text}"))),
-                    // The death explains the failure: what it breaks is blamed too, as the
-                    // script's last step ("the server still running") would have.
+                    // The death is blamed too, as the script's last step ("the server still
+                    // running") would have. In a stream case, a failure that is what a death
+                    // does to a connection is the death's alone: the step's own requirements
+                    // were not what failed (SPEC.md section 8).
                     Err(Problem::Fail(mut failure)) => {
                         report.details.push(text);
+                        if matches!(case.run, Run::Conversation(_)) && failure.observed_is_a_death() {
+                            failure.blames.clear();
+                        }
                         for id in dies {
                             if !failure.blames.contains(&id) {
                                 failure.blames.push(id);

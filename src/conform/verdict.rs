@@ -68,6 +68,23 @@ pub struct Failure {
     pub observed: Observation,
 }
 
+impl Failure {
+    /// Whether what was observed is what a server's death does to a connection where the
+    /// expected was awaited: a close after no more than the expected bytes, a refused
+    /// connect, a write that found the peer gone, a reset.
+    pub(crate) fn observed_is_a_death(&self) -> bool {
+        match &self.observed {
+            Observation::NotConnected { .. } | Observation::NotDelivered { .. } | Observation::ResetUnread => true,
+            Observation::Closed { before } => match &self.expected {
+                Observation::Bytes { bytes } => bytes.as_slice().starts_with(before.as_slice()),
+                Observation::Pong | Observation::ReplyWithin { .. } => b"pong".starts_with(before.as_slice()),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: expected {}; observed {}", self.step, self.expected, self.observed)

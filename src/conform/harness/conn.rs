@@ -82,15 +82,24 @@ pub(crate) struct Bounds {
     pub(crate) case_timeout: Duration,
 }
 
+/// The server process at the other end of a connection, when the gate started it, and the
+/// address it listens on.
+#[derive(Clone, Debug)]
+pub(crate) struct ServerEnd {
+    pub(crate) pid: u32,
+    pub(crate) socket: std::path::PathBuf,
+}
+
 /// A recorded connection with bounded reads.
 pub(crate) struct Conn {
     stream: UnixStream,
     id: usize,
     transcript: Recorder,
     bounds: Bounds,
-    /// The server process at the other end, when the gate started it: a reset it caused by
-    /// dying is told apart from one it caused by closing early.
-    server: Option<u32>,
+    /// The server at the other end, when the gate started it: a reset it caused by dying, or
+    /// by dropping a connection it never accepted, is told apart from one it caused by
+    /// closing early.
+    server: Option<ServerEnd>,
     /// Every byte received on this connection so far (at most [`READ_KEPT`]): a case can tell
     /// a connection that got more replies than it asked for, another connection's among them.
     received: Vec<u8>,
@@ -102,7 +111,7 @@ impl Conn {
         id: usize,
         transcript: Recorder,
         bounds: Bounds,
-        server: Option<u32>,
+        server: Option<ServerEnd>,
     ) -> Result<Self, Problem> {
         // A peer that never reads must not hang a write either.
         stream
@@ -111,17 +120,29 @@ impl Conn {
         Ok(Conn { stream, id, transcript, bounds, server, received: Vec::new() })
     }
 
-    /// Whether `heard`'s close was a reset that the server, alive, caused by closing with bytes
-    /// sent to it unread (on Linux a reset means exactly that). A server that died meanwhile
-    /// closed by dying: that is the death's business (SPEC.md section 8), not an early close.
+    /// Whether `heard`'s close was a reset that the server, alive and listening, caused by
+    /// closing with bytes sent to it unread (on Linux a reset means exactly that). A server
+    /// that died meanwhile closed by dying: that is the death's business (SPEC.md section 8),
+    /// not an early close; so is one that closed its listener, which drops the connections
+    /// still waiting in its backlog, never accepted (SRV-ACCEPT-1's business).
     pub(crate) fn closed_unread(&self, heard: &Heard) -> bool {
-        heard.closed() && heard.reset && !self.server_exits()
+        heard.closed() && heard.reset && !self.server_exits() && self.server_listens()
     }
 
     /// Whether the server the gate started at the other end is exiting (gone within 100 ms):
     /// a close it made by dying is the death's business, not the connection's.
     fn server_exits(&self) -> bool {
-        self.server.is_some_and(|pid| crate::process::exits_within(pid, Duration::from_millis(100)))
+        self.server.as_ref().is_some_and(|s| crate::process::exits_within(s.pid, Duration::from_millis(100)))
+    }
+
+    /// Whether something still listens at the server's address (a full backlog counts: it
+    /// says nothing); `true` where the gate did not start the server.
+    fn server_listens(&self) -> bool {
+        let Some(server) = &self.server else { return true };
+        match crate::net::connect_bounded(&server.socket, Instant::now() + Duration::from_millis(50)) {
+            Err(e) => !matches!(e.kind(), io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound),
+            Ok(_) => true,
+        }
     }
 
     /// Where a round's reply was awaited: the server closed, alive, with the round's `ping`
@@ -195,7 +216,7 @@ impl Conn {
             id: self.id,
             transcript: self.transcript.clone(),
             bounds: self.bounds,
-            server: self.server,
+            server: self.server.clone(),
             received: Vec::new(),
         })
     }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::conn::{Bounds, Conn};
+use super::conn::{Bounds, Conn, ServerEnd};
 use super::dir::CaseDir;
 use super::transcript::{Direction, Recorder, Transcript};
 use super::watch::{PermSeen, PermWatch};
@@ -625,7 +625,8 @@ impl Ctx {
 
     fn conn(&self, stream: std::os::unix::net::UnixStream) -> Result<Conn, Problem> {
         let bounds = Bounds { timeout: self.waits.timeout, cap: self.cap, case_timeout: self.waits.case_timeout };
-        let server = if self.role == Role::Server { self.pid() } else { None };
+        let server = if self.role == Role::Server { self.pid() } else { None }
+            .map(|pid| ServerEnd { pid, socket: self.socket.clone() });
         Conn::new(stream, self.connections, self.transcript.clone(), bounds, server)
     }
 
