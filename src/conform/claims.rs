@@ -38,7 +38,7 @@ pub const NOT_OBSERVABLE: &[(&str, &str)] = &[
 
 /// Whether a requirement binds `role`: SRV-* and LIFE-* bind servers, CLT-* clients, TRN-*
 /// and WIRE-* both (SPEC.md section 8).
-pub fn applies_to(id: &str, role: Role) -> bool {
+pub(crate) fn applies_to(id: &str, role: Role) -> bool {
     match role {
         Role::Server => !id.starts_with("CLT-"),
         Role::Client => !id.starts_with("SRV-") && !id.starts_with("LIFE-"),

@@ -42,19 +42,14 @@ mod verdict;
 pub use bytes::Bytes;
 pub use case::{Case, Needs, Role};
 pub use cases::all as cases;
-pub use claims::{applies_to, profiles, ProfileStatus, ProfileVerdict, NOT_OBSERVABLE};
-pub use explore::{
-    explore_all, explore_kind, generated_script, random_seed, replay_command, Env, ExploreOptions, Kind, CONFIRM_RUNS,
-    SHRINK_ITERATIONS,
-};
+pub use claims::{profiles, ProfileStatus, ProfileVerdict, NOT_OBSERVABLE};
+pub use explore::{explore_kind, generated_script, random_seed, Env, ExploreOptions, Kind};
 pub use export::{schema as vector_schema, write as export, ExportError};
 pub use harness::{abort_run, poll_until, Addressing, Direction, Transcript, Waits};
 pub use list::{human as list_human, json as list_json, list, ListedCase};
 pub use outcome::{CaseReport, Confirmation, FirstRun, Outcome, ScriptReport};
-pub use report::{case_line, first_run_line, human, json, junit, profile_line, schema, transcript_text};
-pub use run::{
-    preflight, replay, rerun_command, run, run_with_progress, GateError, Options, SuiteReport, UnmatchedPattern,
-};
+pub use report::{case_line, first_run_line, human, json, junit, schema, transcript_text};
+pub use run::{preflight, replay, run, run_with_progress, GateError, Options, SuiteReport, UnmatchedPattern};
 pub use script::{load_file as load_scripts, Action, LoadError, Script, Step};
 pub use target::{from_command as target_from_command, relative_arguments, RelativeArgument, TargetError};
 pub use verdict::{human_duration, Failure, Observation, PathState, Problem};

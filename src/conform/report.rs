@@ -43,7 +43,7 @@ pub fn first_run_line(first_run: &FirstRun) -> String {
 }
 
 /// One profile's verdict in words: `core met: 14 of 14 observable MUSTs checked, all passed`.
-pub fn profile_line(profile: &ProfileVerdict) -> String {
+pub(crate) fn profile_line(profile: &ProfileVerdict) -> String {
     let counts = format!("{} of {} observable MUSTs checked", profile.checked, profile.observable);
     match profile.status {
         ProfileStatus::Met => format!("{} met: {counts}, all passed", profile.name),

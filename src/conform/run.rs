@@ -323,7 +323,7 @@ fn death_blames(case: &Case) -> Vec<&'static str> {
 }
 
 /// The command line that runs `case` alone against `target`.
-pub fn rerun_command(role: Role, id: &str, target: &Target, options: &Options) -> String {
+pub(crate) fn rerun_command(role: Role, id: &str, target: &Target, options: &Options) -> String {
     let abstract_flag = if options.addressing == Addressing::Abstract { " --abstract" } else { "" };
     format!("udsping conform {}{abstract_flag} --only {id} -- {}", role.as_str(), target.display())
 }

@@ -7,9 +7,11 @@ gate's verdict with the manifest: exit code, requirement IDs blamed (failing MUS
 warned (failing SHOULD cases), wrong blame, processes left behind, temporary files left behind.
 
 Usage: python3 tests/strangers/run.py [--gate PATH] [--only SUBSTR]... [--reports DIR] [--jobs N]
+                                     [--parallel N]
 Exit status: 0 every entry matched the manifest, 1 some mismatch, 2 could not run.
 """
 import argparse
+import concurrent.futures
 import json
 import os
 import re
@@ -52,14 +54,28 @@ def processes():
     return procs
 
 
-def fixture_procs(markers, exclude):
+def carries(pid, var):
+    try:
+        with open("/proc/%d/environ" % pid, "rb") as f:
+            return var.encode() in f.read().split(b"\0")
+    except OSError:
+        return False
+
+
+def fixture_procs(markers, exclude, entry_var):
+    """Fixture processes left running: those whose environment carries this entry's marker
+    (what the gate started for it inherits it), and, when `markers` is given (entries one at a
+    time), also those whose command line names a fixture and that were not running before."""
     found = {}
     for pid, (stat, args) in processes().items():
-        if pid in exclude or pid == os.getpid():
+        if pid == os.getpid() or stat.startswith("Z"):
             continue
         if "udsping" in args.split()[0] if args.split() else False:
             continue
-        if any(m in args for m in markers) and not stat.startswith("Z"):
+        ours = carries(pid, entry_var)
+        if markers and pid not in exclude and any(m in args for m in markers):
+            ours = True
+        if ours:
             found[pid] = args
     return found
 
@@ -76,6 +92,8 @@ def blamed_ids(case):
 
 
 def run_entry(gate, entry, bindir, reportdir, jobs, timeout, markers):
+    """Runs the gate on one entry. `markers` is None when entries run side by side: then only
+    the entry's own environment marker tells its leftover processes from another entry's."""
     cmd = [subst(a, bindir) for a in entry["cmd"]]
     work = tempfile.mkdtemp(prefix="h6run-")
     tmpd = os.path.join(work, "tmp")
@@ -85,7 +103,8 @@ def run_entry(gate, entry, bindir, reportdir, jobs, timeout, markers):
     report = os.path.join(reportdir, entry["name"] + ".json")
     human = os.path.join(reportdir, entry["name"] + ".txt")
     argv = [gate, "conform", entry["role"], "--format", "json", "--output", report, "--jobs", str(jobs), "--"] + cmd
-    env = dict(os.environ, TMPDIR=tmpd)
+    entry_var = "H6_STRANGER_ENTRY=%s-%d" % (entry["name"], os.getpid())
+    env = dict(os.environ, TMPDIR=tmpd, H6_STRANGER_ENTRY=entry_var.split("=", 1)[1])
     before = set(processes())
     t0 = time.time()
     timed_out = False
@@ -101,7 +120,7 @@ def run_entry(gate, entry, bindir, reportdir, jobs, timeout, markers):
             rc = p.wait()
     dur = time.time() - t0
     time.sleep(0.5)
-    left = fixture_procs(markers, before)
+    left = fixture_procs(markers, before, entry_var)
     for pid in left:  # processes our own run started: end them, by pid
         try:
             os.kill(pid, signal.SIGKILL)
@@ -172,6 +191,7 @@ def main():
     ap.add_argument("--reports", default=None, help="keep the gate's reports in this directory (default: none kept)")
     ap.add_argument("--jobs", type=int, default=1, help="--jobs passed to the gate (default 1)")
     ap.add_argument("--timeout", type=float, default=600, help="overall seconds per gate run")
+    ap.add_argument("--parallel", type=int, default=1, help="entries judged at once (default 1)")
     args = ap.parse_args()
     args.gate = os.path.abspath(args.gate)  # the gate runs in a directory of its own
 
@@ -188,14 +208,18 @@ def main():
     entries = [e for e in manifest["entries"] if not args.only or any(o in e["name"] for o in args.only)]
     rows = []
     bad = 0
-    for e in entries:
-        res = run_entry(args.gate, e, bindir, reportdir, args.jobs, args.timeout, markers)
-        problems = judge(e, res)
-        bad += bool(problems)
-        rows.append((e, res, problems))
-        print("%-14s %-6s rc=%s exp=%-5s %5.1fs  %s" % (
-            e["name"], e["role"], res["rc"], "/".join(map(str, e["exit"])), res["duration"],
-            "OK" if not problems else "MISMATCH: " + " | ".join(problems)), flush=True)
+    one_at_a_time = markers if args.parallel <= 1 else None
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
+        runs = [(e, pool.submit(run_entry, args.gate, e, bindir, reportdir, args.jobs, args.timeout, one_at_a_time))
+                for e in entries]
+        for e, run in runs:
+            res = run.result()
+            problems = judge(e, res)
+            bad += bool(problems)
+            rows.append((e, res, problems))
+            print("%-14s %-6s rc=%s exp=%-5s %5.1fs  %s" % (
+                e["name"], e["role"], res["rc"], "/".join(map(str, e["exit"])), res["duration"],
+                "OK" if not problems else "MISMATCH: " + " | ".join(problems)), flush=True)
 
     print()
     print("%-14s %-6s %-4s %-5s %-40s %-30s %s" % ("entry", "role", "rc", "exp", "blamed (MUST fails)", "warned (SHOULD)", "verdict"))

@@ -21,13 +21,13 @@ use crate::process::Target;
 use crate::spec::{self, Level};
 
 /// Shrinking stops after this many re-runs of candidate cases...
-pub const SHRINK_ITERATIONS: u32 = 300;
+pub(crate) const SHRINK_ITERATIONS: u32 = 300;
 /// ... or after this long, whichever comes first.
 pub(crate) const SHRINK_TIME: Duration = Duration::from_secs(20);
 /// A family's own pass after proptest's shrinking re-runs at most this many candidates.
 pub(crate) const REDUCE_RUNS: u32 = 100;
 /// A minimal case is re-run this many times, each in a fresh process, to confirm it.
-pub const CONFIRM_RUNS: u32 = 5;
+pub(crate) const CONFIRM_RUNS: u32 = 5;
 
 /// How to explore (the waits, `--jobs` and the addressing are the run's).
 #[derive(Clone, Debug)]
@@ -430,7 +430,7 @@ pub(crate) fn trimmed(transcript: &Transcript) -> Transcript {
 }
 
 /// The command line that replays saved scripts against `target`.
-pub fn replay_command(target: &Target) -> String {
+pub(crate) fn replay_command(target: &Target) -> String {
     format!("udsping conform server --replay FILE -- {}", target.display())
 }
 

@@ -27,7 +27,7 @@ pub(crate) mod lifecycle;
 use std::time::Instant;
 
 use engine::{explore, generate, reports, trimmed, Family};
-pub use engine::{random_seed, replay_command, Env, ExploreOptions, CONFIRM_RUNS, SHRINK_ITERATIONS};
+pub use engine::{random_seed, Env, ExploreOptions};
 
 use super::case::Role;
 use super::harness::Addressing;
@@ -76,7 +76,7 @@ pub fn explore_kind(kind: Kind, env: &Env<'_>, options: &ExploreOptions, deadlin
 /// Every exploration `--explore` runs for `role`, as report cases: for a server the
 /// conversations, the bursts and (with a socket file) the lifecycles; for a client the
 /// generated servers. `--explore-time` bounds them all together.
-pub fn explore_all(role: Role, env: &Env<'_>, options: &ExploreOptions) -> Vec<CaseReport> {
+pub(crate) fn explore_all(role: Role, env: &Env<'_>, options: &ExploreOptions) -> Vec<CaseReport> {
     let deadline = options.time.map(|t| Instant::now() + t);
     let kinds: &[Kind] = match (role, env.addressing) {
         (Role::Client, _) => &[Kind::Servers],
